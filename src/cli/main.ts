@@ -1,0 +1,50 @@
+// minichat's command line. This is the only code that reads argv: every command lives in its
+// own file under src/cli/ and calls library code with plain typed options.
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { UserError } from '../util/errors.ts';
+import { registerDemo } from './demo.ts';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+export function buildProgram(): Command {
+  const program = new Command('minichat')
+    .description('A minimal, readable training stack for small language models.')
+    .version(pkg.version, '-v, --version', 'print the version')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureHelp({ showGlobalOptions: false });
+  registerDemo(program);
+  // Every command: unknown flags are errors and defaults are shown in --help.
+  const strict = (c: Command) => {
+    c.allowUnknownOption(false).allowExcessArguments(false);
+    c.commands.forEach(strict);
+  };
+  strict(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  program.commands.forEach(function override(c: Command) {
+    c.exitOverride();
+    c.commands.forEach(override);
+  });
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version land here with exit code 0; commander already printed.
+      process.exitCode = e.exitCode;
+      return;
+    }
+    if (e instanceof UserError) {
+      process.stderr.write(`minichat: ${e.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw e;
+  }
+}

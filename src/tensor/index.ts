@@ -1,0 +1,6 @@
+// The tensor engine's public face: import * as T from '../tensor/index.ts'.
+export * from './tensor.ts';
+export * from './ops.ts';
+export * from './composed.ts';
+export { backward, zeroGrad, sumTo, PRIM_OPS, VJP } from './grad.ts';
+export { Rng, type RngState } from './random.ts';
