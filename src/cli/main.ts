@@ -4,6 +4,8 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import { registerDemo } from './demo.ts';
+import { registerTokenizer } from './tokenizer.ts';
+import { registerData } from './data.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -15,6 +17,8 @@ export function buildProgram(): Command {
     .version(pkg.version, '-v, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
     .configureHelp({ showGlobalOptions: false });
+  registerTokenizer(program);
+  registerData(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {

@@ -1,0 +1,4 @@
+// `minichat tokenizer ...` (being written).
+import type { Command } from 'commander';
+
+export function registerTokenizer(_program: Command): void {}
