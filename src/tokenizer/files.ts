@@ -113,3 +113,50 @@ export async function readBuiltin(name: string): Promise<TokenizerFiles> {
   const json = JSON.parse(await readText(path)) as { bpe_ranks: string; special_tokens: Record<string, number>; pat_str: string };
   return { ranks: parseTiktokenRanks(json.bpe_ranks, path), pattern: json.pat_str, specials: json.special_tokens };
 }
+
+export interface ReadTextsOptions {
+  /** For JSONL inputs: the field that holds each document's text. */
+  textField: string;
+  /** Stop after this many characters in total (the last text is cut). */
+  maxChars: number;
+}
+
+/**
+ * Read training text from files: `.jsonl` files give one document per line (the string in
+ * `textField`), any other file is one document. Errors name the file, and the line for JSONL.
+ */
+export async function readTrainingTexts(paths: string[], o: ReadTextsOptions): Promise<string[]> {
+  check(paths.length > 0, 'no input files given (use --input FILE...)');
+  const texts: string[] = [];
+  let budget = o.maxChars;
+  for (const path of paths) {
+    if (budget <= 0) break;
+    check(existsSync(path), `${path}: no such file`);
+    check(!statSync(path).isDirectory(), `${path}: is a directory, expected a text or JSONL file`);
+    const content = await readFile(path, 'utf8');
+    const take = (t: string) => {
+      const cut = t.length > budget ? t.slice(0, budget) : t;
+      if (cut.length) texts.push(cut);
+      budget -= cut.length;
+    };
+    if (!/\.jsonl$/i.test(path)) {
+      take(content);
+      continue;
+    }
+    const lines = content.split('\n');
+    for (let i = 0; i < lines.length && budget > 0; i++) {
+      if (lines[i].trim() === '') continue;
+      let doc: unknown;
+      try {
+        doc = JSON.parse(lines[i]);
+      } catch {
+        throw new UserError(`${path}:${i + 1}: not valid JSON`);
+      }
+      const text = (doc as Record<string, unknown> | null)?.[o.textField];
+      check(typeof text === 'string', `${path}:${i + 1}: no string field "${o.textField}" (choose another with --text-field)`);
+      take(text);
+    }
+  }
+  check(texts.length > 0, `no text found in ${paths.join(', ')} (the input is empty)`);
+  return texts;
+}
