@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.ts';
 import { AdamW, buildOptimizer, clipGradNorm, lrAt, type NamedParam } from '../src/optim/index.ts';
+import { decodeSafetensors, encodeSafetensors, fromTensors, toTensors } from '../src/train/safetensors.ts';
 
 describe('AdamW', () => {
   it('matches a scalar reference implementation over 10 steps', () => {
@@ -243,6 +244,31 @@ describe('training', () => {
       prob.dispose();
     });
   }
+
+  it('muon + adamw state survives a trip through safetensors bytes: training continues identically', async () => {
+    const train = async (steps: number, from?: { params: number[][]; state: Uint8Array }) => {
+      const prob = mlpProblem(12);
+      if (from) T.tidy(() => prob.params.forEach((p, i) => p.param.assign(T.tensor(from.params[i], p.param.shape))));
+      const opt = buildOptimizer(prob.params, { kind: 'muon', lr: 0.01, weightDecay: 0.1 });
+      if (from) {
+        const loaded = toTensors(decodeSafetensors(from.state, 'optimizer.safetensors').tensors);
+        await opt.loadStateDict(loaded);
+        Object.values(loaded).forEach((t) => t.dispose());
+      }
+      for (let s = 0; s < steps; s++) {
+        T.tidy(() => T.backward(prob.loss()));
+        opt.step();
+        opt.zeroGrad();
+      }
+      const out = { params: prob.params.map((p) => p.param.toArraySync()), state: encodeSafetensors(await fromTensors(opt.stateDict())) };
+      prob.dispose();
+      return out;
+    };
+    const straight = await train(6);
+    const resumed = await train(3, await train(3));
+    expect(resumed.params).toEqual(straight.params); // bit-identical
+    expect(decodeSafetensors(resumed.state).tensors['muon.step'].data[0]).toBe(6);
+  });
 
   it('20 optimizer steps (muon + adamw + clipping) leave live tensors flat', () => {
     const prob = mlpProblem(4);
