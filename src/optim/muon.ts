@@ -49,7 +49,8 @@ export const NS_COEFFS = [3.4445, -4.775, 2.0315] as const;
 export function newtonSchulz5(G: T.Tensor, steps = 5): T.Tensor {
   if (G.rank !== 2) throw new T.ShapeError(`newtonSchulz5: expected a matrix, got [${G.shape}]`);
   const [a, b, c] = NS_COEFFS;
-  return T.tidy(() => {
+  // noGrad: an optimizer's arithmetic is never differentiated (and must not fill the tape)
+  return T.noGrad(() => T.tidy(() => {
     const tall = G.shape[0] > G.shape[1];
     const norm = T.sqrt(T.sumAll(T.mul(G, G))); // ‖G‖_F, a scalar kept on the device
     let X = T.div(G, T.addScalar(norm, 1e-7)); // (m, n), ‖X‖_F ≤ 1; 1e-7 guards G = 0
@@ -60,7 +61,7 @@ export function newtonSchulz5(G: T.Tensor, steps = 5): T.Tensor {
       X = T.add(T.mulScalar(X, a), T.matmul(B, X)); // (k, K) = a·X + B X
     }
     return tall ? T.transpose(X) : X; // (m, n)
-  });
+  }));
 }
 
 export type MuonScaling = 'moonlight' | 'keller';
