@@ -151,7 +151,8 @@ async function* streamJsonl(file: string, field: string): AsyncGenerator<string>
     try {
       rec = JSON.parse(line);
     } catch (e) {
-      throw new UserError(`${where}: not valid JSON (${(e as Error).message}): ${preview(line)}`);
+      // (V8's message quotes the start of the line, so it is not repeated here)
+      throw new UserError(`${where}: not valid JSON (${(e as Error).message})`);
     }
     if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) {
       throw new UserError(`${where}: expected a JSON object per line, got ${Array.isArray(rec) ? 'an array' : JSON.stringify(rec)}`);
@@ -165,10 +166,6 @@ async function* streamJsonl(file: string, field: string): AsyncGenerator<string>
     const d = v.trim();
     if (d) yield d;
   }
-}
-
-function preview(s: string): string {
-  return JSON.stringify(s.length > 60 ? s.slice(0, 60) + '…' : s);
 }
 
 // ---- .parquet -----------------------------------------------------------------------------
