@@ -6,6 +6,7 @@ import { UserError } from '../util/errors.ts';
 import { registerDemo } from './demo.ts';
 import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
+import { registerPretrain } from './pretrain.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
     .configureHelp({ showGlobalOptions: false });
   registerTokenizer(program);
   registerData(program);
+  registerPretrain(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {

@@ -1,0 +1,88 @@
+// Helpers shared by the CLI commands: flag parsers that reject bad values with a clear
+// message, backend selection, and the progress line.
+import { InvalidArgumentError } from 'commander';
+import type { Backend } from '../backend/backend.ts';
+import { cpu } from '../backend/cpu.ts';
+import * as T from '../tensor/index.ts';
+import { UserError } from '../util/errors.ts';
+
+export function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${v}"`);
+  return n;
+}
+export function posInt(v: string): number {
+  const n = int(v);
+  if (n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${v}"`);
+  return n;
+}
+export function nonNegInt(v: string): number {
+  const n = int(v);
+  if (n < 0) throw new InvalidArgumentError(`expected an integer >= 0, got "${v}"`);
+  return n;
+}
+export function num(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got "${v}"`);
+  return n;
+}
+export function nonNeg(v: string): number {
+  const n = num(v);
+  if (n < 0) throw new InvalidArgumentError(`expected a number >= 0, got "${v}"`);
+  return n;
+}
+export function oneOf<T extends string>(...choices: T[]) {
+  return (v: string): T => {
+    if (!choices.includes(v as T)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${v}"`);
+    return v as T;
+  };
+}
+
+/** The backend named by --backend, made the default for new tensors. */
+export async function selectBackend(name: string): Promise<Backend> {
+  let b: Backend;
+  if (name === 'cpu') b = cpu;
+  else if (name === 'webgpu') {
+    const { createWebGPUBackend } = await import('../backend/webgpu.ts');
+    b = await createWebGPUBackend();
+  } else throw new UserError(`--backend must be cpu or webgpu, got ${name}`);
+  T.setDefaultBackend(b);
+  return b;
+}
+
+function duration(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60), sec = Math.round(s % 60);
+  return m > 0 ? `${m}m${String(sec).padStart(2, '0')}s` : `${sec}s`;
+}
+
+/**
+ * Progress for long loops: a line redrawn in place on a terminal, plain lines every
+ * `every` steps (and the last) otherwise. `log` prints a line above the progress line.
+ */
+export function progressPrinter(quiet: boolean, every = 10) {
+  const tty = process.stderr.isTTY && !quiet;
+  let drawn = false;
+  return {
+    log(line: string) {
+      if (quiet) return;
+      if (drawn) process.stderr.write('\r\x1b[2K');
+      process.stderr.write(line + '\n');
+      drawn = false;
+    },
+    progress(p: { step: number; steps: number; loss: number; lr: number; tokensPerSecond: number; etaSeconds: number }) {
+      if (quiet) return;
+      const line = `step ${p.step}/${p.steps}  loss ${p.loss.toFixed(4)}  lr ${p.lr.toExponential(2)}  ${Math.round(p.tokensPerSecond)} tok/s  ETA ${duration(p.etaSeconds)}`;
+      if (tty) {
+        process.stderr.write('\r\x1b[2K' + line);
+        drawn = true;
+      } else if (p.step % every === 0 || p.step === p.steps || p.step === 1) {
+        process.stderr.write(line + '\n');
+      }
+    },
+    done() {
+      if (drawn) process.stderr.write('\n');
+      drawn = false;
+    },
+  };
+}
