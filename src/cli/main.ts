@@ -7,6 +7,7 @@ import { registerDemo } from './demo.ts';
 import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
 import { registerPretrain } from './pretrain.ts';
+import { registerInfer } from './infer.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerTokenizer(program);
   registerData(program);
   registerPretrain(program);
+  registerInfer(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {
