@@ -33,22 +33,13 @@ export interface PrepareOptions {
   json: boolean;
 }
 
-/**
- * A short, stable identifier of a tokenizer's exact behaviour: SHA-256 of its ranks,
- * pattern and special tokens. Stored in meta.json so training can refuse mismatched shards.
- */
-export async function tokenizerFingerprint(tok: { toTiktokenRanks(): string; pattern: string; specials: Record<string, number> }): Promise<string> {
-  const specials = Object.entries(tok.specials).sort((a, b) => a[1] - b[1]);
-  const text = `${tok.toTiktokenRanks()}\n${tok.pattern}\n${JSON.stringify(specials)}`;
-  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text));
-  return 'sha256:' + Array.from(new Uint8Array(digest).subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join('');
-}
-
 /** `--tokenizer` is a built-in name or a directory written by `minichat tokenizer train`. */
 async function loadTokenizer(spec: string): Promise<{ tok: TextTokenizer; fingerprint: string; free: () => void }> {
   // Imported here, not at the top, so `data list/download` work even while the tokenizer
   // module is being changed, and so its WASM is loaded only when tokenizing.
   const { Tokenizer, createFastEncoder } = await import('../tokenizer/index.ts');
+  // The same fingerprint that checkpoints store, so a run can check that shards match it.
+  const { tokenizerFingerprint } = await import('../train/checkpoint.ts');
   const t = BUILTIN_TOKENIZERS.includes(spec) ? await Tokenizer.builtin(spec as 'gpt2') : await Tokenizer.load(spec);
   const fast = await createFastEncoder(t);
   const bosId = t.bosId; // throws a UserError when the tokenizer has no BOS-like special
@@ -58,7 +49,7 @@ async function loadTokenizer(spec: string): Promise<{ tok: TextTokenizer; finger
     encode: (s) => fast.encode(s), // special-looking text in documents stays ordinary text
     encodeBatch: (xs) => xs.map((s) => fast.encode(s)),
   };
-  return { tok, fingerprint: await tokenizerFingerprint(t), free: () => fast.free() };
+  return { tok, fingerprint: tokenizerFingerprint(t), free: () => fast.free() };
 }
 
 export async function runPrepare(o: PrepareOptions, log: (line: string) => void = console.log) {
