@@ -1,0 +1,95 @@
+// Fused kernels: optional capabilities a backend may add on top of the primitive ops.
+//
+// Each one does in one or two kernels what the tensor engine would do with many primitives
+// (and many round trips through memory): softmax + cross-entropy, RMSNorm, RoPE, causal
+// attention, the AdamW update and Muon's Newton–Schulz iteration. Each has a plain-loop
+// reference in cpu-fused.ts and a composed definition in src/tensor/composed.ts (or in the
+// optimizer); test/webgpu-fused.test.ts checks the GPU against the reference.
+//
+// The interface works on raw storages, like Backend: the model code decides when to call a
+// fused kernel (when `hasFused(backend)`) and wires forward and backward into autograd
+// itself. Shapes are passed as plain numbers; all float tensors are float32, contiguous,
+// row-major; token ids and targets are int32.
+import type { Backend, Storage } from './backend.ts';
+
+/** Shapes of one attention call. q: (B, NH, T, HS); k, v: (B, NKV, S, HS). */
+export interface AttentionShape {
+  B: number; // batch
+  NH: number; // query heads
+  NKV: number; // key/value heads; NH % NKV == 0 (grouped-query: head h reads KV head h / (NH / NKV))
+  T: number; // query positions
+  S: number; // key positions (S >= T; queries are the last T of S positions, as with a KV cache)
+  HS: number; // head size (<= 128 on WebGPU)
+  causal: boolean; // query t sees keys s <= t + (S - T)
+}
+
+/** One AdamW step's hyperparameters (decoupled weight decay, bias-corrected moments). */
+export interface AdamWParams {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number; // 1-based step count, for the bias corrections 1 - beta^step
+}
+
+/** Muon's quintic Newton–Schulz coefficients (Jordan et al., 2024): X <- aX + (bA + cA²)X. */
+export const NS_COEFFS = [3.4445, -4.775, 2.0315] as const;
+export const NS_STEPS = 5;
+/** Added to the Frobenius norm before dividing by it. */
+export const NS_EPS = 1e-7;
+
+export interface FusedKernels {
+  /**
+   * Softmax cross-entropy. logits (N, V), targets int32 (N), -1 = ignore the row.
+   * loss: (1), the mean over rows that are not ignored (0 if all are);
+   * lse: (N), log-sum-exp of each row, kept for the backward.
+   */
+  crossEntropyForward(logits: Storage, targets: Storage, N: number, V: number): { loss: Storage; lse: Storage };
+  /** dlogits (N, V) = dloss / count * (softmax(logits) - onehot(target)); 0 on ignored rows. dloss: (1). */
+  crossEntropyBackward(logits: Storage, targets: Storage, lse: Storage, dloss: Storage, N: number, V: number): Storage;
+
+  /**
+   * RMSNorm over the last axis: y = x * rstd * weight, rstd = 1 / sqrt(mean(x²) + eps).
+   * x (R, C), weight (C) or null; returns y (R, C) and rstd (R) for the backward.
+   */
+  rmsnormForward(x: Storage, weight: Storage | null, R: number, C: number, eps: number): { y: Storage; rstd: Storage };
+  /** dx (R, C) and dweight (C) (null without weight). */
+  rmsnormBackward(dy: Storage, x: Storage, weight: Storage | null, rstd: Storage, R: number, C: number): { dx: Storage; dweight: Storage | null };
+
+  /**
+   * RoPE, rotate-half layout (composed.ts `rope`): y = x * cos + rotate_half(x) * sin.
+   * x (R, T, HS) with R = B * heads; cos, sin (T, HS). `inverse` rotates by minus the angle
+   * (sin -> -sin), which is the backward: a rotation's adjoint is its inverse.
+   */
+  rope(x: Storage, cos: Storage, sin: Storage, R: number, T: number, HS: number, inverse: boolean): Storage;
+
+  /**
+   * softmax(q kᵀ / sqrt(HS), causal) v without storing the (T, S) scores (online softmax).
+   * Returns out (B, NH, T, HS) and lse (B, NH, T), the natural-log normaliser of each query
+   * row's scaled scores, which the backward uses to recompute the probabilities.
+   */
+  attentionForward(q: Storage, k: Storage, v: Storage, s: AttentionShape): { out: Storage; lse: Storage };
+  /** dq (B, NH, T, HS), dk and dv (B, NKV, S, HS): KV heads sum the gradients of their query heads. */
+  attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage };
+
+  /**
+   * One AdamW step for a whole parameter of n elements, IN PLACE on param, m and v:
+   *   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
+   *   param -= lr * (wd * param + (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps))
+   */
+  adamwUpdate(param: Storage, grad: Storage, m: Storage, v: Storage, n: number, p: AdamWParams): void;
+
+  /**
+   * Muon's orthogonalisation of a (rows, cols) matrix G: X = G / (|G|_F + NS_EPS), then
+   * `steps` times A = X Xᵀ; X = a X + (b A + c A²) X, working on the wide orientation (the
+   * transpose when rows > cols, so A is the smaller Gram matrix). Returns X (rows, cols).
+   */
+  newtonSchulz(g: Storage, rows: number, cols: number, steps?: number): Storage;
+}
+
+/** Does this backend (object) implement the fused kernels? */
+export function hasFused<B extends Backend>(b: B): b is B & FusedKernels {
+  const f = b as Partial<FusedKernels>;
+  return typeof f.crossEntropyForward === 'function' && typeof f.attentionForward === 'function' && typeof f.newtonSchulz === 'function';
+}
