@@ -1,0 +1,97 @@
+// Matmul benchmark (`npm run bench -- matmul`): GFLOP/s (2·M·K·N flops per matmul) of the
+// CPU backend's plain-JS matmul against the WASM SIMD kernel (kernels/cpu/matmul.wat),
+// single-threaded, at the shapes a tiny GPT's training step uses, plus a ragged one.
+//
+// Rows per shape (each the best of several timed trials; the machine is shared, so the
+// best is the least disturbed):
+//   js           cpu.matmul through the Backend interface, B given as Bᵀ (transB), so its
+//                cost is packing (two copies) + the JS 2x4 kernel + allocating C.
+//   wasm         wasmMatmul on already-packed operands: copy A and Bᵀ into WASM memory, run
+//                the kernel, copy C out.
+//   wasmAsCpu    what cpu.matmul would cost with the kernel swapped in: the same packing
+//                copies and C allocation as `js`, then wasmMatmul. Compare this with `js`.
+//   speedup      wasmAsCpu / js.
+// If cpu.ts exports `matmulKernel`, its bare number (no packing) is added as `jsKernel`.
+import { cpu } from '../src/backend/cpu.ts';
+import * as cpuModule from '../src/backend/cpu.ts';
+import { initWasmMatmul, wasmMatmul } from '../src/backend/wasm-matmul.ts';
+import { Rng } from '../src/tensor/random.ts';
+
+type Kernel = (a: Float32Array, bt: Float32Array, c: Float32Array, cOff: number, M: number, K: number, N: number) => void;
+
+/** [label, batch, M, K, N]: `batch` independent matmuls of (M, K) · (K, N). */
+const SHAPES: [string, number, number, number, number][] = [
+  ['qkv/out proj (1024,128,384)', 1, 1024, 128, 384],
+  ['attn out back (1024,384,128)', 1, 1024, 384, 128],
+  ['square (1024,128,128)', 1, 1024, 128, 128],
+  ['lm head (1024,128,2048)', 1, 1024, 128, 2048],
+  ['weight grad (128,1024,384)', 1, 128, 1024, 384],
+  ['attention 32x(128,32,128)', 32, 128, 32, 128],
+  ['odd (67,33,5)', 1, 67, 33, 5],
+];
+
+/** Best seconds per call of f over `trials` trials, each repeating f for ~minSeconds. */
+function bestSeconds(f: () => void, trials = 5, minSeconds = 0.15): number {
+  f(); // warm-up: lets V8 compile, and WASM memory grow, before timing
+  let best = Infinity;
+  for (let t = 0; t < trials; t++) {
+    let reps = 0;
+    const t0 = performance.now();
+    let elapsed = 0;
+    do {
+      f();
+      reps++;
+      elapsed = (performance.now() - t0) / 1000;
+    } while (elapsed < minSeconds);
+    best = Math.min(best, elapsed / reps);
+  }
+  return best;
+}
+
+function randn(rng: Rng, n: number): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = rng.normal();
+  return x;
+}
+
+export default {
+  name: 'matmul',
+  async run(): Promise<Record<string, unknown>> {
+    if (!(await initWasmMatmul())) return { note: 'skipped: this engine has no WebAssembly SIMD' };
+    const jsKernel = (cpuModule as unknown as { matmulKernel?: Kernel }).matmulKernel;
+    const rng = new Rng(0);
+    const results: Record<string, unknown> = {};
+    for (const [label, B, M, K, N] of SHAPES) {
+      const a = randn(rng, B * M * K); // (B, M, K)
+      const bt = randn(rng, B * N * K); // (B, N, K): B already transposed, i.e. "packed"
+      const flops = 2 * B * M * K * N;
+      const gflops = (s: number) => +(flops / s / 1e9).toFixed(2);
+      const params = { batchA: B > 1 ? [B] : [], batchB: B > 1 ? [B] : [], batch: B > 1 ? [B] : [], M, K, N, transA: false, transB: true };
+
+      const js = bestSeconds(() => cpu.matmul(a, bt, params));
+      const cOut = new Float32Array(B * M * N);
+      const wasm = bestSeconds(() => {
+        for (let z = 0; z < B; z++) wasmMatmul(a, z * M * K, bt, z * N * K, M, K, N, cOut, z * M * N);
+      });
+      // The integrated path: cpu.matmul's packing copies and C allocation, then the kernel.
+      const pa = new Float32Array(M * K), pb = new Float32Array(N * K);
+      const wasmAsCpu = bestSeconds(() => {
+        const c = new Float32Array(B * M * N);
+        for (let z = 0; z < B; z++) {
+          pa.set(a.subarray(z * M * K, (z + 1) * M * K));
+          pb.set(bt.subarray(z * N * K, (z + 1) * N * K));
+          wasmMatmul(pa, 0, pb, 0, M, K, N, c, z * M * N);
+        }
+      });
+      const row: Record<string, number> = { js: gflops(js), wasm: gflops(wasm), wasmAsCpu: gflops(wasmAsCpu), speedup: +(js / wasmAsCpu).toFixed(2) };
+      if (jsKernel) {
+        row.jsKernel = gflops(bestSeconds(() => {
+          for (let z = 0; z < B; z++) jsKernel(a.subarray(z * M * K), bt.subarray(z * N * K), cOut, z * M * N, M, K, N);
+        }));
+      }
+      results[label] = row;
+      console.log(label.padEnd(30), JSON.stringify(row));
+    }
+    return { unit: 'GFLOP/s, single thread, best of 5 trials', results };
+  },
+};
