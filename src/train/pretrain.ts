@@ -21,13 +21,15 @@ import { generateSyntheticCorpus } from '../../data/synthetic.ts';
 import { type Backend } from '../backend/backend.ts';
 import { generate } from '../model/engine.ts';
 import { GPT, countParams, presetConfig } from '../model/gpt.ts';
-import { buildOptimizer, clipGradNorm, lrAt } from '../optim/index.ts';
+import { buildOptimizer } from '../optim/index.ts';
+import { evaluate, tokenByteLengths, unigramLoss } from '../eval/loss.ts';
 import * as T from '../tensor/index.ts';
 import { Tokenizer, trainTokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 import { type TrainState, findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint } from './checkpoint.ts';
 import { readAllDocuments } from './documents.ts';
-import { BatchLoader, evalBatches, type TokenArray } from './loader.ts';
+import { BatchLoader, type TokenArray } from './loader.ts';
+import { DivergedError, Trainer } from './trainer.ts';
 import { tokenizeDocuments } from './shards.ts';
 
 export interface PretrainOptions {
@@ -123,47 +125,6 @@ async function loadDocuments(o: PretrainOptions): Promise<{ docs: string[]; sour
   if (!existsSync(o.data)) throw new UserError(`--data ${o.data}: no such file or directory (or use --data synthetic)`);
   const docs = await readAllDocuments(o.data, { textField: o.textField, maxChars: o.maxChars || undefined });
   return { docs, source: o.data };
-}
-
-/** UTF-8 bytes each token stands for (0 for specials), for bits-per-byte. */
-export function tokenByteLengths(tok: Tokenizer): Int32Array {
-  const out = new Int32Array(tok.vocabSize);
-  const special = new Set(Object.values(tok.specials));
-  for (let id = 0; id < tok.vocabSize; id++) out[id] = special.has(id) ? 0 : tok.decodeBytes([id]).length;
-  return out;
-}
-
-/**
- * Validation loss (nats per token) and bits per byte over up to `maxBatches` sequential
- * batches. Predictions of special tokens (BOS) are left out of both, so bpb measures text.
- */
-export async function evaluate(
-  model: GPT, tokens: TokenArray, B: number, Tn: number, maxBatches: number, bytesPerToken: Int32Array,
-): Promise<{ loss: number; bpb: number; tokens: number }> {
-  let nats = 0, count = 0, bytes = 0;
-  for (const batch of evalBatches(tokens, B, Tn, maxBatches)) {
-    const targets = Array.from(batch.y, (t) => (bytesPerToken[t] === 0 ? -1 : t));
-    const n = targets.filter((t) => t !== -1).length;
-    if (n === 0) continue;
-    const mean = await T.noGrad(() =>
-      T.tidy(async () => model.loss(T.tensor(batch.x, [batch.B, Tn], { dtype: 'int32', backend: model.backend }), targets).item()),
-    );
-    nats += mean * n;
-    count += n;
-    for (const t of targets) if (t !== -1) bytes += bytesPerToken[t];
-  }
-  if (count === 0) throw new UserError('validation data holds no text tokens to evaluate');
-  return { loss: nats / count, bpb: nats / Math.LN2 / bytes, tokens: count };
-}
-
-/** Cross-entropy of the unigram (token frequency) model: the "learned nothing" baseline. */
-export function unigramLoss(train: TokenArray, val: TokenArray, V: number): number {
-  const counts = new Float64Array(V).fill(1); // add-one smoothing
-  for (const t of train) counts[t]++;
-  const total = counts.reduce((a, b) => a + b, 0);
-  let nats = 0;
-  for (let i = 1; i < val.length; i++) nats -= Math.log(counts[val[i]] / total);
-  return nats / Math.max(1, val.length - 1);
 }
 
 function dataFingerprint(source: string, train: TokenArray): string {
@@ -279,38 +240,25 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
     await metric({ step, val_loss: lastVal.loss, val_bpb: lastVal.bpb });
   };
 
+  const trainer = new Trainer(model, opt, loader, { gradAccum: o.gradAccum, gradClip: o.gradClip, schedule });
+  trainer.step = step;
   while (step < o.steps) {
-    const ts = performance.now();
-    const lr = lrAt(step, schedule);
-    let lossSum = 0;
-    for (let micro = 0; micro < o.gradAccum; micro++) {
-      const batch = loader.next();
-      lossSum += await T.tidy(async () => {
-        const loss = model.loss(T.tensor(batch.x, [o.batchSize, o.seqLen], { dtype: 'int32', backend: o.backend }), batch.y);
-        // scale so the accumulated gradient is the mean over micro-batches
-        T.backward(o.gradAccum > 1 ? T.mulScalar(loss, 1 / o.gradAccum) : loss);
-        return loss.item();
-      });
-    }
-    const loss = lossSum / o.gradAccum;
-    if (!Number.isFinite(loss)) {
-      opt.zeroGrad();
+    let r;
+    try {
+      r = await trainer.trainStep();
+    } catch (e) {
+      if (!(e instanceof DivergedError)) throw e;
       const kept = findCheckpoint(ckptDir);
       throw new UserError(
-        `training diverged at step ${step + 1}: the loss is ${loss}. ` +
+        `${e.message}. ` +
           (kept ? `The last good checkpoint (step ${lastGoodStep}) is kept in ${kept}. ` : 'No checkpoint was written yet. ') +
           `Try a lower --lr (now ${o.lr}) or --grad-clip.`,
       );
     }
-    T.noGrad(() => T.tidy(() => {
-      if (o.gradClip > 0) clipGradNorm(model.namedParams(), o.gradClip);
-      opt.step(lr);
-    }));
-    opt.zeroGrad();
-    step++;
+    const { loss, lr } = r;
+    step = r.step;
     lastLoss = loss;
-    const dt = (performance.now() - ts) / 1000;
-    trainSeconds += dt;
+    trainSeconds += r.seconds;
     trainedSteps++;
     const tps = (trainedSteps * tokensPerStep) / trainSeconds;
     hooks.progress?.({ step, steps: o.steps, loss, lr, tokensPerSecond: tps, etaSeconds: ((o.steps - step) * trainSeconds) / trainedSteps });
