@@ -76,6 +76,9 @@ describe('wasm matmul kernel', () => {
     const shapes: [number, number, number][] = [
       [67, 33, 5], [33, 67, 130], [64, 129, 63], [1, 200, 1], [130, 4, 9], [2, 1024, 4],
       [128, 32, 128], [96, 128, 384], [31, 384, 17], [8, 3, 1001],
+      // Long rows make the kernel's cache blocks narrower than N (128 KiB of Bt rows per block:
+      // 28 columns at K = 1100, 12 at K = 2049), so these run several blocks, the last ragged.
+      [5, 1100, 67], [3, 2049, 70],
     ];
     for (const [M, K, N] of shapes) checkShape(rng, M, K, N);
   });
