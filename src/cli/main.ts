@@ -8,6 +8,7 @@ import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
 import { registerPretrain } from './pretrain.ts';
 import { registerInfer } from './infer.ts';
+import { registerExperiment } from './experiment.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerData(program);
   registerPretrain(program);
   registerInfer(program);
+  registerExperiment(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {
