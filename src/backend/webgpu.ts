@@ -408,6 +408,42 @@ export class WebGPUBackend implements Backend, FusedKernels {
     if (this.deviceError) throw new Error(`webgpu: ${this.deviceError}`);
   }
 
+  /**
+   * GPU seconds spent by the dispatches that `record` makes, from timestamp queries written
+   * at the start and end of one compute pass; null when the device has no timestamp-query
+   * feature (create the backend with { timestamps: true }). `record` must only dispatch
+   * (no reads, clears or uploads) and make fewer than MAX_PENDING dispatches.
+   */
+  async timeGpu(record: () => void): Promise<number | null> {
+    if (!this.hasTimestamps) return null;
+    this.flush();
+    const querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+    const resolved = this.device.createBuffer({ size: 16, usage: QUERY_RESOLVE | COPY_SRC });
+    const staging = this.device.createBuffer({ size: 16, usage: MAP_READ | COPY_DST });
+    const enc = this.commandEncoder();
+    const pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    this.pass = pass;
+    record();
+    if (this.pass !== pass || this.encoder !== enc) {
+      throw new Error('timeGpu: the recorded work left its compute pass (a clear, copy, read or more than MAX_PENDING dispatches)');
+    }
+    this.endPass();
+    enc.resolveQuerySet(querySet, 0, 2, resolved, 0);
+    enc.copyBufferToBuffer(resolved, 0, staging, 0, 16);
+    this.flush();
+    await staging.mapAsync(MAP_MODE_READ);
+    const [t0, t1] = new BigInt64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    [staging, resolved].forEach((b) => b.destroy());
+    querySet.destroy();
+    return Number(t1 - t0) / 1e9;
+  }
+
+  /** How many more dispatches fit in the current batch (for timeGpu callers). */
+  get dispatchesLeftInBatch(): number {
+    return MAX_PENDING - this.pending;
+  }
+
   // ---- recording ----
 
   private check(st: Storage): GpuStorage {
