@@ -115,6 +115,7 @@ export interface PretrainResult {
   seconds: number;
   run_dir: string;
   samples: string[];
+  losses: number[]; // training loss of every step this invocation ran
 }
 
 /** Documents for the run. */
@@ -209,6 +210,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   let lastLoss = NaN, lastVal = { loss: NaN, bpb: NaN, tokens: 0 };
   let lastGoodStep = step; // the step of the newest checkpoint on disk
   const samples: string[] = [];
+  const losses: number[] = [];
   const tokensPerStep = o.batchSize * o.seqLen * o.gradAccum;
   let trainSeconds = 0, trainedSteps = 0;
 
@@ -258,6 +260,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
     const { loss, lr } = r;
     step = r.step;
     lastLoss = loss;
+    losses.push(loss);
     trainSeconds += r.seconds;
     trainedSteps++;
     const tps = (trainedSteps * tokensPerStep) / trainSeconds;
@@ -281,6 +284,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
     seconds: (performance.now() - t0) / 1000,
     run_dir: o.out,
     samples,
+    losses,
   };
   model.dispose();
   return result;
