@@ -14,11 +14,16 @@
 // Loads are arranged so that neighbouring threads read neighbouring addresses in every
 // layout: the thread -> (row, k) mapping of the copy follows whichever of A's dims is
 // contiguous in memory (k when A is (M, K), m when it is (K, M)), likewise for B.
+// Vectorised loads (VEC_A, VEC_B): when an operand's contiguous dim is a multiple of 4, its
+// buffer is also bound as array<vec4<f32>> (A4, B4) and each thread fetches its 4 values
+// with one 16-byte load instead of four 4-byte loads. The backend picks this per operand.
 // Ragged shapes: reads outside A or B give 0 and writes outside C are skipped, so M, N, K
 // need not be multiples of the tile.
 
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
+override VEC_A: bool = false; // A's contiguous dim (K, or M when TRANS_A) is a multiple of 4
+override VEC_B: bool = false; // B's contiguous dim (N, or K when TRANS_B) is a multiple of 4
 
 const TILE = 64u;   // C tile is TILE x TILE
 const TK = 16u;     // K step
@@ -37,6 +42,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
+@group(0) @binding(4) var<storage, read> A4: array<vec4<f32>>; // the same buffer as A
+@group(0) @binding(5) var<storage, read> B4: array<vec4<f32>>; // the same buffer as B
 
 // As[k * 16 + r]: rows 4r..4r+3 of the A slab at step k; Bs[k * 16 + c]: columns 4c..4c+3.
 var<workgroup> As: array<vec4<f32>, 256>; // TK x (TILE / 4)
@@ -74,8 +81,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
   var acc: array<vec4<f32>, 4>; // acc[i] = C[4 ty + i, 4 tx .. 4 tx + 3], zero-initialised
   for (var k0 = 0u; k0 < P.K; k0 += TK) {
-    // copy the A slab: each thread fills one vec4 (4 rows at one k)
-    {
+    // copy the A slab (64 x 16 values = 256 vec4s): one vec4 per thread
+    if (VEC_A && !TRANS_A) {
+      // A is (M, K), k contiguous: one 16-byte load gives 4 k's of one row; they go to 4
+      // different k-rows of As, one component each
+      let m = t / 4u;
+      let kq = (t % 4u) * 4u;
+      var val = vec4<f32>(0.0);
+      if (row0 + m < P.M && k0 + kq < P.K) { val = A4[(aOff + (row0 + m) * P.K + k0 + kq) / 4u]; }
+      for (var i = 0u; i < 4u; i++) { As[(kq + i) * 16u + m / 4u][m % 4u] = val[i]; }
+    } else if (VEC_A && TRANS_A) {
+      // A is (K, M), m contiguous: one 16-byte load is exactly one vec4 of As
+      let r4 = t % 16u;
+      let k = t / 16u;
+      var val = vec4<f32>(0.0);
+      if (row0 + r4 * 4u < P.M && k0 + k < P.K) { val = A4[(aOff + (k0 + k) * P.M + row0 + r4 * 4u) / 4u]; }
+      As[k * 16u + r4] = val;
+    } else {
       var r4: u32;
       var k: u32;
       if (TRANS_A) { r4 = t % 16u; k = t / 16u; } // m contiguous in memory: threads walk m
@@ -84,8 +106,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       As[k * 16u + r4] = vec4<f32>(readA(m, k0 + k, aOff), readA(m + 1u, k0 + k, aOff),
                                    readA(m + 2u, k0 + k, aOff), readA(m + 3u, k0 + k, aOff));
     }
-    // copy the B slab: each thread fills one vec4 (4 columns at one k)
-    {
+    // copy the B slab (16 x 64 values = 256 vec4s): one vec4 per thread
+    if (VEC_B && !TRANS_B) {
+      // B is (K, N), n contiguous: one 16-byte load is exactly one vec4 of Bs
+      let c4 = t % 16u;
+      let k = t / 16u;
+      var val = vec4<f32>(0.0);
+      if (k0 + k < P.K && col0 + c4 * 4u < P.N) { val = B4[(bOff + (k0 + k) * P.N + col0 + c4 * 4u) / 4u]; }
+      Bs[k * 16u + c4] = val;
+    } else if (VEC_B && TRANS_B) {
+      // B is (N, K), k contiguous: 4 k's of one column, spread over 4 k-rows of Bs
+      let n = t / 4u;
+      let kq = (t % 4u) * 4u;
+      var val = vec4<f32>(0.0);
+      if (col0 + n < P.N && k0 + kq < P.K) { val = B4[(bOff + (col0 + n) * P.K + k0 + kq) / 4u]; }
+      for (var i = 0u; i < 4u; i++) { Bs[(kq + i) * 16u + n / 4u][n % 4u] = val[i]; }
+    } else {
       var c4: u32;
       var k: u32;
       if (TRANS_B) { c4 = t / 16u; k = t % 16u; } // k contiguous: threads walk k

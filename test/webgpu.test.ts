@@ -241,6 +241,21 @@ describe.skipIf(!gpu)('webgpu backend parity with cpu', () => {
     }
   });
 
+  it('matmul: vectorised (vec4) and scalar loads, all layouts, multiples of 4 and ragged edges', async () => {
+    // dims divisible by 4 take the 16-byte load path; 68 x 36 x 72 also leaves partial tiles
+    const [M, K, N] = [68, 36, 72];
+    for (const vec of [true, false]) {
+      gpu!.vectorLoads = vec;
+      for (const transA of [false, true]) {
+        for (const transB of [false, true]) {
+          await checkMatmul(transA ? [K, M] : [M, K], transB ? [N, K] : [K, N], transA, transB);
+          await checkMatmul(transA ? [2, K, M] : [2, M, K], transB ? [2, N, K] : [2, K, N], transA, transB); // batch offsets
+        }
+      }
+    }
+    gpu!.vectorLoads = true;
+  });
+
   it('matmul: tiny and degenerate shapes (1 x 1, a vector, K = 0)', async () => {
     await checkMatmul([1, 1], [1, 1], false, false);
     await checkMatmul([1, 17], [17, 5], false, false);

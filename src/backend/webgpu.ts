@@ -258,6 +258,8 @@ export class WebGPUBackend implements Backend, FusedKernels {
   private errorsMayBeSet = false;
   private deviceError: string | null = null;
   private destroyed = false;
+  /** Matmul may use 16-byte loads where the layout allows (tests switch it off to compare). */
+  vectorLoads = true;
   /** Dispatches and submits since creation (for tests and the benchmark). */
   readonly stats = { dispatches: 0, submits: 0, buffersCreated: 0 };
 
@@ -590,8 +592,12 @@ export class WebGPUBackend implements Backend, FusedKernels {
       this.clear(y.buffer); // an empty sum: zeros
       return y;
     }
-    const constants = { TRANS_A: p.transA ? 1 : 0, TRANS_B: p.transB ? 1 : 0 };
-    this.dispatch('matmul', 'main', constants, ps, [this.check(a), this.check(b), y], [Math.ceil(N / 64), Math.ceil(M / 64), nb]);
+    // vec4 loads when an operand's contiguous dim is a multiple of 4 (then every row, and
+    // every matrix of the batch, starts on a 16-byte boundary)
+    const vecA = (p.transA ? M : K) % 4 === 0, vecB = (p.transB ? K : N) % 4 === 0;
+    const constants = { TRANS_A: +p.transA, TRANS_B: +p.transB, VEC_A: +(vecA && this.vectorLoads), VEC_B: +(vecB && this.vectorLoads) };
+    const [as, bs] = [this.check(a), this.check(b)];
+    this.dispatch('matmul', 'main', constants, ps, [as, bs, y, as, bs], [Math.ceil(N / 64), Math.ceil(M / 64), nb]);
     return y;
   }
 
