@@ -2,7 +2,7 @@
 // ../shared/gpu/pack.sh into .gpu/bundle.mjs with Node and Dawn; see bench/RESULTS.md).
 //
 //   bash ../shared/gpu/pack.sh bench/gpu.ts                # here, once
-//   bash .gpu/run.sh [OUT_DIR]                             # on the GPU machine
+//   bash .gpu/run.sh "$PWD/gpu-results"                    # on the GPU machine (absolute: run.sh cds into .gpu/)
 //
 // Writes OUT_DIR/webgpu.json and OUT_DIR/webgpu.md (default ./gpu-results, or $OUT/... when
 // $OUT is set by the device runner). Dawn flags: unsafe APIs (unrounded timestamps) and no
