@@ -1,0 +1,108 @@
+// The whole model on WebGPU against the CPU backend: the same GPT (same weights), the same
+// batch, the loss and every parameter's gradient; then 20 optimizer steps (Muon + AdamW)
+// on both, whose losses must track.
+//
+// Tolerances. Every kernel agrees with the CPU to float32 rounding (test/webgpu.test.ts), but
+// the orders of summation differ, so differences of a few ULP per op compound through ~100
+// ops of forward and backward. For a loss of ~4 nats, 1e-4 relative is ~200 float32 ULP:
+// generous for rounding, far below any real bug (a wrong index or missing term changes the
+// loss at the 1e-2 level). Gradients: 1e-3 of the gradient's largest entry plus 1e-3
+// relative, since small entries are sums of cancelling terms. Training: after 20 steps the
+// rounding differences have been amplified by the optimizer (Muon's Newton–Schulz
+// normalises tiny differences up to the update scale), so the two runs are compared at 2%
+// relative per step — a divergence, a skipped update or a wrong learning rate breaks that
+// within a few steps.
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Backend } from '../src/backend/backend.ts';
+import { cpu } from '../src/backend/cpu.ts';
+import { type WebGPUBackend, createWebGPUBackend } from '../src/backend/webgpu.ts';
+import { GPT, presetConfig } from '../src/model/gpt.ts';
+import { buildOptimizer } from '../src/optim/index.ts';
+import * as T from '../src/tensor/index.ts';
+import { BatchLoader } from '../src/train/loader.ts';
+import { Trainer } from '../src/train/trainer.ts';
+
+async function tryCreate(): Promise<WebGPUBackend | null> {
+  try {
+    return await createWebGPUBackend();
+  } catch (e) {
+    if (process.env.MINICHAT_REQUIRE_WEBGPU) throw e;
+    console.warn(`webgpu model tests skipped: ${(e as Error).message}`);
+    return null;
+  }
+}
+const gpu = await tryCreate();
+afterAll(() => {
+  T.setDefaultBackend(cpu);
+  gpu?.destroy();
+});
+
+const config = presetConfig('tiny', { vocabSize: 64, hiddenSize: 32, numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 8, intermediateSize: 48, maxSeqLen: 32 });
+const B = 2, Tn = 16;
+const rng = new T.Rng(11);
+const tokens = Uint16Array.from({ length: 4000 }, (_, i) => (i * 7 + rng.int(5)) % 64); // learnable: mostly +7 mod 64
+
+/** The same initial weights on a backend: built on the CPU from one seed, then copied. */
+async function modelOn(b: Backend): Promise<GPT> {
+  const ref = new GPT(config, new T.Rng(5), cpu);
+  const m = new GPT(config, new T.Rng(5), b);
+  const weights = new Map<string, { shape: number[]; data: Float32Array }>();
+  for (const [name, p] of ref.params) weights.set(name, { shape: p.shape, data: Float32Array.from(p.dataSync()) });
+  m.loadWeights(weights, 'test');
+  ref.dispose();
+  return m;
+}
+
+describe.skipIf(!gpu)('GPT on WebGPU matches the CPU backend', () => {
+  it('loss and every parameter gradient', async () => {
+    const batch = new BatchLoader(tokens, B, Tn, 3).next();
+    const results: { loss: number; grads: Map<string, Float32Array> }[] = [];
+    for (const b of [cpu, gpu!] as Backend[]) {
+      T.setDefaultBackend(b);
+      const m = await modelOn(b);
+      const loss = await T.tidy(async () => {
+        const l = m.loss(T.tensor(batch.x, [B, Tn], { dtype: 'int32', backend: b }), batch.y);
+        T.backward(l);
+        return l.item();
+      });
+      const grads = new Map<string, Float32Array>();
+      for (const [name, p] of m.params) grads.set(name, Float32Array.from(await p.grad!.data()));
+      results.push({ loss, grads });
+      m.dispose();
+    }
+    const [c, g] = results;
+    expect(Math.abs(g.loss - c.loss) / c.loss).toBeLessThan(1e-4);
+    for (const [name, want] of c.grads) {
+      const got = g.grads.get(name)!;
+      const scale = Math.max(...Array.from(want, Math.abs));
+      for (let i = 0; i < want.length; i++) {
+        expect(Math.abs(got[i] - want[i]), `${name}[${i}]`).toBeLessThanOrEqual(1e-3 * scale + 1e-3 * Math.abs(want[i]));
+      }
+    }
+  });
+
+  it('20 training steps with Muon + AdamW track the CPU run', async () => {
+    const curves: number[][] = [];
+    for (const b of [cpu, gpu!] as Backend[]) {
+      T.setDefaultBackend(b);
+      const m = await modelOn(b);
+      const opt = buildOptimizer(m.namedParams(), { kind: 'muon', lr: 1e-2, weightDecay: 0 });
+      const trainer = new Trainer(m, opt, new BatchLoader(tokens, B, Tn, 7), {
+        gradAccum: 1, gradClip: 1, schedule: { lr: 1e-2, warmupSteps: 2, totalSteps: 20, warmdownFraction: 0.3, finalFraction: 0 },
+      });
+      const losses: number[] = [];
+      const mem: number[] = [];
+      for (let s = 0; s < 20; s++) {
+        losses.push((await trainer.trainStep()).loss);
+        mem.push(b.bytesInUse());
+      }
+      // live device memory is flat from the second step on
+      for (const x of mem.slice(2)) expect(x).toBe(mem[1]);
+      curves.push(losses);
+      m.dispose();
+    }
+    const [c, g] = curves;
+    expect(c[19]).toBeLessThan(c[0] * 0.8); // it learned something
+    for (let s = 0; s < 20; s++) expect(Math.abs(g[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(0.02);
+  }, 600_000); // SwiftShader runs each of a step's ~500 small dispatches on the CPU: seconds per step
+});
