@@ -127,6 +127,20 @@ const PRIM_CASES: Record<T.PrimOp, Case[]> = {
   ],
   gather: [{ inputs: [u([5, 3]), { shape: [2, 3], kind: 'int', data: [0, 4, 0, 2, 2, 0] }], f: T.gather }],
   scatterAdd: [{ inputs: [u([4, 3]), { shape: [4], kind: 'int', data: [1, 3, 1, 0] }], f: (s, i) => T.scatterAdd(s, i, 5) }],
+  crossEntropyFused: [
+    { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [1, 5, 0, 5]) },
+    { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [2, 7, 3, 7], 7) },
+  ],
+  rmsnormFused: [
+    { inputs: [u([3, 4]), u([4])], f: (x, w) => T.rmsnormFused(x, w, 1e-6) },
+    { inputs: [u([2, 2, 5])], f: (x) => T.rmsnormFused(x, null, 1e-5) },
+  ],
+  attentionFused: [
+    { inputs: [u([1, 2, 3, 4]), u([1, 2, 3, 4]), u([1, 2, 3, 4])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
+    { inputs: [u([1, 4, 3, 2]), u([1, 2, 3, 2]), u([1, 2, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
+    { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
+    { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, false) },
+  ],
 };
 
 const COMPOSED_CASES: Record<(typeof T.COMPOSED_OPS)[number], Case[]> = {

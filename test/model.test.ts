@@ -164,3 +164,29 @@ describe('Hugging Face export', () => {
     m.dispose();
   });
 });
+
+describe('fused and composed paths', () => {
+  it('give the same loss and gradients for a whole model', () => {
+    const m = new GPT(micro(), new T.Rng(8));
+    const ids = T.tensor([1, 4, 9, 16, 25, 36, 49, 3, 8, 13], [2, 5], { dtype: 'int32' });
+    const targets = [4, 9, 16, 25, -1, 49, 3, 8, 13, 18];
+    const run = (fused: boolean) => {
+      m.fused = fused;
+      return T.tidy(() => {
+        const loss = m.loss(ids, targets);
+        T.backward(loss);
+        const grads = [...m.params.values()].map((p) => p.grad!.toArraySync());
+        T.zeroGrad([...m.params.values()]);
+        return { loss: loss.itemSync(), grads };
+      });
+    };
+    const f = run(true), c = run(false);
+    expect(Math.abs(f.loss - c.loss)).toBeLessThan(1e-5 * c.loss);
+    f.grads.forEach((g, i) => {
+      const scale = Math.max(...c.grads[i].map(Math.abs));
+      g.forEach((v, j) => expect(Math.abs(v - c.grads[i][j])).toBeLessThanOrEqual(1e-4 * scale + 1e-6));
+    });
+    ids.dispose();
+    m.dispose();
+  });
+});

@@ -137,6 +137,12 @@ export interface KVCache {
 
 export class GPT {
   readonly config: GPTConfig;
+  /**
+   * Use the fused kernels for RMSNorm, attention and the loss (the default), or compose
+   * them from primitives (the reference; slower, and stores the (T, T) scores). Both give
+   * the same results (test/model.test.ts).
+   */
+  fused = true;
   /** name -> parameter, in paramSpecs order. Persistent tensors (created outside any scope). */
   readonly params = new Map<string, T.Tensor>();
   private rope: { cos: T.Tensor; sin: T.Tensor } | null = null;
@@ -186,6 +192,16 @@ export class GPT {
     return this.rope;
   }
 
+  private useFused(): boolean {
+    return this.fused && T.fusedKernels(this.backend) !== null;
+  }
+
+  /** RMSNorm over the last axis with a learnable weight. */
+  private norm(x: T.Tensor, name: string): T.Tensor {
+    const eps = this.config.rmsNormEps;
+    return this.useFused() ? T.rmsnormFused(x, this.p(name), eps) : T.rmsnorm(x, this.p(name), eps);
+  }
+
   /** x (N, in) @ Wᵀ with W stored (out, in), as in torch.nn.Linear. */
   private linear(x: T.Tensor, name: string): T.Tensor {
     return T.matmul(x, this.p(name), { transB: true });
@@ -199,8 +215,8 @@ export class GPT {
     let k = heads(this.linear(x, pre + 'k_proj.weight'), NKV); // (B, NKV, T, HS)
     let v = heads(this.linear(x, pre + 'v_proj.weight'), NKV); // (B, NKV, T, HS)
     if (c.qkNorm) {
-      q = T.rmsnorm(q, this.p(pre + 'q_norm.weight'), c.rmsNormEps);
-      k = T.rmsnorm(k, this.p(pre + 'k_norm.weight'), c.rmsNormEps);
+      q = this.norm(q, pre + 'q_norm.weight');
+      k = this.norm(k, pre + 'k_norm.weight');
     }
     const start = cache?.length ?? 0;
     const { cos, sin } = this.ropeTables();
@@ -219,7 +235,7 @@ export class GPT {
       cache.k[l] = T.keep(k);
       cache.v[l] = T.keep(v);
     }
-    const y = T.attention(q, k, v, true); // (B, NH, T, HS)
+    const y = this.useFused() ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true); // (B, NH, T, HS)
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
     return this.linear(merged, pre + 'o_proj.weight'); // (B*T, C)
   }
@@ -244,11 +260,11 @@ export class GPT {
     let x = T.reshape(T.gather(this.p('model.embed_tokens.weight'), idx), [B * Tn, c.hiddenSize]); // (B*T, C)
     for (let l = 0; l < c.numLayers; l++) {
       const pre = `model.layers.${l}.`;
-      x = T.add(x, this.attention(T.rmsnorm(x, this.p(pre + 'input_layernorm.weight'), c.rmsNormEps), l, B, Tn, cache));
-      x = T.add(x, this.mlp(T.rmsnorm(x, this.p(pre + 'post_attention_layernorm.weight'), c.rmsNormEps), l));
+      x = T.add(x, this.attention(this.norm(x, pre + 'input_layernorm.weight'), l, B, Tn, cache));
+      x = T.add(x, this.mlp(this.norm(x, pre + 'post_attention_layernorm.weight'), l));
     }
     if (cache) cache.length += Tn;
-    x = T.rmsnorm(x, this.p('model.norm.weight'), c.rmsNormEps);
+    x = this.norm(x, 'model.norm.weight');
     const head = c.tieEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
     let logits = this.linear(x, head); // (B*T, V)
     if (c.logitSoftcap > 0) logits = T.mulScalar(T.tanh(T.mulScalar(logits, 1 / c.logitSoftcap)), c.logitSoftcap);
@@ -257,7 +273,8 @@ export class GPT {
 
   /** Mean next-token cross-entropy of idx (B, T) against targets (B*T, host ints; -1 = skip). */
   loss(idx: T.Tensor, targets: ArrayLike<number>): T.Tensor {
-    return T.crossEntropy(this.forward(idx), targets, -1);
+    const logits = this.forward(idx);
+    return this.useFused() ? T.crossEntropyFused(logits, targets, -1) : T.crossEntropy(logits, targets, -1);
   }
 
   newCache(): KVCache {

@@ -10,6 +10,8 @@
 import * as O from './ops.ts';
 import type { PrimOp } from './ops.ts';
 import { type TapeNode, type Tensor, keep, noGrad, tape } from './tensor.ts';
+import { fusedBackward } from './fused.ts';
+import type { AttentionShape } from '../backend/fused.ts';
 
 type Vjp = (node: TapeNode, dy: Tensor) => (Tensor | null)[];
 
@@ -119,6 +121,27 @@ export const VJP: { [K in PrimOp]: Vjp } = {
   // gather's adjoint scatters the rows' gradients back, adding rows picked more than once.
   gather: (n, dy) => [O.scatterAdd(dy, x1(n), x0(n).shape[0]), null],
   scatterAdd: (n, dy) => [O.gather(dy, x1(n)), null],
+
+  // Fused ops carry their backward kernels (src/backend/fused.ts for the maths):
+  // cross-entropy: dlogits = dy / rows * (softmax(logits) - onehot(target)), 0 on ignored rows
+  crossEntropyFused: (n, dy) => {
+    const { lse, N, V } = n.attrs as { lse: Tensor; N: number; V: number };
+    return [fusedBackward.crossEntropy(x0(n), x1(n), lse, dy, N, V), null];
+  },
+  // RMSNorm: y = x r w with r = (mean x² + eps)^-1/2:
+  //   dx = r (dy w) - x r³ mean(dy w x),  dw = Σ_rows dy x r
+  rmsnormFused: (n, dy) => {
+    const { rstd, R, C } = n.attrs as { rstd: Tensor; R: number; C: number };
+    const [dx, dw] = fusedBackward.rmsnorm(x0(n), n.inputs[1] ?? null, rstd, dy, R, C);
+    return n.inputs.length > 1 ? [dx, dw] : [dx];
+  },
+  // attention: recompute P = softmax(q kᵀ/√HS) from the saved log-sum-exp, then
+  //   dv = Pᵀ dy, dP = dy vᵀ, dS = P (dP - rowsum(dy ∘ out)), dq = dS k/√HS, dk = dSᵀ q/√HS
+  attentionFused: (n, dy) => {
+    const { lse, shape } = n.attrs as { lse: Tensor; shape: AttentionShape };
+    const [q, k, v] = n.inputs;
+    return fusedBackward.attention(q, k, v, n.output, lse, dy, shape);
+  },
 };
 
 function matmulGradA(n: TapeNode, dC: Tensor): Tensor {

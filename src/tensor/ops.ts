@@ -12,7 +12,9 @@ export type PrimOp =
   | BinaryOp
   | 'where' | 'expand' | 'sum' | 'max'
   | 'reshape' | 'permute' | 'slice' | 'pad' | 'concat'
-  | 'matmul' | 'gather' | 'scatterAdd';
+  | 'matmul' | 'gather' | 'scatterAdd'
+  // fused, each with a composed reference in composed.ts (see fused.ts)
+  | 'crossEntropyFused' | 'rmsnormFused' | 'attentionFused';
 
 // ---------------------------------------------------------------------------------------
 // checks and shape helpers
@@ -29,7 +31,7 @@ function fail(op: string, msg: string): never {
   throw new ShapeError(`${op}: ${msg}`);
 }
 
-function sameBackend(op: string, ts: Tensor[]): Backend {
+export function sameBackend(op: string, ts: Tensor[]): Backend {
   const b = ts[0].backend;
   for (const t of ts) {
     if (t.backend !== b) fail(op, `inputs live on different backends (${b.name} and ${t.backend.name})`);
@@ -38,7 +40,7 @@ function sameBackend(op: string, ts: Tensor[]): Backend {
   return b;
 }
 
-function wantFloat(op: string, t: Tensor): void {
+export function wantFloat(op: string, t: Tensor): void {
   if (t.dtype !== 'float32') fail(op, `expected a float32 tensor, got ${t.describe()}`);
 }
 function wantInt(op: string, t: Tensor): void {
@@ -68,7 +70,7 @@ export function normAxis(op: string, axis: number, rank: number): number {
 }
 
 /** Record an op on the tape if grad mode is on and any input needs a gradient. */
-function record(op: PrimOp, inputs: Tensor[], out: Tensor, attrs: Record<string, unknown> = {}): Tensor {
+export function record(op: PrimOp, inputs: Tensor[], out: Tensor, attrs: Record<string, unknown> = {}): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { op, inputs, output: out, attrs };

@@ -1,0 +1,113 @@
+// Fused ops: three deliberate exceptions to "everything is composed from primitives".
+//
+// Cross-entropy over a large vocabulary, RMSNorm and causal attention are where a composed
+// graph makes many passes over big intermediates (attention's (B, NH, T, T) scores alone
+// go through six ops). Each fused op here runs one forward kernel and one backward kernel of
+// the backend (src/backend/fused.ts: loops in cpu-fused.ts, WGSL on the GPU) and carries its
+// own gradient rule in grad.ts. The composed versions in composed.ts stay the reference:
+// test/grad.test.ts checks these against finite differences like every op, and
+// test/fused.test.ts checks that fused and composed agree.
+import type { Backend } from '../backend/backend.ts';
+import { CpuBackend } from '../backend/cpu.ts';
+import { CpuFused } from '../backend/cpu-fused.ts';
+import { type AttentionShape, type FusedKernels, hasFused } from '../backend/fused.ts';
+import { ShapeError, record, sameBackend, tensor, wantFloat } from './ops.ts';
+import { type Tensor, fromStorage } from './tensor.ts';
+
+const cpuKernels = new WeakMap<CpuBackend, CpuFused>();
+
+/** The fused kernels of a backend: its own, or the plain-loop ones for a CPU backend. */
+export function fusedKernels(b: Backend): FusedKernels | null {
+  if (hasFused(b)) return b;
+  if (b instanceof CpuBackend) {
+    let k = cpuKernels.get(b);
+    if (!k) cpuKernels.set(b, (k = new CpuFused(b)));
+    return k;
+  }
+  return null;
+}
+
+function kernels(op: string, b: Backend): FusedKernels {
+  const k = fusedKernels(b);
+  if (!k) throw new ShapeError(`${op}: backend ${b.name} has no fused kernels; use the composed op`);
+  return k;
+}
+
+/**
+ * Mean cross-entropy of logits (N, V) against host integer targets (N); rows whose target is
+ * `ignoreIndex` are skipped (0 if all are). Same result as composed `crossEntropy`.
+ */
+export function crossEntropyFused(logits: Tensor, targets: ArrayLike<number>, ignoreIndex = -1): Tensor {
+  const b = sameBackend('crossEntropyFused', [logits]);
+  wantFloat('crossEntropyFused', logits);
+  if (logits.rank !== 2) throw new ShapeError(`crossEntropyFused: logits must be (N, V), got [${logits.shape}]`);
+  const [N, V] = logits.shape;
+  if (targets.length !== N) throw new ShapeError(`crossEntropyFused: ${targets.length} targets for ${N} rows of logits`);
+  const t = new Int32Array(N);
+  for (let i = 0; i < N; i++) {
+    const v = targets[i];
+    if (v === ignoreIndex) t[i] = -1;
+    else if (Number.isInteger(v) && v >= 0 && v < V) t[i] = v;
+    else throw new ShapeError(`crossEntropyFused: target ${v} at row ${i} is outside [0, ${V})`);
+  }
+  const tt = tensor(t, [N], { dtype: 'int32', backend: b });
+  const { loss, lse } = kernels('crossEntropyFused', b).crossEntropyForward(logits.storage, tt.storage, N, V);
+  const out = fromStorage(loss, [], 'float32', b, 'crossEntropyFused');
+  return record('crossEntropyFused', [logits, tt], out, { lse: fromStorage(lse, [N], 'float32', b, 'crossEntropyFused.lse'), N, V });
+}
+
+/** RMSNorm over the last axis (weight optional). Same result as composed `rmsnorm`. */
+export function rmsnormFused(x: Tensor, weight: Tensor | null, eps = 1e-6): Tensor {
+  const ins = weight ? [x, weight] : [x];
+  const b = sameBackend('rmsnormFused', ins);
+  ins.forEach((t) => wantFloat('rmsnormFused', t));
+  const C = x.shape.at(-1)!, R = x.size / C;
+  if (weight && (weight.rank !== 1 || weight.shape[0] !== C)) throw new ShapeError(`rmsnormFused: weight [${weight.shape}] does not match the last axis of [${x.shape}]`);
+  const { y, rstd } = kernels('rmsnormFused', b).rmsnormForward(x.storage, weight?.storage ?? null, R, C, eps);
+  const out = fromStorage(y, x.shape, 'float32', b, 'rmsnormFused');
+  return record('rmsnormFused', ins, out, { rstd: fromStorage(rstd, [R], 'float32', b, 'rmsnormFused.rstd'), R, C });
+}
+
+/**
+ * softmax(q kᵀ / sqrt(HS)) v with grouped-query heads, optionally causal, without storing
+ * the scores. q (B, NH, T, HS); k, v (B, NKV, S, HS). Same result as composed `attention`.
+ */
+export function attentionFused(q: Tensor, k: Tensor, v: Tensor, causal = true): Tensor {
+  const b = sameBackend('attentionFused', [q, k, v]);
+  [q, k, v].forEach((t) => wantFloat('attentionFused', t));
+  const [B, NH, T, HS] = q.shape;
+  const [, NKV, S] = k.shape;
+  if (q.rank !== 4 || k.rank !== 4 || v.shape.join() !== k.shape.join() || k.shape[0] !== B || k.shape[3] !== HS) {
+    throw new ShapeError(`attentionFused: expected q (B, NH, T, HS) and k, v (B, NKV, S, HS), got [${q.shape}], [${k.shape}], [${v.shape}]`);
+  }
+  if (NH % NKV !== 0) throw new ShapeError(`attentionFused: ${NH} query heads is not a multiple of ${NKV} KV heads`);
+  if (S < T) throw new ShapeError(`attentionFused: ${S} keys for ${T} queries (need S >= T)`);
+  const shape: AttentionShape = { B, NH, NKV, T, S, HS, causal };
+  const r = kernels('attentionFused', b).attentionForward(q.storage, k.storage, v.storage, shape);
+  const out = fromStorage(r.out, [B, NH, T, HS], 'float32', b, 'attentionFused');
+  return record('attentionFused', [q, k, v], out, { lse: fromStorage(r.lse, [B, NH, T], 'float32', b, 'attentionFused.lse'), shape });
+}
+
+/** The kernels' backward passes, for the rules in grad.ts. */
+export const fusedBackward = {
+  crossEntropy(logits: Tensor, targets: Tensor, lse: Tensor, dy: Tensor, N: number, V: number): Tensor {
+    const s = kernels('crossEntropyFused', logits.backend).crossEntropyBackward(logits.storage, targets.storage, lse.storage, dy.storage, N, V);
+    return fromStorage(s, [N, V], 'float32', logits.backend, 'crossEntropyFused.backward');
+  },
+  rmsnorm(x: Tensor, w: Tensor | null, rstd: Tensor, dy: Tensor, R: number, C: number): [Tensor, Tensor | null] {
+    const r = kernels('rmsnormFused', x.backend).rmsnormBackward(dy.storage, x.storage, w?.storage ?? null, rstd.storage, R, C);
+    return [
+      fromStorage(r.dx, x.shape, 'float32', x.backend, 'rmsnormFused.backward'),
+      r.dweight && w ? fromStorage(r.dweight, w.shape, 'float32', x.backend, 'rmsnormFused.backward') : null,
+    ];
+  },
+  attention(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dy: Tensor, s: AttentionShape): [Tensor, Tensor, Tensor] {
+    const r = kernels('attentionFused', q.backend).attentionBackward(dy.storage, q.storage, k.storage, v.storage, out.storage, lse.storage, s);
+    const be = q.backend;
+    return [
+      fromStorage(r.dq, q.shape, 'float32', be, 'attentionFused.backward'),
+      fromStorage(r.dk, k.shape, 'float32', be, 'attentionFused.backward'),
+      fromStorage(r.dv, v.shape, 'float32', be, 'attentionFused.backward'),
+    ];
+  },
+};

@@ -1,0 +1,48 @@
+// Fused ops against their composed references (float32 CPU): same values, same gradients.
+// Tolerance 1e-5 relative + 1e-6 absolute: both compute the same maths in float32 with
+// different summation orders and exp/log placements (a few ULP per element).
+import { describe, expect, it } from 'vitest';
+import * as T from '../src/tensor/index.ts';
+
+const rng = new T.Rng(21);
+const randT = (shape: number[], std = 1) => T.tensor(rng.normalArray(shape.reduce((a, b) => a * b, 1), std), shape, { requiresGrad: true });
+
+function both(make: () => T.Tensor[], fused: (...x: T.Tensor[]) => T.Tensor, composed: (...x: T.Tensor[]) => T.Tensor) {
+  const inputs = make();
+  const run = (f: (...x: T.Tensor[]) => T.Tensor) =>
+    T.tidy(() => {
+      const y = f(...inputs);
+      const R = T.tensor(Array.from({ length: y.size }, (_, i) => Math.sin(i + 1)), y.shape);
+      T.backward(T.sumAll(T.mul(y, R)));
+      const out = { y: y.toArraySync(), grads: inputs.map((x) => (x.grad ? x.grad.toArraySync() : [])) };
+      T.zeroGrad(inputs);
+      return out;
+    });
+  const a = run(fused), b = run(composed);
+  const close = (x: number[], y: number[], what: string) => {
+    expect(x.length, what).toBe(y.length);
+    x.forEach((v, i) => expect(Math.abs(v - y[i]), `${what}[${i}]`).toBeLessThanOrEqual(1e-6 + 1e-5 * Math.abs(y[i])));
+  };
+  close(a.y, b.y, 'forward');
+  a.grads.forEach((g, i) => close(g, b.grads[i], `grad of input ${i}`));
+  inputs.forEach((t) => t.dispose());
+}
+
+describe('fused ops agree with their composed references', () => {
+  it('cross-entropy, with and without ignored rows', () => {
+    both(() => [randT([16, 50], 3)], (x) => T.crossEntropyFused(x, Array.from({ length: 16 }, (_, i) => (i * 7) % 50)), (x) => T.crossEntropy(x, Array.from({ length: 16 }, (_, i) => (i * 7) % 50)));
+    const t = Array.from({ length: 16 }, (_, i) => (i % 3 === 0 ? -1 : i));
+    both(() => [randT([16, 50])], (x) => T.crossEntropyFused(x, t), (x) => T.crossEntropy(x, t));
+  });
+
+  it('RMSNorm with and without weight', () => {
+    both(() => [randT([6, 32]), randT([32])], (x, w) => T.rmsnormFused(x, w, 1e-6), (x, w) => T.rmsnorm(x, w, 1e-6));
+    both(() => [randT([2, 3, 8])], (x) => T.rmsnormFused(x, null, 1e-5), (x) => T.rmsnorm(x, null, 1e-5));
+  });
+
+  it('attention: causal, grouped-query, with a KV prefix, and non-causal', () => {
+    both(() => [randT([2, 4, 9, 8]), randT([2, 2, 9, 8]), randT([2, 2, 9, 8])], (q, k, v) => T.attentionFused(q, k, v), (q, k, v) => T.attention(q, k, v));
+    both(() => [randT([1, 2, 3, 4]), randT([1, 1, 7, 4]), randT([1, 1, 7, 4])], (q, k, v) => T.attentionFused(q, k, v), (q, k, v) => T.attention(q, k, v));
+    both(() => [randT([1, 2, 5, 4]), randT([1, 2, 5, 4]), randT([1, 2, 5, 4])], (q, k, v) => T.attentionFused(q, k, v, false), (q, k, v) => T.attention(q, k, v, false));
+  });
+});
