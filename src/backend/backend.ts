@@ -42,6 +42,12 @@ export interface Backend {
   free(s: Storage): void;
   /** Bytes held right now by live storages (for the memory-is-flat tests). */
   bytesInUse(): number;
+  /** Submit queued work now (GPU backends batch dispatches; a no-op elsewhere). */
+  flush?(): void;
+  /** Resolve when all submitted work has finished (a fence, for timing). */
+  sync?(): Promise<void>;
+  /** Release the device; the backend is unusable afterwards (lets a Node process exit). */
+  destroy?(): void;
 
   // ---- kernels (float32 unless noted) ----
   unary(op: UnaryOp, x: Storage, param: number): Storage;
@@ -65,6 +71,7 @@ export interface Backend {
   pad(x: Storage, shape: number[], axis: number, before: number, after: number): Storage;
   concat(xs: Storage[], shapes: number[][], axis: number): Storage;
   /** out[i, :] = table[idx[i], :]; table (V, C), idx int32 (N). */
+  /** A GPU backend reports an out-of-range index at the next read(), not at the call. */
   gather(table: Storage, V: number, C: number, idx: Storage, N: number): Storage;
   /** out (V, C) = sum over i with idx[i] == v of src[i, :]; src (N, C), idx int32 (N). */
   scatterAdd(src: Storage, N: number, C: number, idx: Storage, V: number): Storage;

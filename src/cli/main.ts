@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
+import * as T from '../tensor/index.ts';
 import { registerDemo } from './demo.ts';
 import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
@@ -49,6 +50,7 @@ export async function main(argv: string[]): Promise<void> {
   });
   try {
     await program.parseAsync(argv);
+    T.getDefaultBackend().destroy?.(); // a GPU device would otherwise keep the process alive
   } catch (e) {
     if (e instanceof CommanderError) {
       // --help and --version land here with exit code 0; commander already printed.
