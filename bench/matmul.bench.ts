@@ -11,10 +11,13 @@
 //   wasmAsCpu    what cpu.matmul would cost with the kernel swapped in: the same packing
 //                copies and C allocation as `js`, then wasmMatmul. Compare this with `js`.
 //   speedup      wasmAsCpu / js.
+//   wasm2t       wasmAsCpu with `initWasmMatmul({ threads: 2 })`: rows split over this thread
+//                and one worker when M·K·N >= 2^20 (smaller shapes stay on one thread).
+//                Meaningful only when a second core is idle; this suite runs it last.
 // If cpu.ts exports `matmulKernel`, its bare number (no packing) is added as `jsKernel`.
 import { cpu } from '../src/backend/cpu.ts';
 import * as cpuModule from '../src/backend/cpu.ts';
-import { initWasmMatmul, wasmMatmul } from '../src/backend/wasm-matmul.ts';
+import { initWasmMatmul, resetWasmMatmul, wasmMatmul, wasmMatmulThreads } from '../src/backend/wasm-matmul.ts';
 import { Rng } from '../src/tensor/random.ts';
 
 type Kernel = (a: Float32Array, bt: Float32Array, c: Float32Array, cOff: number, M: number, K: number, N: number) => void;
@@ -54,16 +57,34 @@ function randn(rng: Rng, n: number): Float32Array {
   return x;
 }
 
+/**
+ * What cpu.matmul would do with the WASM kernel swapped in for matmulKernel: allocate C,
+ * pack each batch entry's A and Bᵀ (here plain copies: the inputs are already packed), call.
+ */
+function integratedPath(a: Float32Array, bt: Float32Array, B: number, M: number, K: number, N: number): () => void {
+  const pa = new Float32Array(M * K), pb = new Float32Array(N * K);
+  return () => {
+    const c = new Float32Array(B * M * N);
+    for (let z = 0; z < B; z++) {
+      pa.set(a.subarray(z * M * K, (z + 1) * M * K));
+      pb.set(bt.subarray(z * N * K, (z + 1) * N * K));
+      wasmMatmul(pa, 0, pb, 0, M, K, N, c, z * M * N);
+    }
+  };
+}
+
 export default {
   name: 'matmul',
   async run(): Promise<Record<string, unknown>> {
     if (!(await initWasmMatmul())) return { note: 'skipped: this engine has no WebAssembly SIMD' };
     const jsKernel = (cpuModule as unknown as { matmulKernel?: Kernel }).matmulKernel;
     const rng = new Rng(0);
-    const results: Record<string, unknown> = {};
+    const results: Record<string, Record<string, number>> = {};
+    const inputs = new Map<string, [Float32Array, Float32Array]>();
     for (const [label, B, M, K, N] of SHAPES) {
       const a = randn(rng, B * M * K); // (B, M, K)
       const bt = randn(rng, B * N * K); // (B, N, K): B already transposed, i.e. "packed"
+      inputs.set(label, [a, bt]);
       const flops = 2 * B * M * K * N;
       const gflops = (s: number) => +(flops / s / 1e9).toFixed(2);
       const params = { batchA: B > 1 ? [B] : [], batchB: B > 1 ? [B] : [], batch: B > 1 ? [B] : [], M, K, N, transA: false, transB: true };
@@ -73,16 +94,7 @@ export default {
       const wasm = bestSeconds(() => {
         for (let z = 0; z < B; z++) wasmMatmul(a, z * M * K, bt, z * N * K, M, K, N, cOut, z * M * N);
       });
-      // The integrated path: cpu.matmul's packing copies and C allocation, then the kernel.
-      const pa = new Float32Array(M * K), pb = new Float32Array(N * K);
-      const wasmAsCpu = bestSeconds(() => {
-        const c = new Float32Array(B * M * N);
-        for (let z = 0; z < B; z++) {
-          pa.set(a.subarray(z * M * K, (z + 1) * M * K));
-          pb.set(bt.subarray(z * N * K, (z + 1) * N * K));
-          wasmMatmul(pa, 0, pb, 0, M, K, N, c, z * M * N);
-        }
-      });
+      const wasmAsCpu = bestSeconds(integratedPath(a, bt, B, M, K, N));
       const row: Record<string, number> = { js: gflops(js), wasm: gflops(wasm), wasmAsCpu: gflops(wasmAsCpu), speedup: +(js / wasmAsCpu).toFixed(2) };
       if (jsKernel) {
         row.jsKernel = gflops(bestSeconds(() => {
@@ -92,6 +104,16 @@ export default {
       results[label] = row;
       console.log(label.padEnd(30), JSON.stringify(row));
     }
-    return { unit: 'GFLOP/s, single thread, best of 5 trials', results };
+    // Two threads, on the same inputs.
+    resetWasmMatmul();
+    if (await initWasmMatmul({ threads: 2 })) {
+      for (const [label, B, M, K, N] of SHAPES) {
+        const [a, bt] = inputs.get(label)!;
+        results[label].wasm2t = +((2 * B * M * K * N) / bestSeconds(integratedPath(a, bt, B, M, K, N)) / 1e9).toFixed(2);
+        console.log(label.padEnd(30), `wasm2t ${results[label].wasm2t} (threads: ${wasmMatmulThreads()})`);
+      }
+    }
+    resetWasmMatmul();
+    return { unit: 'GFLOP/s, best of 5 trials; single thread except wasm2t', results };
   },
 };

@@ -1,5 +1,7 @@
 // `npm run build:wasm`: assemble kernels/cpu/matmul.wat (WebAssembly text, read by people)
-// into kernels/cpu/matmul.wasm (the binary the CPU backend loads; see src/backend/wasm-matmul.ts).
+// into kernels/cpu/matmul.wasm (the binary the CPU backend loads; see src/backend/wasm-matmul.ts)
+// and kernels/cpu/matmul-shared.wasm (the same kernel over an imported shared memory, for the
+// optional two-thread path; see WASM_KERNELS below).
 //
 // The assembler is WABT's wat2wasm compiled to JavaScript (the npm package `wabt`, a
 // devDependency: only this script and its test need it, never the library at run time).
@@ -14,19 +16,55 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import wabtInit from 'wabt';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-/** The kernels this script builds, as [text, binary] paths relative to the repository root. */
-export const WASM_KERNELS: [string, string][] = [['kernels/cpu/matmul.wat', 'kernels/cpu/matmul.wasm']];
+export interface WasmBuild {
+  wat: string; // source, relative to the repository root
+  wasm: string; // output, relative to the repository root
+  /** What this build changes in the source, if anything (see SHARED_MEMORY). */
+  edit?: (text: string) => string;
+}
 
 /**
- * The binary for a module in WebAssembly text. Only the SIMD feature is enabled (anything
- * else in the text is an error). Function and local names are kept (the "name" section), so
+ * The threaded matmul (wasm-matmul.ts, `threads: 2`) runs the same kernel in two threads over
+ * ONE memory, so that memory must be a shared WebAssembly.Memory created by JS and imported by
+ * both instances. A module cannot accept both kinds, and browsers only allow shared memory on
+ * cross-origin-isolated pages, so the default binary keeps its own memory and a second binary
+ * is built from the same text with this one line swapped.
+ * (The maximum, 32768 pages = 2 GiB, is required for shared memory.)
+ */
+const OWN_MEMORY = '(memory (export "memory") 1)';
+const SHARED_MEMORY = '(import "env" "memory" (memory 1 32768 shared))';
+
+/** The binaries this script builds. */
+export const WASM_KERNELS: WasmBuild[] = [
+  { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul.wasm' },
+  {
+    wat: 'kernels/cpu/matmul.wat',
+    wasm: 'kernels/cpu/matmul-shared.wasm',
+    edit: (text) => {
+      if (!text.includes(OWN_MEMORY)) throw new Error(`build-wasm: matmul.wat no longer contains ${OWN_MEMORY}`);
+      return text.replace(OWN_MEMORY, SHARED_MEMORY);
+    },
+  },
+];
+
+/** The bytes of one build, from the source on disk. */
+export async function buildOne(b: WasmBuild): Promise<Uint8Array> {
+  const text = readFileSync(join(root, b.wat), 'utf8');
+  return assembleWat(b.edit ? b.edit(text) : text, b.wat);
+}
+
+/**
+ * The binary for a module in WebAssembly text. Only the SIMD and threads (shared memory)
+ * features are enabled (anything else in the text is an error). Function and local names are kept (the "name" section), so
  * profilers and stack traces say `$matmul` rather than `func[3]`; the output is deterministic.
  */
 export async function assembleWat(text: string, filename = 'module.wat'): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const mod = wabt.parseWat(filename, text, { simd: true });
+  const features = { simd: true, threads: true };
+  const mod = wabt.parseWat(filename, text, features);
   try {
-    mod.validate();
+    // validate() takes the same features as parseWat (its typings omit the argument).
+    (mod as unknown as { validate(f: typeof features): void }).validate(features);
     return mod.toBinary({ log: false, write_debug_names: true }).buffer;
   } finally {
     mod.destroy();
@@ -34,10 +72,10 @@ export async function assembleWat(text: string, filename = 'module.wat'): Promis
 }
 
 async function main(): Promise<void> {
-  for (const [watPath, wasmPath] of WASM_KERNELS) {
-    const bytes = await assembleWat(readFileSync(join(root, watPath), 'utf8'), watPath);
-    writeFileSync(join(root, wasmPath), bytes);
-    console.log(`${watPath} -> ${wasmPath} (${bytes.length} bytes)`);
+  for (const b of WASM_KERNELS) {
+    const bytes = await buildOne(b);
+    writeFileSync(join(root, b.wasm), bytes);
+    console.log(`${b.wat} -> ${b.wasm} (${bytes.length} bytes${b.edit ? ', shared memory' : ''})`);
   }
 }
 

@@ -7,8 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../src/tensor/random.ts';
-import { initWasmMatmul, resetWasmMatmul, wasmMatmul, wasmMatmulReady } from '../src/backend/wasm-matmul.ts';
-import { assembleWat, WASM_KERNELS } from '../scripts/build-wasm.ts';
+import { initWasmMatmul, resetWasmMatmul, wasmMatmul, wasmMatmulReady, wasmMatmulThreads } from '../src/backend/wasm-matmul.ts';
+import { buildOne, WASM_KERNELS } from '../scripts/build-wasm.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -98,13 +98,31 @@ describe('wasm matmul kernel', () => {
   });
 });
 
+describe('wasm matmul, two threads (shared memory + one worker)', () => {
+  beforeAll(async () => {
+    resetWasmMatmul();
+    expect(await initWasmMatmul({ threads: 2 })).toBe(true);
+    expect(wasmMatmulThreads()).toBe(2);
+  });
+  afterAll(() => resetWasmMatmul());
+
+  it('matches the reference when the rows are split between two threads', () => {
+    const rng = new Rng(5);
+    // M·K·N >= 2^20, so these take the threaded path; ragged M, K, N give each band remainders
+    for (const [M, K, N] of [[256, 128, 384], [67, 129, 131], [130, 101, 90], [1025, 32, 33]] as const) checkShape(rng, M, K, N);
+    // and small ones still run (single-threaded) on the shared memory
+    for (let M = 1; M <= 9; M++) checkShape(rng, M, 7, 9);
+  });
+});
+
 describe('wasm matmul build', () => {
-  it('the committed .wasm is exactly what scripts/build-wasm.ts makes from the .wat', async () => {
-    for (const [watPath, wasmPath] of WASM_KERNELS) {
-      const fresh = await assembleWat(readFileSync(join(root, watPath), 'utf8'), watPath);
-      const committed = new Uint8Array(readFileSync(join(root, wasmPath)));
+  it('the committed .wasm files are exactly what scripts/build-wasm.ts makes from the .wat', async () => {
+    expect(WASM_KERNELS.map((b) => b.wasm)).toEqual(['kernels/cpu/matmul.wasm', 'kernels/cpu/matmul-shared.wasm']);
+    for (const b of WASM_KERNELS) {
+      const fresh = await buildOne(b);
+      const committed = new Uint8Array(readFileSync(join(root, b.wasm)));
       // A mismatch means the .wat was edited without running `npm run build:wasm`.
-      expect(Buffer.from(committed).equals(Buffer.from(fresh)), `${wasmPath} is stale: run npm run build:wasm`).toBe(true);
+      expect(Buffer.from(committed).equals(Buffer.from(fresh)), `${b.wasm} is stale: run npm run build:wasm`).toBe(true);
     }
   });
 });

@@ -14,6 +14,13 @@
 // arithmetic. The memory is allocated once and grown on demand (never shrunk), then reused.
 // Growing detaches the old ArrayBuffer, so the Float32Array view over it is remade.
 //
+// Threads (optional, Node only, off by default): `initWasmMatmul({ threads: 2 })` loads
+// matmul-shared.wasm (the same kernel over a shared WebAssembly.Memory) here and in one
+// worker_thread (kernels/cpu/matmul-worker.mjs); a large enough matmul is then split into
+// bands of rows of A and C, one per thread, with the main thread computing its own band and
+// then blocking (Atomics.wait) until the worker is done. Small matmuls stay single-threaded:
+// waking a thread costs more than they take. See bench/matmul.bench.ts for whether it pays.
+//
 // Loading the binary differs by platform (as for the WGSL kernels in kernels.ts):
 //   - Node: read kernels/cpu/matmul.wasm from disk, found relative to this module's URL.
 //   - Browser: there is no disk; the page hands the bytes over before calling init:
@@ -28,6 +35,17 @@ interface MatmulExports {
 }
 
 let kernel: MatmulExports | null = null;
+/** Helper threads of the threaded path: their control blocks (see matmul-worker.mjs). */
+let helpers: { worker: { terminate(): Promise<number> }; ctl: Int32Array }[] = [];
+let goSeq = 0; // the last GO sent to the helpers
+// Slots of a helper's control block; the same constants are in kernels/cpu/matmul-worker.mjs.
+const GO = 0, DONE = 1, ARG_A = 2, ARG_BT = 3, ARG_C = 4, ARG_M = 5, ARG_K = 6, ARG_N = 7, FAILED = 8;
+/**
+ * Matmuls smaller than this many multiply-adds (M·K·N) stay on one thread. Measured with
+ * bench/matmul.bench.ts: waking a worker and waiting for it costs tens of microseconds, about
+ * a (128, 32, 128) matmul's worth; above ~2²⁰ the split starts to pay.
+ */
+const THREADS_MIN_MACS = 1 << 20;
 let view = new Float32Array(0); // over kernel.memory.buffer; remade after every grow
 let injectedBytes: Uint8Array<ArrayBuffer> | null = null;
 let initPromise: Promise<boolean> | null = null;
@@ -44,6 +62,11 @@ export interface WasmMatmulInitOptions {
    * Tests pass `() => false` to simulate such an engine.
    */
   validate?: (bytes: Uint8Array<ArrayBuffer>) => boolean;
+  /**
+   * Threads to split large matmuls over (default 1: no workers). Node only; > 1 starts
+   * threads - 1 worker_threads that sleep between calls. Experimental: see the bench.
+   */
+  threads?: number;
 }
 
 /**
@@ -61,8 +84,10 @@ export function initWasmMatmul(opts: WasmMatmulInitOptions = {}): Promise<boolea
   return initPromise;
 }
 
-/** Forget the loaded kernel (tests use this to run init again with other options). */
+/** Forget the loaded kernel and stop its workers (tests use this to init again with other options). */
 export function resetWasmMatmul(): void {
+  for (const h of helpers) void h.worker.terminate();
+  helpers = [];
   kernel = null;
   view = new Float32Array(0);
   initPromise = null;
@@ -75,13 +100,39 @@ export function wasmMatmulReady(): boolean {
 
 async function load(opts: WasmMatmulInitOptions): Promise<boolean> {
   if (typeof WebAssembly === 'undefined') return false;
-  const bytes = injectedBytes ?? (await readWasmFromDisk());
+  const threads = opts.threads ?? 1;
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`initWasmMatmul: threads must be a positive integer, got ${threads}`);
+  if (threads > 1 && !isNode()) throw new Error('initWasmMatmul: threads > 1 needs Node worker_threads');
+  const bytes = threads > 1 ? await readKernelFile('matmul-shared.wasm') : (injectedBytes ?? (await readKernelFile('matmul.wasm')));
   const validate = opts.validate ?? ((b: Uint8Array<ArrayBuffer>) => WebAssembly.validate(b));
   if (!validate(bytes)) return false;
-  const { instance } = await WebAssembly.instantiate(bytes);
-  kernel = instance.exports as unknown as MatmulExports;
+  if (threads === 1) {
+    const { instance } = await WebAssembly.instantiate(bytes);
+    kernel = instance.exports as unknown as MatmulExports;
+  } else {
+    // The maximum must match the .wasm's import (scripts/build-wasm.ts, SHARED_MEMORY).
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 32768, shared: true });
+    const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
+    kernel = { memory, matmul: (instance.exports as unknown as MatmulExports).matmul };
+    helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(bytes, memory)));
+  }
   view = new Float32Array(kernel.memory.buffer);
   return true;
+}
+
+/** Start one worker of the threaded path and wait until its kernel is instantiated. */
+async function startHelper(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<(typeof helpers)[number]> {
+  const wtName = 'node:worker_threads';
+  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
+  const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
+  const worker = new Worker(await findKernelFile('matmul-worker.mjs'), { workerData: { bytes, memory, control: ctl.buffer } });
+  worker.unref(); // a sleeping helper must not keep the process alive
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`matmul worker exited (code ${code}) before it was ready`)));
+  });
+  return { worker, ctl };
 }
 
 /**
@@ -104,8 +155,45 @@ export function wasmMatmul(
   const mem = ensureFloats(pc + M * N);
   mem.set(a.subarray(aOff, aOff + M * K), pa);
   mem.set(bt.subarray(btOff, btOff + N * K), pb);
-  kernel.matmul(pa * 4, pb * 4, pc * 4, M, K, N);
+  if (helpers.length > 0 && M * K * N >= THREADS_MIN_MACS && M >= 4 * (helpers.length + 1)) {
+    runThreaded(pa * 4, pb * 4, pc * 4, M, K, N);
+  } else {
+    kernel.matmul(pa * 4, pb * 4, pc * 4, M, K, N);
+  }
   c.set(mem.subarray(pc, pc + M * N), cOff);
+}
+
+/**
+ * The threaded path: rows of A and C in equal bands (even sizes, so the 2-row tiles stay
+ * full), band 0 here and one per helper; then wait until every helper has finished.
+ */
+function runThreaded(a: number, bt: number, c: number, M: number, K: number, N: number): void {
+  const parts = helpers.length + 1;
+  const band = (Math.ceil(M / parts) + 1) & ~1; // rows per band, rounded up to even
+  goSeq = (goSeq + 1) | 0;
+  helpers.forEach((h, t) => {
+    const m0 = Math.min(M, band * (t + 1)), m1 = Math.min(M, band * (t + 2));
+    const ctl = h.ctl;
+    ctl[ARG_A] = a + m0 * K * 4; ctl[ARG_BT] = bt; ctl[ARG_C] = c + m0 * N * 4;
+    ctl[ARG_M] = m1 - m0; ctl[ARG_K] = K; ctl[ARG_N] = N;
+    Atomics.store(ctl, GO, goSeq); // publishes the arguments above (Atomics are ordered)
+    Atomics.notify(ctl, GO);
+  });
+  kernel!.matmul(a, bt, c, Math.min(M, band), K, N);
+  for (const h of helpers) {
+    while (Atomics.load(h.ctl, DONE) !== goSeq) {
+      // Blocks this thread until the helper stores DONE; a minute means it died.
+      if (Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 60_000) === 'timed-out') {
+        throw new Error('wasmMatmul: a matmul worker did not answer within 60 s');
+      }
+    }
+    if (h.ctl[FAILED]) throw new Error('wasmMatmul: a matmul worker failed (see its message on stderr)');
+  }
+}
+
+/** How many threads wasmMatmul splits large matmuls over (0 before init). */
+export function wasmMatmulThreads(): number {
+  return kernel ? helpers.length + 1 : 0;
 }
 
 /** n rounded up to a multiple of 4 floats (16 bytes). */
@@ -130,19 +218,29 @@ function ensureFloats(n: number): Float32Array {
   return view;
 }
 
-/**
- * Node only: the bytes of kernels/cpu/matmul.wasm. Looks two levels above this module
- * (src/backend/ → the project root), one level above (a bundle in a folder beside the
- * project), $MINICHAT_KERNEL_DIR, and the working directory, as kernels.ts does.
- */
-async function readWasmFromDisk(): Promise<Uint8Array<ArrayBuffer>> {
-  const isNode = typeof process !== 'undefined' && !!process.versions?.node;
-  if (!isNode) {
-    throw new Error('wasm-matmul: no bytes for matmul.wasm: in a browser, call setWasmMatmulBytes(...) before initWasmMatmul()');
+function isNode(): boolean {
+  return typeof process !== 'undefined' && !!process.versions?.node;
+}
+
+/** Node only: the bytes of kernels/cpu/NAME. */
+async function readKernelFile(name: string): Promise<Uint8Array<ArrayBuffer>> {
+  if (!isNode()) {
+    throw new Error(`wasm-matmul: no bytes for ${name}: in a browser, call setWasmMatmulBytes(...) before initWasmMatmul()`);
   }
-  // Module names in variables keep bundlers (Vite) from pulling Node built-ins into a browser build.
-  const fsName = 'node:fs/promises', pathName = 'node:path', urlName = 'node:url';
+  const fsName = 'node:fs/promises';
   const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs/promises');
+  return new Uint8Array(await fs.readFile(await findKernelFile(name)));
+}
+
+/**
+ * Node only: the path of kernels/cpu/NAME. Looks two levels above this module (src/backend/
+ * → the project root), one level above (a bundle in a folder beside the project),
+ * $MINICHAT_KERNEL_DIR, and the working directory, as kernels.ts does.
+ */
+async function findKernelFile(name: string): Promise<string> {
+  // Module names in variables keep bundlers (Vite) from pulling Node built-ins into a browser build.
+  const fsName = 'node:fs', pathName = 'node:path', urlName = 'node:url';
+  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
   const path = (await import(/* @vite-ignore */ pathName)) as typeof import('node:path');
   const url = (await import(/* @vite-ignore */ urlName)) as typeof import('node:url');
   const dirs: string[] = [];
@@ -152,15 +250,8 @@ async function readWasmFromDisk(): Promise<Uint8Array<ArrayBuffer>> {
   }
   if (process.env.MINICHAT_KERNEL_DIR) dirs.push(process.env.MINICHAT_KERNEL_DIR);
   dirs.push(path.join(process.cwd(), 'kernels'));
-  const tried: string[] = [];
-  for (const dir of dirs) {
-    const file = path.join(dir, 'cpu', 'matmul.wasm');
-    tried.push(file);
-    try {
-      return new Uint8Array(await fs.readFile(file));
-    } catch {
-      // not here; try the next place
-    }
-  }
-  throw new Error(`wasm-matmul: matmul.wasm not found; looked in:\n  ${tried.join('\n  ')}\nrun \`npm run build:wasm\`, or set MINICHAT_KERNEL_DIR to the project's kernels/ folder`);
+  const tried = dirs.map((dir) => path.join(dir, 'cpu', name));
+  const found = tried.find((file) => fs.existsSync(file));
+  if (found) return found;
+  throw new Error(`wasm-matmul: ${name} not found; looked in:\n  ${tried.join('\n  ')}\nrun \`npm run build:wasm\`, or set MINICHAT_KERNEL_DIR to the project's kernels/ folder`);
 }
