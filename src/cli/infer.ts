@@ -29,7 +29,10 @@ export function registerInfer(program: Command): void {
       if (!o.json) process.stdout.write(o.prompt);
       const ids = await generate(
         model, prompt,
-        { maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, rng: new T.Rng(o.seed), stopAt: [tok.bosId] },
+        {
+          maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, rng: new T.Rng(o.seed), stopAt: [tok.bosId],
+          suppress: Object.values(tok.specials).filter((id) => id !== tok.bosId), // a base model has no use for chat tokens
+        },
         o.json ? undefined : (id) => process.stdout.write(stream.push(id)),
       );
       if (o.json) console.log(JSON.stringify({ prompt: o.prompt, completion: tok.decode(ids), tokens: ids.length }));

@@ -16,17 +16,23 @@ export interface SampleOptions {
   topK: number; // 0 = no limit; else sample among the K most likely tokens
   rng: T.Rng; // the sampler's own generator (never the training one)
   stopAt?: number[]; // token ids that end generation (not included in the output)
+  suppress?: number[]; // token ids never sampled (e.g. chat specials in a base model)
 }
 
 /** Pick the next token from one row of logits. */
-export function sampleToken(logits: ArrayLike<number>, o: Pick<SampleOptions, 'temperature' | 'topK' | 'rng'>): number {
+export function sampleToken(logits: ArrayLike<number>, o: Pick<SampleOptions, 'temperature' | 'topK' | 'rng' | 'suppress'>): number {
+  if (o.suppress?.length) {
+    const l = Float32Array.from(logits);
+    for (const id of o.suppress) l[id] = -Infinity;
+    logits = l;
+  }
   const V = logits.length;
   if (o.temperature <= 0) {
     let best = 0;
     for (let i = 1; i < V; i++) if (logits[i] > logits[best]) best = i;
     return best;
   }
-  let ids = Array.from({ length: V }, (_, i) => i);
+  let ids = Array.from({ length: V }, (_, i) => i).filter((i) => logits[i] !== -Infinity);
   if (o.topK > 0 && o.topK < V) {
     ids.sort((a, b) => logits[b] - logits[a] || a - b);
     ids = ids.slice(0, o.topK);

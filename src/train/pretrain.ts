@@ -230,6 +230,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   const sample = async () => {
     const ids = await generate(model, [tok.bosId], {
       maxTokens: o.sampleTokens, temperature: 0.8, topK: 40, rng: new T.Rng(o.seed * 1000 + step), stopAt: [tok.bosId],
+      suppress: Object.values(tok.specials).filter((id) => id !== tok.bosId),
     });
     const text = tok.decode(ids);
     samples.push(text);
