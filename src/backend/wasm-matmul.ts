@@ -13,13 +13,16 @@
 // into it, runs the kernel, and copies C out: O(MK + NK + MN) copying against O(MKN)
 // arithmetic. The memory is allocated once and grown on demand (never shrunk), then reused.
 // Growing detaches the old ArrayBuffer, so the Float32Array view over it is remade.
+// Measured, the copies run at the equivalent of ~1000 GFLOP/s at the (1024, 128, 384) shape
+// (2-3% of a call) and ~300 at (128, 32, 128) (~7%), so an API that lets callers pack straight
+// into WASM memory was not worth its complexity.
 //
 // Threads (optional, Node only, off by default): `initWasmMatmul({ threads: 2 })` loads
 // matmul-shared.wasm (the same kernel over a shared WebAssembly.Memory) here and in one
 // worker_thread (kernels/cpu/matmul-worker.mjs); a large enough matmul is then split into
 // bands of rows of A and C, one per thread, with the main thread computing its own band and
 // then blocking (Atomics.wait) until the worker is done. Small matmuls stay single-threaded:
-// waking a thread costs more than they take. See bench/matmul.bench.ts for whether it pays.
+// waking a thread costs more than they take. Not yet shown to pay (see THREADS_MIN_MACS).
 //
 // Loading the binary differs by platform (as for the WGSL kernels in kernels.ts):
 //   - Node: read kernels/cpu/matmul.wasm from disk, found relative to this module's URL.
@@ -41,9 +44,12 @@ let goSeq = 0; // the last GO sent to the helpers
 // Slots of a helper's control block; the same constants are in kernels/cpu/matmul-worker.mjs.
 const GO = 0, DONE = 1, ARG_A = 2, ARG_BT = 3, ARG_C = 4, ARG_M = 5, ARG_K = 6, ARG_N = 7, FAILED = 8;
 /**
- * Matmuls smaller than this many multiply-adds (M·K·N) stay on one thread. Measured with
- * bench/matmul.bench.ts: waking a worker and waiting for it costs tens of microseconds, about
- * a (128, 32, 128) matmul's worth; above ~2²⁰ the split starts to pay.
+ * Matmuls smaller than this many multiply-adds (M·K·N) stay on one thread: 2²⁰ takes ~150 µs
+ * on one thread here, so the tens of microseconds of waking a worker and waiting for it would
+ * eat most of the gain below it. This is an estimate, NOT a tuned value: on the 2-core
+ * development machine, busy with other jobs (load average ~6), the two-thread path showed no
+ * reliable speed-up at any size, so it stays off by default. Re-measure on an idle machine
+ * (bench/matmul.bench.ts, column wasm2t) before turning it on.
  */
 const THREADS_MIN_MACS = 1 << 20;
 let view = new Float32Array(0); // over kernel.memory.buffer; remade after every grow
