@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import * as T from '../tensor/index.ts';
+import { initWasmMatmul } from '../backend/wasm-matmul.ts';
 import { registerDemo } from './demo.ts';
 import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
@@ -42,6 +43,9 @@ export async function main(argv: string[]): Promise<void> {
     if (e.code === 'EPIPE') process.exit(0);
     throw e;
   });
+  // The CPU backend's fast matmul: enabled once, before any work, so a run never switches
+  // kernels midway (which would change its results in the last bits).
+  await initWasmMatmul();
   const program = buildProgram();
   program.exitOverride();
   program.commands.forEach(function override(c: Command) {

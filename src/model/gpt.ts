@@ -16,6 +16,7 @@
 // Parameter names are Hugging Face's, so exporting to a Qwen3ForCausalLM is a copy.
 //
 // Shapes: B batch, T time, C hidden, NH query heads, NKV KV heads, HS head size, V vocab.
+import { hasFused } from '../backend/fused.ts';
 import * as T from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
@@ -235,7 +236,11 @@ export class GPT {
       cache.k[l] = T.keep(k);
       cache.v[l] = T.keep(v);
     }
-    const y = this.useFused() ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true); // (B, NH, T, HS)
+    // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
+    // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
+    // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
+    const fusedAttention = this.fused && hasFused(this.backend);
+    const y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true); // (B, NH, T, HS)
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
     return this.linear(merged, pre + 'o_proj.weight'); // (B*T, C)
   }
