@@ -12,6 +12,7 @@
 //     tokenizer_specials  JSON {"<|bos|>": id, ...}
 //     step                optimizer steps completed
 //     settings            the page's Settings as JSON (preset, lr, optimizer, ...)
+//     history             the loss curve and samples so far as JSON (protocol.ts History)
 //
 // The CLI's checkpoints are a directory (config.json, model.safetensors, ...); this file has
 // the same weights under the same names, so `model.safetensors` tools can read it too.
@@ -20,7 +21,7 @@ import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../../src
 import { validateConfig, type GPTConfig } from '../../src/model/gpt.ts';
 import { Tokenizer } from '../../src/tokenizer/bpe.ts';
 import { UserError } from '../../src/util/errors.ts';
-import type { Settings } from './protocol.ts';
+import type { History, Settings } from './protocol.ts';
 
 export const FORMAT = 'minichat-web-checkpoint/1';
 const OPT_PREFIX = 'optimizer/';
@@ -30,6 +31,7 @@ export interface WebCheckpoint {
   tokenizer: Tokenizer;
   step: number;
   settings: Settings;
+  history: History;
   weights: Map<string, SafeTensor>; // parameter name → values
   optimizer: Map<string, SafeTensor>; // optimizer state name → values (may be empty)
 }
@@ -46,6 +48,7 @@ export function encodeCheckpoint(c: WebCheckpoint): Uint8Array {
     tokenizer_specials: JSON.stringify(c.tokenizer.specials),
     step: String(c.step),
     settings: JSON.stringify(c.settings),
+    history: JSON.stringify(c.history),
   });
 }
 
@@ -82,5 +85,6 @@ export function decodeCheckpoint(bytes: Uint8Array, source: string): WebCheckpoi
     if (name.startsWith(OPT_PREFIX)) optimizer.set(name.slice(OPT_PREFIX.length), t);
     else weights.set(name, t);
   }
-  return { config, tokenizer, step, settings: json('settings') as Settings, weights, optimizer };
+  const history = (metadata.history ? json('history') : { train: [], val: [], samples: [] }) as History;
+  return { config, tokenizer, step, settings: json('settings') as Settings, history, weights, optimizer };
 }

@@ -4,7 +4,8 @@
 //
 // Settings come from the form, whose initial values come from the URL query, so a test (or a
 // shared link) can ask for a tiny run: ?preset=tiny&steps=20&batch=2&seq=32&stories=200&vocab=300
-// ?backend=cpu forces the CPU backend.
+// (any Settings field in protocol.ts works). ?backend=cpu forces the CPU backend; ?restore=0
+// skips bringing back the last run from IndexedDB; ?genTokens=N sets the prompt box's length.
 //
 // Errors: every failure (a worker error, a bad file, a lost GPU, an exception on this page)
 // lands in the red panel at the top, never only in the console.
@@ -38,7 +39,9 @@ window.addEventListener('unhandledrejection', (e) => showError('page', String((e
 // settings: URL query → form → Settings
 // ---------------------------------------------------------------------------------------
 
-const NUMBER_FIELDS = ['steps', 'lr', 'batch', 'seq', 'vocab', 'stories', 'sampleEvery', 'evalEvery'] as const;
+const NUMBER_FIELDS = ['steps', 'lr', 'batch', 'seq', 'vocab', 'stories', 'sampleEvery', 'sampleTokens', 'evalEvery'] as const;
+/** Tokens the prompt box generates (?genTokens=N: tests on a slow GPU ask for fewer). */
+const GEN_TOKENS = Number(query.get('genTokens') ?? 64);
 
 function initForm(): void {
   const s: Settings = { ...DEFAULT_SETTINGS };
@@ -77,6 +80,7 @@ function readForm(): Settings {
     vocab: num('vocab', 260),
     stories: num('stories', 20),
     sampleEvery: num('sampleEvery', 0),
+    sampleTokens: num('sampleTokens', 1),
     evalEvery: num('evalEvery', 0),
     seed: Number(query.get('seed') ?? 0),
   };
@@ -242,10 +246,12 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $('params').textContent = fmtCount(i.params);
       $('steps-total').textContent = `/ ${i.steps}`;
       $('unigram').textContent = `unigram ${i.unigram.toFixed(2)}`;
-      status(`${i.preset}: ${fmtCount(i.params)} parameters, vocabulary ${i.vocab}; ${fmtCount(i.trainTokens)} training tokens from ${i.dataName}` +
-        (i.step > 0 ? `; restored at step ${i.step}` : ''));
+      $('model-info').textContent = `${i.preset}: ${fmtCount(i.params)} parameters, vocabulary ${i.vocab}; ` +
+        `${fmtCount(i.trainTokens)} training tokens from ${i.dataName}` + (i.step > 0 ? `; restored at step ${i.step}` : '');
+      status(i.step > 0 ? 'Checkpoint loaded: prompt it, or Resume training.' : 'Training…');
       setForm(i.settings);
-      if (m.history) restoreView(m.history);
+      $('step').textContent = String(i.step);
+      if (m.history) restoreView({ train: [...m.history.train], val: [...m.history.val], samples: [...m.history.samples] });
       updateButtons();
       break;
     }
@@ -280,7 +286,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'checkpoint':
       if (m.purpose === 'download') download(m.bytes, `minichat-step${m.step}.safetensors`);
       else {
-        saveLastRun({ bytes: m.bytes, step: m.step, history, savedAt: Date.now() }).catch((err: Error) =>
+        saveLastRun({ bytes: m.bytes, step: m.step, savedAt: Date.now() }).catch((err: Error) =>
           showError('autosave', `could not keep the run in IndexedDB: ${err.message}`),
         );
       }
@@ -317,6 +323,7 @@ $('start').onclick = () => {
     return;
   }
   resetView();
+  $('model-info').textContent = '';
   hasModel = false;
   running = true;
   updateButtons();
@@ -330,6 +337,7 @@ $('reset').onclick = () => {
   hasModel = false;
   resetView();
   $('params').textContent = '–';
+  $('model-info').textContent = '';
   status('Reset. Press Start to train.');
   clearLastRun().catch(() => {});
   updateButtons();
@@ -343,14 +351,14 @@ $<HTMLInputElement>('load').onchange = async (e) => {
   resetView();
   status(`Loading ${f.name}…`);
   const bytes = await f.arrayBuffer();
-  send({ type: 'load', bytes, name: f.name, history: null, data }, [bytes]);
+  send({ type: 'load', bytes, name: f.name, data, keep: true }, [bytes]);
 };
 $('prompt-form').onsubmit = (e) => {
   e.preventDefault();
   generateId++;
   $('generated').textContent = 'generating…';
   $<HTMLButtonElement>('generate').disabled = true;
-  send({ type: 'generate', id: generateId, prompt: $<HTMLInputElement>('prompt').value, maxTokens: 64, temperature: 0.8 });
+  send({ type: 'generate', id: generateId, prompt: $<HTMLInputElement>('prompt').value, maxTokens: GEN_TOKENS, temperature: 0.8 });
 };
 
 // ---------------------------------------------------------------------------------------
@@ -371,7 +379,7 @@ async function boot(): Promise<void> {
     const saved = await loadLastRun();
     if (saved) {
       status(`Restoring the last run (step ${saved.step}) from this browser's storage…`);
-      send({ type: 'load', bytes: saved.bytes, name: 'the run kept in IndexedDB', history: saved.history, data: null });
+      send({ type: 'load', bytes: saved.bytes, name: 'the run kept in IndexedDB', data: null, keep: false });
     }
   } catch (e) {
     showError('restore', `could not read the last run from IndexedDB: ${(e as Error).message}`);

@@ -10,7 +10,7 @@
 //   pause, resume, reset             →     state    {running}
 //   generate {prompt, ...}           →     generated {id, text}
 //   save     {purpose}               →     checkpoint {bytes, step, purpose}
-//   load     {bytes, name, history}  →     ready (from the file) + history
+//   load     {bytes, name, keep}     →     ready (with the file's history), checkpoint if keep
 //                                          error    {message, where} (anything that failed)
 
 /** Everything the user can set before pressing Start (also read from the URL query). */
@@ -26,6 +26,7 @@ export interface Settings {
   stories: number; // size of the built-in synthetic corpus
   sampleEvery: number; // a sample every N steps (0 = only at the end)
   evalEvery: number; // validation loss every N steps (0 = only at the end)
+  sampleTokens: number; // length of those samples, in tokens
   seed: number;
 }
 
@@ -43,9 +44,10 @@ export type ToWorker =
   | { type: 'reset' }
   | { type: 'generate'; id: number; prompt: string; maxTokens: number; temperature: number }
   | { type: 'save'; purpose: 'download' | 'autosave' }
-  | { type: 'load'; bytes: ArrayBuffer; name: string; history: History | null; data: DataSource | null };
+  | { type: 'load'; bytes: ArrayBuffer; name: string; data: DataSource | null; keep: boolean };
 
-/** Points for the chart and the log, kept with the autosave so a reload redraws them. */
+/** Points for the chart and the samples, kept by the worker and saved in the checkpoint file,
+ *  so a loaded or restored run redraws its curve. */
 export interface History {
   train: [number, number][]; // [step, loss]
   val: [number, number][]; // [step, val loss]
@@ -91,5 +93,6 @@ export const DEFAULT_SETTINGS: Settings = {
   stories: 2500,
   sampleEvery: 50,
   evalEvery: 50,
+  sampleTokens: 48,
   seed: 0,
 };

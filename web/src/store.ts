@@ -1,14 +1,11 @@
 // The last run, kept in the browser's IndexedDB so that reloading the page does not lose it:
-// one record holding the checkpoint file's bytes (checkpoint.ts) and the chart's history.
+// one record holding the checkpoint file's bytes (checkpoint.ts; the chart's history is inside).
 // IndexedDB rather than localStorage because a checkpoint is megabytes of binary data.
-import type { History } from './protocol.ts';
-
 const DB = 'minichat-demo', STORE = 'runs', KEY = 'last';
 
 export interface SavedRun {
   bytes: ArrayBuffer; // a checkpoint file, as downloaded
   step: number;
-  history: History;
   savedAt: number; // Date.now()
 }
 

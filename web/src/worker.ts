@@ -46,7 +46,6 @@ const scope = self as unknown as {
 };
 const post = (msg: FromWorker, transfer: Transferable[] = []) => scope.postMessage(msg, transfer);
 
-const SAMPLE_TOKENS = 48;
 const EVAL_BATCHES = 4;
 
 // ---------------------------------------------------------------------------------------
@@ -100,6 +99,7 @@ interface Run {
   val: TokenArray;
   bytesPerToken: Int32Array;
   info: ModelInfo;
+  history: History; // what the page has drawn: saved in the checkpoint
   running: boolean;
   trainSeconds: number; // for tokens/s: only time spent in trainStep
   trainedSteps: number;
@@ -137,7 +137,7 @@ function scheduleOf(s: Settings): Schedule {
  */
 async function buildRun(
   s: Settings, data: DataSource | null,
-  restored?: { tok: Tokenizer; config: GPTConfig; step: number; weights: Map<string, SafeTensor>; optimizer: Map<string, SafeTensor> },
+  restored?: { tok: Tokenizer; config: GPTConfig; step: number; history: History; weights: Map<string, SafeTensor>; optimizer: Map<string, SafeTensor> },
 ): Promise<Run> {
   const { docs, name } = loadDocuments(s, data);
   post({ type: 'status', text: `data: ${docs.length} documents from ${name}` });
@@ -177,6 +177,7 @@ async function buildRun(
   };
   return {
     settings: s, tok, model, opt, loader, trainer, val: corpus.val, bytesPerToken: tokenByteLengths(tok), info,
+    history: restored?.history ?? { train: [], val: [], samples: [] },
     running: false, trainSeconds: 0, trainedSteps: 0,
   };
 }
@@ -216,13 +217,16 @@ async function loop(r: Run): Promise<void> {
       r.trainSeconds += res.seconds;
       r.trainedSteps++;
       const step = res.step, last = step === s.steps;
+      r.history.train.push([step, res.loss]);
       post({ type: 'step', step, loss: res.loss, lr: res.lr, tokensPerSecond: (r.trainedSteps * tokensPerStep) / r.trainSeconds, memoryBytes: memory() });
       if ((s.evalEvery > 0 && step % s.evalEvery === 0) || last) {
         const v = await exclusive(() => evaluate(r.model, r.val, s.batch, s.seq, EVAL_BATCHES, r.bytesPerToken));
+        r.history.val.push([step, v.loss]);
         post({ type: 'val', step, loss: v.loss, bpb: v.bpb });
       }
       if ((s.sampleEvery > 0 && step % s.sampleEvery === 0) || last) {
-        const text = await exclusive(() => sampleText(r, [r.tok.bosId], SAMPLE_TOKENS, 0.8, s.seed * 1000 + step));
+        const text = await exclusive(() => sampleText(r, [r.tok.bosId], s.sampleTokens, 0.8, s.seed * 1000 + step));
+        r.history.samples.push({ step, text });
         post({ type: 'sample', step, text });
         await autosave(r);
       }
@@ -250,7 +254,7 @@ async function checkpointBytes(r: Run): Promise<Uint8Array> {
   return exclusive(async () => {
     const weights = new Map(Object.entries(await fromTensors(Object.fromEntries(r.model.params))));
     const optimizer = new Map(Object.entries(await fromTensors(r.opt.stateDict())));
-    return encodeCheckpoint({ config: r.model.config, tokenizer: r.tok, step: r.trainer.step, settings: r.settings, weights, optimizer });
+    return encodeCheckpoint({ config: r.model.config, tokenizer: r.tok, step: r.trainer.step, settings: r.settings, history: r.history, weights, optimizer });
   });
 }
 
@@ -326,12 +330,14 @@ async function handle(msg: ToWorker): Promise<void> {
         await exclusive(async () => disposeRun(old));
       }
       const r = await exclusive(() =>
-        buildRun(ck.settings, msg.data, { tok: ck.tokenizer, config: ck.config, step: ck.step, weights: ck.weights, optimizer: ck.optimizer }),
+        buildRun(ck.settings, msg.data, { tok: ck.tokenizer, config: ck.config, step: ck.step, history: ck.history, weights: ck.weights, optimizer: ck.optimizer }),
       );
       run = r;
-      lastAutosaveStep = ck.step;
-      post({ type: 'ready', info: r.info, history: msg.history ?? null });
+      post({ type: 'ready', info: r.info, history: r.history });
       post({ type: 'state', running: false, finished: r.trainer.step >= r.settings.steps });
+      // a file the user loaded becomes "the last run" (kept in IndexedDB); a restore already is
+      lastAutosaveStep = msg.keep ? -1 : ck.step;
+      if (msg.keep) await autosave(r);
       return;
     }
   }
