@@ -1,0 +1,224 @@
+// Training-step throughput (`npm run bench -- train`, and the training section of bench/gpu.ts):
+// tokens/s of one full optimizer step — forward, backward, gradient clipping, the optimizer
+// update — exactly as training runs it (src/train/trainer.ts `Trainer.trainStep()`), per
+// preset and optimizer ('muon': Muon for hidden matrices + AdamW for the rest; 'adamw': AdamW
+// for everything), with the pretraining defaults (lr 3e-3, weight decay 0, grad clip 1).
+//
+// Timing: wall clock around `trainStep()` followed by `backend.sync()` (on the GPU the
+// optimizer's dispatches are still in flight when trainStep returns; the loss read inside it
+// already waited for forward and backward). This is what a training run sees, host overhead
+// and the per-step loss read included. Warm-up steps (pipeline compilation, buffer pool, the
+// optimizer's state allocation) are not timed; the median of the timed steps is reported.
+// A case stops early once it has spent `maxSeconds` (at least `minSteps` timed steps).
+//
+// Data: random token ids (throughput does not depend on the values).
+//
+// This suite (`npm run bench -- train`, CPU machine): the CPU backend with the WASM SIMD
+// matmul — tiny at B=8, T=128 and small at B=2, T=128 — and WebGPU when an adapter exists:
+// on SwiftShader (a CPU Vulkan driver) only a micro model, since it runs ~1 GFLOP/s at best;
+// on a real GPU the small preset at B=8, T=512. bench/gpu.ts runs the GPU configurations.
+import type { Backend } from '../src/backend/backend.ts';
+import { cpu } from '../src/backend/cpu.ts';
+import { initWasmMatmul } from '../src/backend/wasm-matmul.ts';
+import { type WebGPUBackend, type WebGPUOptions, createWebGPUBackend } from '../src/backend/webgpu.ts';
+import { GPT, type GPTConfig, presetConfig } from '../src/model/gpt.ts';
+import { buildOptimizer } from '../src/optim/index.ts';
+import * as T from '../src/tensor/index.ts';
+import { BatchLoader } from '../src/train/loader.ts';
+import { Trainer } from '../src/train/trainer.ts';
+
+export type OptimizerKind = 'muon' | 'adamw';
+
+/** One configuration to time. */
+export interface TrainCase {
+  preset: string; // a key of PRESETS
+  label?: string; // shown instead of the preset name (e.g. 'micro' for a shrunken tiny)
+  overrides?: Partial<GPTConfig>;
+  B: number;
+  T: number;
+  optimizer: OptimizerKind;
+  warmup: number; // untimed steps
+  steps: number; // timed steps (at most)
+  minSteps?: number; // timed steps kept even past maxSeconds (default 2)
+  maxSeconds?: number; // stop timing after this many seconds (default: no limit)
+}
+
+/** One measured configuration (the JSON row; torch_bench.py reads these fields). */
+export interface TrainRow {
+  backend: string; // 'cpu' | 'webgpu'
+  preset: string;
+  optimizer: OptimizerKind;
+  B: number;
+  T: number;
+  params: number;
+  steps: number; // timed steps
+  ms: number; // median ms per step
+  msMin: number;
+  tokensPerSec: number; // B*T / median step time
+  loss: number; // loss of the last step (sanity: ~ln V at the start)
+  note?: string; // e.g. a batch fallback
+}
+
+export const PRETRAIN_DEFAULTS = { lr: 3e-3, weightDecay: 0, gradClip: 1 } as const;
+
+/** A micro model for SwiftShader (the kernel bench's tiny dims): ~0.1M parameters. */
+export const MICRO: Partial<GPTConfig> = { vocabSize: 256, hiddenSize: 64, numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 16, intermediateSize: 128, maxSeqLen: 64 };
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b), m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+};
+
+/** Time one case on one backend. `sync` waits for the device (a no-op on the CPU). */
+export async function timeTrainStep(backend: Backend, c: TrainCase, sync: () => Promise<void>, log: (s: string) => void = console.log): Promise<TrainRow> {
+  T.setDefaultBackend(backend);
+  const config = presetConfig(c.preset, { ...c.overrides, maxSeqLen: Math.max(c.T, c.overrides?.maxSeqLen ?? 0, presetConfig(c.preset).maxSeqLen) });
+  const model = new GPT(config, new T.Rng(0), backend);
+  const opt = buildOptimizer(model.namedParams(), { kind: c.optimizer, lr: PRETRAIN_DEFAULTS.lr, weightDecay: PRETRAIN_DEFAULTS.weightDecay });
+  const rng = new T.Rng(1);
+  const tokens = Uint16Array.from({ length: c.B * c.T * 4 + 1 }, () => rng.int(config.vocabSize));
+  const loader = new BatchLoader(tokens, c.B, c.T, 2);
+  const schedule = { lr: PRETRAIN_DEFAULTS.lr, warmupSteps: 0, totalSteps: 1_000_000, warmdownFraction: 0, finalFraction: 1 };
+  const trainer = new Trainer(model, opt, loader, { gradAccum: 1, gradClip: PRETRAIN_DEFAULTS.gradClip, schedule });
+  const name = c.label ?? c.preset;
+  try {
+    let loss = NaN;
+    for (let i = 0; i < c.warmup; i++) {
+      loss = (await trainer.trainStep()).loss;
+      await sync();
+    }
+    const times: number[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < c.steps; i++) {
+      const s0 = performance.now();
+      loss = (await trainer.trainStep()).loss;
+      await sync();
+      times.push(performance.now() - s0);
+      if (c.maxSeconds !== undefined && times.length >= (c.minSteps ?? 2) && (performance.now() - t0) / 1000 > c.maxSeconds) break;
+    }
+    const ms = median(times);
+    const row: TrainRow = {
+      backend: backend.name, preset: name, optimizer: c.optimizer, B: c.B, T: c.T, params: model.numParams(),
+      steps: times.length, ms, msMin: Math.min(...times), tokensPerSec: (c.B * c.T) / (ms / 1000), loss,
+    };
+    log(`${row.backend.padEnd(6)} ${name.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${(row.params / 1e6).toFixed(2)}M params: ` +
+      `${ms.toFixed(1)} ms/step (median of ${times.length}), ${row.tokensPerSec.toFixed(0)} tok/s, loss ${loss.toFixed(3)}`);
+    return row;
+  } finally {
+    T.noGrad(() => {
+      for (const t of Object.values(opt.stateDict())) t.dispose();
+    });
+    model.dispose();
+  }
+}
+
+/** Does this error mean "too big for this device" (a buffer limit or out of memory)? */
+export function isSizeError(e: unknown): boolean {
+  return /maxStorageBufferBindingSize|maxBufferSize|out of memory|OutOfMemory|allocation/i.test(String((e as Error)?.message ?? e));
+}
+
+/**
+ * Time each case on WebGPU. A case that hits a buffer limit (or runs out of memory) is
+ * retried at half the batch, down to B=1, on a fresh device (the old one may be unusable),
+ * and the row says so in `note`. Other errors are reported as a row-less note and skipped.
+ */
+export async function runWebGPUTrainCases(
+  opts: WebGPUOptions, cases: TrainCase[], log: (s: string) => void = console.log,
+): Promise<{ rows: TrainRow[]; errors: string[] }> {
+  const rows: TrainRow[] = [], errors: string[] = [];
+  let g: WebGPUBackend | null = null;
+  try {
+    for (const c0 of cases) {
+      let c = c0, note: string | undefined;
+      for (;;) {
+        g ??= await createWebGPUBackend(opts);
+        const dev = g;
+        try {
+          const row = await timeTrainStep(dev, c, () => dev.sync(), log);
+          if (note) row.note = note;
+          rows.push(row);
+          break;
+        } catch (e) {
+          const msg = String((e as Error)?.message ?? e).split('\n')[0];
+          T.setDefaultBackend(cpu);
+          dev.destroy();
+          g = null;
+          if (isSizeError(e) && c.B > 1) {
+            note = `B=${c0.B} did not fit (${msg}); fell back to B=${c.B >> 1}`;
+            log(`${c.label ?? c.preset} ${c.optimizer} B${c.B}: ${msg}; retrying at B=${c.B >> 1}`);
+            c = { ...c, B: c.B >> 1 };
+            continue;
+          }
+          const err = `${c.label ?? c.preset} ${c.optimizer} B${c.B} T${c.T}: ${msg}`;
+          log(`FAILED ${err}`);
+          errors.push(err);
+          break;
+        }
+      }
+    }
+  } finally {
+    T.setDefaultBackend(cpu);
+    (g as WebGPUBackend | null)?.destroy();
+  }
+  return { rows, errors };
+}
+
+/** The training cases bench/gpu.ts runs on a GPU: small and minimind2 at B*T = 8*512. */
+export function gpuTrainCases(size: 'tiny' | 'full'): TrainCase[] {
+  const out: TrainCase[] = [];
+  for (const optimizer of ['muon', 'adamw'] as const) {
+    if (size === 'tiny') out.push({ preset: 'tiny', label: 'micro', overrides: MICRO, B: 2, T: 32, optimizer, warmup: 1, steps: 3 });
+    else {
+      for (const preset of ['small', 'minimind2']) out.push({ preset, B: 8, T: 512, optimizer, warmup: 3, steps: 10, minSteps: 3, maxSeconds: 40 });
+    }
+  }
+  return out.sort((a, b) => (a.label ?? a.preset).localeCompare(b.label ?? b.preset) || a.optimizer.localeCompare(b.optimizer));
+}
+
+/** A markdown table of training rows. */
+export function trainMarkdown(rows: TrainRow[], header = ''): string {
+  const lines = [
+    ...(header ? [header, ''] : []),
+    '| backend | preset | optimizer | B×T | params | ms/step (median) | tokens/s | steps | note |',
+    '|---|---|---|---|---:|---:|---:|---:|---|',
+    ...rows.map((r) => `| ${r.backend} | ${r.preset} | ${r.optimizer} | ${r.B}×${r.T} | ${(r.params / 1e6).toFixed(2)}M | ${r.ms.toFixed(1)} | ${r.tokensPerSec.toFixed(0)} | ${r.steps} | ${r.note ?? ''} |`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+export default {
+  name: 'train',
+  async run(): Promise<Record<string, unknown>> {
+    const wasm = await initWasmMatmul();
+    console.log(`cpu: WASM SIMD matmul ${wasm ? 'on' : 'unavailable (JS kernel)'}`);
+    const cpuCases: TrainCase[] = [];
+    for (const optimizer of ['muon', 'adamw'] as const) {
+      cpuCases.push({ preset: 'tiny', B: 8, T: 128, optimizer, warmup: 1, steps: 5, maxSeconds: 10 });
+      cpuCases.push({ preset: 'small', B: 2, T: 128, optimizer, warmup: 1, steps: 3, minSteps: 2, maxSeconds: 10 });
+    }
+    const rows: TrainRow[] = [];
+    for (const c of cpuCases) rows.push(await timeTrainStep(cpu, c, async () => {}));
+
+    // WebGPU, when there is an adapter: probe once, pick the cases by what the adapter is.
+    let webgpu: Record<string, unknown> = { skipped: true };
+    try {
+      const probe = await createWebGPUBackend();
+      const info = probe.adapterInfo;
+      probe.destroy();
+      const swiftshader = /swiftshader/i.test(`${info.architecture} ${info.description} ${info.device}`);
+      const cases: TrainCase[] = (['muon', 'adamw'] as const).map((optimizer) =>
+        swiftshader
+          ? { preset: 'tiny', label: 'micro', overrides: MICRO, B: 2, T: 32, optimizer, warmup: 1, steps: 3 }
+          : { preset: 'small', B: 8, T: 512, optimizer, warmup: 2, steps: 5, maxSeconds: 20 });
+      const r = await runWebGPUTrainCases({}, cases);
+      rows.push(...r.rows);
+      webgpu = { adapter: { vendor: info.vendor, architecture: info.architecture, device: info.device, description: info.description }, swiftshader, errors: r.errors };
+    } catch (e) {
+      console.log(`webgpu: skipped (${String((e as Error).message).split('\n')[0]})`);
+      webgpu = { skipped: true, reason: String((e as Error).message) };
+    }
+    T.setDefaultBackend(cpu);
+    console.log('\n' + trainMarkdown(rows));
+    return { defaults: PRETRAIN_DEFAULTS, webgpu, rows };
+  },
+};
