@@ -11,30 +11,21 @@
 // SwiftShader runs WebGPU at roughly 0.1 GFLOP/s, so the page is asked for a very small run
 // through its URL query (batch 2 x 32 tokens, a 300-token vocabulary, 200 stories).
 //
-// Chromium flags: WebGPU on Linux is behind --enable-unsafe-webgpu; with it, headless Chromium
-// 156 offers the SwiftShader adapter (vendor "google", architecture "swiftshader") with no
-// further flags (--use-webgpu-adapter=swiftshader, --use-angle=swiftshader and
-// --enable-features=Vulkan made no difference here). WebGPU also needs a secure context:
-// http://127.0.0.1 counts, a data: URL does not.
+// Chromium flags: see web/serve.ts (--enable-unsafe-webgpu is all SwiftShader needs).
 //
 // Skipped (with a printed reason) only when /usr/bin/chromium is missing and
 // MINICHAT_REQUIRE_BROWSER is unset; CI sets MINICHAT_REQUIRE_BROWSER=1.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { extname, join, normalize, resolve } from 'node:path';
+import type { Server } from 'node:http';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CHROMIUM, DIST, PROJECT_ROOT, WEBGPU_ARGS, buildSite, launchChromium, serveStatic } from '../web/serve.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ROOT = resolve(import.meta.dirname, '..');
-const DIST = join(ROOT, 'web', 'dist');
-const ARTIFACTS = join(ROOT, 'test-artifacts');
+const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
 const haveBrowser = existsSync(CHROMIUM);
 const required = !!process.env.MINICHAT_REQUIRE_BROWSER;
 if (!haveBrowser && !required) console.log(`test/web.test.ts: skipped: ${CHROMIUM} is missing (set MINICHAT_REQUIRE_BROWSER=1 to make this a failure)`);
 
-const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
 // Tiny on purpose (see the header); evalEvery 0 = validate only at the end.
 const SMALL_RUN = 'preset=tiny&batch=2&seq=32&stories=200&vocab=300&lr=0.01&evalEvery=0&restore=0';
 // On SwiftShader, Muon's Newton-Schulz iterations (~3 GFLOP per step for the tiny preset)
@@ -42,26 +33,6 @@ const SMALL_RUN = 'preset=tiny&batch=2&seq=32&stories=200&vocab=300&lr=0.01&eval
 // AdamW; samples and prompts are short because every token is a forward pass.
 const GPU_RUN = 'optimizer=adamw&sampleEvery=0&sampleTokens=12&genTokens=12';
 
-const MIME: Record<string, string> = {
-  '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.png': 'image/png', '.svg': 'image/svg+xml',
-};
-
-/** A minimal static file server for web/dist, on 127.0.0.1 only. */
-function serve(dir: string): Promise<Server> {
-  const server = createServer((req, res) => {
-    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
-    const file = normalize(join(dir, path === '/' ? 'index.html' : path));
-    if (!file.startsWith(dir) || !existsSync(file)) {
-      res.writeHead(404).end('not found');
-      return;
-    }
-    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream' });
-    res.end(readFileSync(file));
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
-
-type Browser = import('playwright-core').Browser;
 type Page = import('playwright-core').Page;
 
 describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
@@ -69,19 +40,14 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
   let url: string;
 
   beforeAll(async () => {
-    const { build } = await import('vite');
-    await build({ root: join(ROOT, 'web'), logLevel: 'warn' });
-    server = await serve(DIST);
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    await buildSite();
+    ({ server, url } = await serveStatic(DIST));
     mkdirSync(ARTIFACTS, { recursive: true });
   }, 120_000);
 
   afterAll(() => new Promise<void>((ok) => (server ? server.close(() => ok()) : ok())));
 
-  async function launch(args: string[]): Promise<Browser> {
-    const { chromium } = await import('playwright-core');
-    return chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...BASE_ARGS, ...args] });
-  }
+  const launch = launchChromium;
 
   /** Fail fast, with the page's own words, if its error panel shows anything. */
   async function noErrors(page: Page): Promise<void> {

@@ -230,7 +230,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'backend': {
       backendReady = true;
       $('backend-name').textContent = m.name;
-      $('backend-reason').textContent = m.name === 'webgpu' ? `: ${m.adapter} (${m.reason})` : `: ${m.reason}`;
+      $('backend-reason').textContent = m.name === 'webgpu' ? ` — ${m.adapter} (${m.reason})` : ` — ${m.reason}`;
       $('backend-banner').className = `banner ${m.name}`;
       $('mem-label').textContent = m.name === 'webgpu' ? 'GPU memory in use' : 'memory in use';
       status('Ready. Press Start to train.');
@@ -294,6 +294,10 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'error':
       showError(m.where, m.message);
       if (m.where === 'generate') $<HTMLButtonElement>('generate').disabled = !hasModel;
+      if (m.where === 'start' || m.where === 'load') {
+        running = false; // the run never began
+        status(`Could not ${m.where === 'start' ? 'start' : 'load'}: see the error above.`);
+      }
       if (m.fatal) {
         running = false;
         hasModel = false;
