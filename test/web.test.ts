@@ -5,7 +5,8 @@
 //      prompt the model; download a checkpoint and load it back; reload and find the run
 //      restored from IndexedDB.
 //   2. WebGPU unavailable (navigator.gpu removed): the page falls back to the CPU backend,
-//      says so in the banner, and trains.
+//      says so in the banner, rejects a bad data file in its error panel, and trains, with a
+//      pause and a resume on the way.
 // Screenshots go to test-artifacts/ (git-ignored).
 //
 // SwiftShader runs WebGPU at roughly 0.1 GFLOP/s, so the page is asked for a very small run
@@ -75,10 +76,15 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
   }
 
   /** Start a run and check that it learns; returns the first and latest losses. */
-  async function trainAndCheck(page: Page, steps: number, timeout: number): Promise<{ first: number; last: number }> {
-    await page.getByTestId('train-start').click({ timeout: 60_000 });
-    await waitForStep(page, 1, timeout);
-    const first = Number(await text(page, 'train-loss'));
+  async function trainAndCheck(
+    page: Page, steps: number, timeout: number, already?: { start: false; first: number },
+  ): Promise<{ first: number; last: number }> {
+    let first = already?.first ?? NaN;
+    if (!already) {
+      await page.getByTestId('train-start').click({ timeout: 60_000 });
+      await waitForStep(page, 1, timeout);
+      first = Number(await text(page, 'train-loss'));
+    }
     await waitForStep(page, steps, timeout);
     const last = Number(await text(page, 'train-loss'));
     // the final sample is taken after the last step
@@ -141,7 +147,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
     }
   }, 300_000);
 
-  it('falls back to the CPU backend when WebGPU is unavailable, and says why', async () => {
+  it('falls back to the CPU backend when WebGPU is unavailable, and says why; bad data file; pause/resume', async () => {
     const browser = await launch([]); // no --enable-unsafe-webgpu: no adapter either
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -152,8 +158,30 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent !== 'starting…', null, { timeout: 60_000 });
       expect(await text(page, 'backend-name')).toBe('cpu');
       expect(await page.locator('#backend-reason').textContent()).toMatch(/navigator\.gpu is missing/);
+
+      // a bad data file: the error is in the page, naming the file and line
+      await page.locator('#data-file').setInputFiles({ name: 'bad.jsonl', mimeType: 'text/plain', buffer: Buffer.from('{"text": "a story"}\nnot json\n') });
+      await page.waitForFunction(() => /bad\.jsonl/.test(document.getElementById('data-name')?.textContent ?? ''));
+      await page.getByTestId('train-start').click();
+      await page.waitForFunction(() => !document.getElementById('errors')!.hidden, null, { timeout: 30_000 });
+      expect((await page.locator('#error-list').textContent()) ?? '').toMatch(/bad\.jsonl: line 2 is not valid JSON/);
+      await page.locator('#errors-clear').click();
+      await page.locator('#data-clear').click(); // back to the built-in corpus
+
+      // pause holds the step counter still; resume carries on
+      await page.getByTestId('train-start').click();
+      await waitForStep(page, 1, 60_000);
+      const firstLoss = Number(await text(page, 'train-loss'));
+      await waitForStep(page, 2, 60_000);
+      await page.getByTestId('train-pause').click();
+      await page.waitForFunction(() => !(document.querySelector('[data-testid=train-resume]') as HTMLButtonElement).disabled, null, { timeout: 30_000 });
+      const paused = await text(page, 'train-step');
+      await page.waitForTimeout(2000);
+      expect(await text(page, 'train-step')).toBe(paused);
+      await page.getByTestId('train-resume').click();
+
       const t0 = Date.now();
-      const { first, last } = await trainAndCheck(page, steps, 120_000);
+      const { first, last } = await trainAndCheck(page, steps, 120_000, { start: false, first: firstLoss });
       console.log(`cpu: ${steps} steps in ${((Date.now() - t0) / 1000).toFixed(1)}s, loss ${first} -> ${last}`);
       await page.screenshot({ path: join(ARTIFACTS, 'web-cpu-fallback.png'), fullPage: true });
     } finally {
