@@ -21,39 +21,67 @@ export class CpuBackend implements Backend {
   readonly name: string;
   private readonly F: FloatCtor;
   private live = 0;
+  // Freed float arrays by length, reused by the next allocation of that length. A training
+  // step makes the same few hundred allocations every time; reusing them avoids the page
+  // faults and garbage collection of fresh multi-megabyte typed arrays.
+  private pool = new Map<number, FloatArray[]>();
+  private pooledBytes = 0;
+  private static readonly POOL_MIN = 1024; // smaller arrays are cheap to allocate
+  private static readonly POOL_MAX_BYTES = 512 * 2 ** 20;
+  // matmul's packing buffers, grown as needed and reused
+  private packA: FloatArray;
+  private packB: FloatArray;
 
   constructor(floatType: FloatCtor = Float32Array, name = 'cpu') {
     this.F = floatType;
     this.name = name;
+    this.packA = new floatType(0);
+    this.packB = new floatType(0);
   }
 
   private bytesPer(dtype: DType): number {
     return dtype === 'int32' ? 4 : this.F.BYTES_PER_ELEMENT;
   }
 
+  /** A zero-filled float array of n elements, from the pool when one is free. */
   private newFloat(n: number): FloatArray {
     this.live += n * this.F.BYTES_PER_ELEMENT;
+    const reuse = this.pool.get(n)?.pop();
+    if (reuse) {
+      this.pooledBytes -= reuse.byteLength;
+      return reuse.fill(0);
+    }
     return new this.F(n);
   }
 
   // ---- memory ----
   zeros(length: number, dtype: DType): Storage {
-    this.live += length * this.bytesPer(dtype);
-    return dtype === 'int32' ? new Int32Array(length) : new this.F(length);
+    if (dtype === 'float32') return this.newFloat(length);
+    this.live += length * 4;
+    return new Int32Array(length);
   }
   upload(data: ArrayLike<number>, dtype: DType): Storage {
     const s = this.zeros(data.length, dtype) as HostArray;
     s.set(data);
     return s;
   }
+  /** A copy (the storage itself may be reused once its tensor is disposed). */
   async read(s: Storage, dtype: DType): Promise<HostArray> {
-    return this.readSync(s, dtype);
+    return this.readSync(s, dtype).slice();
   }
+  /** The storage itself, no copy: valid until its tensor is disposed. */
   readSync(s: Storage, _dtype: DType): HostArray {
     return s as HostArray;
   }
   free(s: Storage): void {
-    this.live -= (s as HostArray).byteLength;
+    const a = s as HostArray;
+    this.live -= a.byteLength;
+    if (a instanceof this.F && a.length >= CpuBackend.POOL_MIN && this.pooledBytes + a.byteLength <= CpuBackend.POOL_MAX_BYTES) {
+      let list = this.pool.get(a.length);
+      if (!list) this.pool.set(a.length, (list = []));
+      list.push(a);
+      this.pooledBytes += a.byteLength;
+    }
   }
   bytesInUse(): number {
     return this.live;
@@ -150,7 +178,9 @@ export class CpuBackend implements Backend {
     const c = this.newFloat(nb * M * N);
     const ia = batchIndex(p.batchA, p.batch), ib = batchIndex(p.batchB, p.batch);
     // Pack A as (M, K) and B as Bᵀ (N, K), so every dot product reads two contiguous rows.
-    const pa = new this.F(M * K), pb = new this.F(K * N);
+    if (this.packA.length < M * K) this.packA = new this.F(M * K);
+    if (this.packB.length < K * N) this.packB = new this.F(K * N);
+    const pa = this.packA.subarray(0, M * K), pb = this.packB.subarray(0, K * N);
     for (let z = 0; z < nb; z++) {
       const aOff = ia[z] * M * K, bOff = ib[z] * K * N;
       if (p.transA) transposeInto(a, aOff, K, M, pa);

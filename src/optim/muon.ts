@@ -56,9 +56,14 @@ export function newtonSchulz5(G: T.Tensor, steps = 5): T.Tensor {
     let X = T.div(G, T.addScalar(norm, 1e-7)); // (m, n), ‖X‖_F ≤ 1; 1e-7 guards G = 0
     if (tall) X = T.transpose(X); // (k, K) with k = min(m, n)
     for (let i = 0; i < steps; i++) {
-      const A = T.matmul(X, X, { transB: true }); // (k, k) = X Xᵀ
-      const B = T.add(T.mulScalar(A, b), T.mulScalar(T.matmul(A, A), c)); // (k, k) = b·A + c·A²
-      X = T.add(T.mulScalar(X, a), T.matmul(B, X)); // (k, K) = a·X + B X
+      // one scope per iteration: its temporaries are freed (and their memory reused by the
+      // next iteration) instead of piling up until the end
+      const prev = X;
+      X = T.tidy(() => {
+        const A = T.matmul(prev, prev, { transB: true }); // (k, k) = X Xᵀ
+        const B = T.add(T.mulScalar(A, b), T.mulScalar(T.matmul(A, A), c)); // (k, k) = b·A + c·A²
+        return T.add(T.mulScalar(prev, a), T.matmul(B, prev)); // (k, K) = a·X + B X
+      });
     }
     return tall ? T.transpose(X) : X; // (m, n)
   }));
