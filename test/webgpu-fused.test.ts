@@ -9,19 +9,10 @@ import type { HostArray, Storage } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import { cpuFused } from '../src/backend/cpu-fused.ts';
 import { type AttentionShape, hasFused } from '../src/backend/fused.ts';
-import { type WebGPUBackend, createWebGPUBackend } from '../src/backend/webgpu.ts';
+import { webgpuOrSkip } from './gpu-device.ts';
 import * as T from '../src/tensor/index.ts';
 
-async function tryCreate(): Promise<WebGPUBackend | null> {
-  try {
-    return await createWebGPUBackend();
-  } catch (e) {
-    if (process.env.MINICHAT_REQUIRE_WEBGPU) throw e;
-    console.warn(`webgpu fused tests skipped: ${(e as Error).message}`);
-    return null;
-  }
-}
-const gpu = await tryCreate();
+const gpu = await webgpuOrSkip('webgpu fused tests');
 afterAll(() => gpu?.destroy());
 
 const rng = new T.Rng(99);

@@ -15,23 +15,14 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
-import { type WebGPUBackend, createWebGPUBackend } from '../src/backend/webgpu.ts';
+import { webgpuOrSkip } from './gpu-device.ts';
 import { GPT, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
 import { BatchLoader } from '../src/train/loader.ts';
 import { Trainer } from '../src/train/trainer.ts';
 
-async function tryCreate(): Promise<WebGPUBackend | null> {
-  try {
-    return await createWebGPUBackend();
-  } catch (e) {
-    if (process.env.MINICHAT_REQUIRE_WEBGPU) throw e;
-    console.warn(`webgpu model tests skipped: ${(e as Error).message}`);
-    return null;
-  }
-}
-const gpu = await tryCreate();
+const gpu = await webgpuOrSkip('webgpu model tests');
 afterAll(() => {
   T.setDefaultBackend(cpu);
   gpu?.destroy();

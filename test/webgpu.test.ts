@@ -14,21 +14,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { BinaryOp, HostArray, MatmulParams, Storage, UnaryOp } from '../src/backend/backend.ts';
 import { sizeOf } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
-import { type WebGPUBackend, createWebGPUBackend } from '../src/backend/webgpu.ts';
+import type { WebGPUBackend } from '../src/backend/webgpu.ts';
+import { webgpuOrSkip } from './gpu-device.ts';
 import * as T from '../src/tensor/index.ts';
 import { UserError } from '../src/util/errors.ts';
 
-// ---- setup: a device, or a clean skip ----
-async function tryCreate(): Promise<WebGPUBackend | null> {
-  try {
-    return await createWebGPUBackend();
-  } catch (e) {
-    if (process.env.MINICHAT_REQUIRE_WEBGPU) throw e; // CI: a missing adapter is a failure
-    console.warn(`webgpu tests skipped: ${(e as Error).message}`);
-    return null;
-  }
-}
-const gpu = await tryCreate();
+const gpu = await webgpuOrSkip('webgpu tests');
 afterAll(() => gpu?.destroy()); // lets the forked test process exit
 
 const U = 2 ** -24; // float32 unit roundoff
