@@ -1,9 +1,9 @@
 // The GPT: preset sizes, shapes, causality, QK-norm, the KV-cache engine against the naive
 // path, and Hugging Face export.
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from './tmp.ts';
 import { generate, generateNaive } from '../src/model/engine.ts';
 import { exportHF, hfTokenizerJson, qwen3Incompatibility } from '../src/model/export.ts';
 import { GPT, type GPTConfig, PRESETS, countParams, paramSpecs, presetConfig } from '../src/model/gpt.ts';
@@ -124,7 +124,7 @@ describe('Hugging Face export', () => {
     const tok = await trainTokenizer(['the cat sat on the mat. the dog sat on the log.'.repeat(20)], { vocabSize: 300 });
     const cfg = micro({ vocabSize: tok.vocabSize });
     const m = new GPT(cfg, new T.Rng(6));
-    const dir = join(mkdtempSync(join(tmpdir(), 'mc-export-')), 'hf');
+    const dir = join(tempDir('mc-export-'), 'hf');
     await exportHF(m, tok, dir);
 
     const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
@@ -160,7 +160,7 @@ describe('Hugging Face export', () => {
     expect(qwen3Incompatibility(micro())).toBeNull();
     const tok = await trainTokenizer(['abc abc abd'], { vocabSize: 270 });
     const m = new GPT(micro({ qkNorm: false, vocabSize: tok.vocabSize }), new T.Rng(0));
-    await expect(exportHF(m, tok, join(tmpdir(), 'never'))).rejects.toThrow(/cannot export as Qwen3ForCausalLM: QK-norm is off/);
+    await expect(exportHF(m, tok, join(tempDir('mc-export-'), 'never'))).rejects.toThrow(/cannot export as Qwen3ForCausalLM: QK-norm is off/);
     m.dispose();
   });
 });

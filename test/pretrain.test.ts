@@ -1,16 +1,16 @@
 // Pretraining end to end on tiny settings: it learns, resume is exact, bad input is a clear
 // error, divergence stops with the last good checkpoint kept.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from './tmp.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import { PRETRAIN_DEFAULTS, type PretrainOptions, pretrain } from '../src/train/pretrain.ts';
 import { loadCheckpoint } from '../src/train/checkpoint.ts';
 import { trainTokenizer } from '../src/tokenizer/index.ts';
 
 const quiet = { log: () => {} };
-const tmp = () => mkdtempSync(join(tmpdir(), 'mc-pretrain-'));
+const tmp = () => tempDir('mc-pretrain-');
 /** Small and fast: the tiny preset on 300 synthetic stories, 2 x 32-token batches. */
 const opts = (o: Partial<PretrainOptions>): PretrainOptions => ({
   ...PRETRAIN_DEFAULTS,

@@ -1,9 +1,9 @@
 // `minichat tokenizer ...` as a user runs it: train → encode → decode → eval, and the
 // one-line errors (missing file, empty input, vocab too small, unknown pattern name).
 import { describe, expect, it } from 'vitest';
+import { tempDir } from './tmp.ts';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { get_encoding } from 'tiktoken';
 
@@ -12,7 +12,7 @@ const cli = (args: string[], input?: string) => {
   return { code: r.status, out: r.stdout, err: r.stderr };
 };
 
-const dir = mkdtempSync(join(tmpdir(), 'minichat-cli-'));
+const dir = tempDir('minichat-cli-');
 const textFile = join(dir, 'train.txt');
 writeFileSync(textFile, 'To be, or not to be, that is the question. Whether tis nobler in the mind to suffer.\n'.repeat(200));
 const jsonl = join(dir, 'docs.jsonl');

@@ -2,8 +2,8 @@
 // incremental counts and the heap are right; deterministic; the result loads into the npm
 // tiktoken and gives our ids; save/load round trip; errors.
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tempDir } from './tmp.ts';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tiktoken } from 'tiktoken/lite';
 import { Tokenizer, trainTokenizer, countChunks, DEFAULT_SPECIALS, DEFAULT_PATTERN } from '../src/tokenizer/index.ts';
@@ -119,7 +119,7 @@ describe('trainTokenizer', () => {
 
   it('saves and loads (directory, and the bare .tiktoken file)', async () => {
     const tok = await trainTokenizer([text], { vocabSize: 500, pattern: "'s|'t| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+" });
-    const dir = mkdtempSync(join(tmpdir(), 'minichat-tok-'));
+    const dir = tempDir('minichat-tok-');
     await tok.save(dir);
     const back = await Tokenizer.load(dir);
     expect(back.pattern).toBe(tok.pattern);
@@ -140,7 +140,7 @@ describe('trainTokenizer', () => {
   it('rejects a vocab size below 256 + specials, and bad files', async () => {
     await expect(trainTokenizer(['x'], { vocabSize: 256 })).rejects.toThrow(/at least 256 \+ 11 special tokens = 267/);
     await expect(Tokenizer.load('/nonexistent/tok')).rejects.toThrow(/no such file/);
-    const dir = mkdtempSync(join(tmpdir(), 'minichat-tok-'));
+    const dir = tempDir('minichat-tok-');
     const bad = join(dir, 'bad.tiktoken');
     writeFileSync(bad, 'IQ== 0\nnot base64! x\n');
     await expect(Tokenizer.load(bad)).rejects.toThrow(/bad\.tiktoken:2: expected "base64 rank"/);
