@@ -93,7 +93,10 @@ describe.skipIf(!gpu)('GPT on WebGPU matches the CPU backend', () => {
       m.dispose();
     }
     const [c, g] = curves;
-    expect(c[19]).toBeLessThan(c[0] * 0.8); // it learned something
+    // it learned something: the last five steps' mean loss is at least 0.3 nats below the
+    // first five's (4.16 = ln 64 at the start; without updates only batch noise, ~0.1, moves it)
+    const mean5 = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    expect(mean5(c.slice(15))).toBeLessThan(mean5(c.slice(0, 5)) - 0.3);
     for (let s = 0; s < 20; s++) expect(Math.abs(g[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(0.02);
   }, 600_000); // SwiftShader runs each of a step's ~500 small dispatches on the CPU: seconds per step
 });
