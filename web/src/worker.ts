@@ -18,6 +18,8 @@
 import type { Backend } from '../../src/backend/backend.ts';
 import { cpu } from '../../src/backend/cpu.ts';
 import { setKernelSources } from '../../src/backend/kernels.ts';
+import { initWasmMatmul, setWasmMatmulBytes } from '../../src/backend/wasm-matmul.ts';
+import matmulWasmUrl from '../../kernels/cpu/matmul.wasm?url';
 import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu.ts';
 import { generateSyntheticCorpus } from '../../data/synthetic.ts';
 import { evaluate, tokenByteLengths, unigramLoss } from '../../src/eval/loss.ts';
@@ -56,10 +58,17 @@ let backend: Backend = cpu;
 let fatal: string | null = null; // set when the GPU device is lost: nothing can run after it
 
 async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Promise<void> {
-  const useCpu = (reason: string) => {
+  const useCpu = async (reason: string) => {
     backend = cpu;
     T.setDefaultBackend(cpu);
-    post({ type: 'backend', name: 'cpu', reason, adapter: 'JavaScript on this CPU (src/backend/cpu.ts)' });
+    // the WASM SIMD matmul (kernels/cpu/matmul.wat), 8-10x the JavaScript loop, when the
+    // browser runs WASM SIMD; the JavaScript loop otherwise
+    const simd = await fetch(matmulWasmUrl)
+      .then((r) => r.arrayBuffer())
+      .then((b) => (setWasmMatmulBytes(b), initWasmMatmul()))
+      .catch(() => false);
+    const how = simd ? 'JavaScript + WASM SIMD matmul on this CPU' : 'JavaScript on this CPU';
+    post({ type: 'backend', name: 'cpu', reason, adapter: `${how} (src/backend/cpu.ts)` });
   };
   if (want === 'cpu') return useCpu(reasonFromPage);
   const gpu = scope.navigator.gpu;
