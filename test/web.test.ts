@@ -126,8 +126,12 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       await dl.saveAs(ckpt);
       expect(readFileSync(ckpt).length).toBeGreaterThan(100_000);
       await page.getByTestId('train-reset').click();
+      const saves = Number(await page.evaluate(() => document.body.dataset.autosaves ?? 0));
       await page.getByTestId('load-checkpoint').setInputFiles(ckpt);
       await waitForModelInfo(page, new RegExp(`restored at step ${steps}\\b`), 60_000);
+      // a loaded file becomes "the last run": wait until that save has reached IndexedDB (it
+      // reads the weights back from the GPU first), or the reload below would race it
+      await page.waitForFunction((n) => Number(document.body.dataset.autosaves ?? 0) > n, saves, { timeout: 60_000 });
       await noErrors(page);
 
       // a bad file is an error in the page, not only in the console

@@ -286,9 +286,10 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'checkpoint':
       if (m.purpose === 'download') download(m.bytes, `minichat-step${m.step}.safetensors`);
       else {
-        saveLastRun({ bytes: m.bytes, step: m.step, savedAt: Date.now() }).catch((err: Error) =>
-          showError('autosave', `could not keep the run in IndexedDB: ${err.message}`),
-        );
+        saveLastRun({ bytes: m.bytes, step: m.step, savedAt: Date.now() })
+          // count the saves that reached IndexedDB (tests wait on it before reloading the page)
+          .then(() => (document.body.dataset.autosaves = String(Number(document.body.dataset.autosaves ?? 0) + 1)))
+          .catch((err: Error) => showError('autosave', `could not keep the run in IndexedDB: ${err.message}`));
       }
       break;
     case 'error':
