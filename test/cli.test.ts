@@ -2,6 +2,7 @@
 // non-zero exit and no stack trace, and the demo job.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from './tmp.ts';
 
 const bin = new URL('../bin/minichat.mjs', import.meta.url).pathname;
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000 });
@@ -42,6 +43,21 @@ describe('minichat CLI', () => {
       expect(r.stderr).toMatch(msg);
       expect(r.stderr).not.toMatch(/\n\s+at /); // no stack frames
     }
+  });
+
+  it('speedrun can be run again: it replaces its own previous run', () => {
+    const out = tempDir('mc-speedrun-');
+    const args = ['speedrun', '--steps', '2', '--batch-size', '2', '--seq-len', '16', '--synthetic-stories', '60', '--vocab-size', '300', '--eval-batches', '1', '--sample-tokens', '4', '--json', '--out', out];
+    for (let i = 0; i < 2; i++) {
+      const r = run(...args);
+      expect(r.status, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout).steps).toBe(2);
+      if (i === 1) expect(r.stderr).toMatch(/replacing the previous run/);
+    }
+    // pretrain still refuses to overwrite a run
+    const r = run('pretrain', '--steps', '1', '--out', out);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/already holds a checkpoint: pass --resume/);
   });
 
   it('the demo job trains: loss falls and accuracy beats chance', () => {

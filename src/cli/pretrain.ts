@@ -1,5 +1,8 @@
 // `minichat pretrain` and `minichat speedrun`: train a GPT from a preset on a corpus.
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { PRESETS } from '../model/gpt.ts';
 import { PRETRAIN_DEFAULTS as D, type PretrainOptions, type PretrainResult, pretrain } from '../train/pretrain.ts';
 import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
@@ -76,6 +79,12 @@ export function registerPretrain(program: Command): void {
     // sized to finish in about 6 minutes on 2 CPU cores (measured: see README)
     { ...D, steps: 120, batchSize: 16, seqLen: 128, evalEvery: 40, sampleEvery: 40, sampleTokens: 80, out: 'runs/speedrun' },
   ).action(async (f: Flags) => {
+    // The demo job is meant to be run again and again: it replaces its own previous run
+    // (a directory holding a minichat run's options.json), never anything else.
+    if (!f.resume && existsSync(join(f.out, 'options.json'))) {
+      process.stderr.write(`replacing the previous run in ${f.out} (use --resume to continue it instead)\n`);
+      await rm(f.out, { recursive: true, force: true });
+    }
     const r = await run(f);
     if (!f.json) {
       console.log('\nsamples:');
