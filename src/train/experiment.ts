@@ -8,14 +8,13 @@
 // is represented by its best learning rate (lowest final validation loss), because each
 // recipe has its own stable range. "Steps to reach loss X" reads the training loss smoothed
 // with an exponential moving average (factor 0.9), since single-batch losses are noisy.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
 import { lineChartSvg } from '../eval/plot.ts';
-import { generateSyntheticCorpus } from '../../data/synthetic.ts';
 import { trainTokenizer } from '../tokenizer/index.ts';
-import { readAllDocuments } from './documents.ts';
-import { PRETRAIN_DEFAULTS, type PretrainOptions, pretrain } from './pretrain.ts';
+import { presetConfig } from '../model/gpt.ts';
+import { PRETRAIN_DEFAULTS, type PretrainOptions, loadDocuments, pretrain } from './pretrain.ts';
 
 export interface ExperimentOptions {
   preset: string;
@@ -50,9 +49,8 @@ export const ARMS = {
 export async function runQkNormMuon(o: ExperimentOptions, log: (s: string) => void) {
   await mkdir(o.out, { recursive: true });
   // one tokenizer for every run, trained on the same documents the runs read
-  const docs = o.data === 'synthetic' ? generateSyntheticCorpus({ stories: PRETRAIN_DEFAULTS.syntheticStories, seed: 1234 }) : await readAllDocuments(o.data, { textField: o.textField, maxChars: o.maxChars || undefined });
+  const { docs } = await loadDocuments({ ...o, syntheticStories: PRETRAIN_DEFAULTS.syntheticStories });
   const tokDir = join(o.out, 'tokenizer');
-  const { presetConfig } = await import('../model/gpt.ts');
   const tok = await trainTokenizer(docs, { vocabSize: presetConfig(o.preset).vocabSize });
   await tok.save(tokDir);
   log(`tokenizer: ${tok.vocabSize} tokens, shared by every run`);
@@ -68,7 +66,6 @@ export async function runQkNormMuon(o: ExperimentOptions, log: (s: string) => vo
         steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr, optimizer: ARMS[arm].optimizer, qkNorm: ARMS[arm].qkNorm,
         evalEvery: o.steps, ckptEvery: o.steps, sampleEvery: 0, seed: o.seed, out: dir, backend: o.backend,
       };
-      const { rm } = await import('node:fs/promises');
       await rm(dir, { recursive: true, force: true });
       log(`${ARMS[arm].label}, lr ${lr}: training ${o.steps} steps`);
       const r = await pretrain(opts, {

@@ -118,8 +118,10 @@ export interface PretrainResult {
   losses: number[]; // training loss of every step this invocation ran
 }
 
-/** Documents for the run. */
-async function loadDocuments(o: PretrainOptions): Promise<{ docs: string[]; source: string }> {
+/** Documents for a run: the built-in corpus or a file/directory (shared with experiment.ts). */
+export async function loadDocuments(
+  o: Pick<PretrainOptions, 'data' | 'syntheticStories' | 'textField' | 'maxChars'>,
+): Promise<{ docs: string[]; source: string }> {
   if (o.data === 'synthetic') {
     return { docs: generateSyntheticCorpus({ stories: o.syntheticStories, seed: 1234 }), source: `synthetic:${o.syntheticStories}` };
   }
