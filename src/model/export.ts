@@ -16,7 +16,7 @@ import { mkdir, rm, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { qwen3Config } from '../train/checkpoint.ts';
-import { encodeSafetensors } from '../train/safetensors.ts';
+import { encodeSafetensors, fromTensors } from '../train/safetensors.ts';
 import { UserError } from '../util/errors.ts';
 import type { GPT, GPTConfig } from './gpt.ts';
 
@@ -99,8 +99,7 @@ export async function exportHF(model: GPT, tok: Tokenizer, out: string): Promise
   const tmp = out.replace(/\/+$/, '') + '.tmp';
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  const tensors: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const [name, p] of model.params) tensors[name] = { dtype: 'F32', shape: p.shape, data: Float32Array.from(await p.data()) };
+  const tensors = await fromTensors(Object.fromEntries(model.params));
   await writeFile(join(tmp, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
   const bos = tok.bosId;
   await writeFile(join(tmp, 'config.json'), JSON.stringify({ ...qwen3Config(model.config), bos_token_id: bos, eos_token_id: bos, transformers_version: '4.51.0' }, null, 2) + '\n');

@@ -19,7 +19,7 @@ import type { RngState } from '../tensor/random.ts';
 import * as T from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
-import { decodeSafetensors, encodeSafetensors } from './safetensors.ts';
+import { encodeSafetensors, fromTensors, readSafetensorsFile } from './safetensors.ts';
 import type { LoaderState } from './loader.ts';
 
 export interface TrainState {
@@ -85,14 +85,7 @@ export function qwen3Config(c: GPTConfig): Record<string, unknown> {
 }
 
 async function tensorsToSafetensors(named: [string, T.Tensor][], metadata: Record<string, string>): Promise<Uint8Array> {
-  const entries: Record<string, { dtype: 'F32' | 'I32'; shape: number[]; data: Float32Array | Int32Array }> = {};
-  for (const [name, t] of named) {
-    const d = await t.data();
-    entries[name] = t.dtype === 'int32'
-      ? { dtype: 'I32', shape: t.shape, data: Int32Array.from(d) }
-      : { dtype: 'F32', shape: t.shape, data: Float32Array.from(d) };
-  }
-  return encodeSafetensors(entries, metadata);
+  return encodeSafetensors(await fromTensors(Object.fromEntries(named)), metadata);
 }
 
 export interface SaveInput {
@@ -143,13 +136,7 @@ async function readJson(path: string): Promise<any> {
 }
 
 export async function readSafetensorsTensors(path: string): Promise<Map<string, { shape: number[]; data: Float32Array | Int32Array }>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(await readFile(path));
-  } catch {
-    throw new UserError(`${path}: not found`);
-  }
-  const { tensors } = decodeSafetensors(bytes, path);
+  const { tensors } = await readSafetensorsFile(path);
   return new Map(Object.entries(tensors).map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array | Int32Array }]));
 }
 
