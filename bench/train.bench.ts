@@ -24,7 +24,7 @@ import { type WebGPUBackend, type WebGPUOptions, createWebGPUBackend } from '../
 import { GPT, type GPTConfig, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
-import { BatchLoader } from '../src/train/loader.ts';
+import { BatchLoader } from '../src/data/loader.ts';
 import { Trainer } from '../src/train/trainer.ts';
 
 export type OptimizerKind = 'muon' | 'adamw';

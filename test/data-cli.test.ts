@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPrepare } from '../src/cli/data.ts';
 import { main } from '../src/cli/main.ts';
-import { loadShards } from '../src/train/shards.ts';
+import { loadShards } from '../src/data/shards.ts';
 
 let dir: string;
 beforeAll(() => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readAllDocuments, streamDocuments } from '../src/train/documents.ts';
+import { readAllDocuments, streamDocuments } from '../src/data/documents.ts';
 import { UserError } from '../src/util/errors.ts';
 
 let dir: string;

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { downloadDataset, downloadFile, findDataset, DATASETS } from '../src/train/download.ts';
+import { downloadDataset, downloadFile, findDataset, DATASETS } from '../src/data/download.ts';
 import { UserError } from '../src/util/errors.ts';
 
 // Fixture bytes: the two TinyStories file names, served from the server's root, so that

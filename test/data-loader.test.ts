@@ -1,7 +1,7 @@
 // BatchLoader and evalBatches: the x/y shift, determinism, exact resume, full coverage of
 // the validation array, and a clear error for data shorter than one window.
 import { describe, expect, it } from 'vitest';
-import { BatchLoader, evalBatches, countEvalBatches } from '../src/train/loader.ts';
+import { BatchLoader, evalBatches, countEvalBatches } from '../src/data/loader.ts';
 import { UserError } from '../src/util/errors.ts';
 
 const ramp = (n: number) => Uint16Array.from({ length: n }, (_, i) => i % 60000);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readAllDocuments, streamDocuments } from '../src/train/documents.ts';
+import { readAllDocuments, streamDocuments } from '../src/data/documents.ts';
 
 // ---- a tiny Thrift compact-protocol writer ----
 const I32 = 5, I64 = 6, BINARY = 8, LIST = 9, STRUCT = 12;

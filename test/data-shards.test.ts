@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import {
   writeShards, loadShards, tokenizeDocuments, isValidationDocument, decodeTokenFile, checkShardsMatchTokenizer,
   type TextTokenizer, type ShardProgress,
-} from '../src/train/shards.ts';
+} from '../src/data/shards.ts';
 import { UserError } from '../src/util/errors.ts';
 
 /** A stub tokenizer: one id per byte (1..256), BOS = 0. Decodable, so tests can read docs back. */

@@ -1,7 +1,7 @@
 // The synthetic corpus: deterministic for a seed, different across seeds, the size the
 // docs promise, and stories that hang together (names and pronouns agree).
 import { describe, expect, it } from 'vitest';
-import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../data/synthetic.ts';
+import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../src/data/synthetic.ts';
 
 describe('synthetic corpus', () => {
   it('is deterministic for a seed and differs across seeds', () => {

@@ -5,11 +5,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './tmp.ts';
 import { generate, generateNaive } from '../src/model/engine.ts';
-import { exportHF, hfTokenizerJson, qwen3Incompatibility } from '../src/model/export.ts';
+import { exportHF, hfTokenizerJson, qwen3Incompatibility } from '../src/io/export.ts';
 import { GPT, type GPTConfig, PRESETS, countParams, paramSpecs, presetConfig } from '../src/model/gpt.ts';
 import * as T from '../src/tensor/index.ts';
 import { trainTokenizer } from '../src/tokenizer/index.ts';
-import { readSafetensorsTensors } from '../src/train/checkpoint.ts';
+import { readSafetensorsTensors } from '../src/io/checkpoint.ts';
 
 /** A model small enough for exhaustive checks. */
 const micro = (o: Partial<GPTConfig> = {}): GPTConfig =>

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.ts';
 import { AdamW, buildOptimizer, clipGradNorm, lrAt, type NamedParam } from '../src/optim/index.ts';
-import { decodeSafetensors, encodeSafetensors, fromTensors, toTensors } from '../src/train/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, fromTensors, toTensors } from '../src/io/safetensors.ts';
 
 describe('AdamW', () => {
   it('matches a scalar reference implementation over 10 steps', () => {

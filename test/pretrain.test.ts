@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { tempDir } from './tmp.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import { PRETRAIN_DEFAULTS, type PretrainOptions, pretrain } from '../src/train/pretrain.ts';
-import { loadCheckpoint } from '../src/train/checkpoint.ts';
+import { loadCheckpoint } from '../src/io/checkpoint.ts';
 import { trainTokenizer } from '../src/tokenizer/index.ts';
 
 const quiet = { log: () => {} };

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.ts';
-import { decodeSafetensors, encodeSafetensors, fromTensors, halfToFloat, readSafetensorsFile, toTensors, writeSafetensorsFile } from '../src/train/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, fromTensors, halfToFloat, readSafetensorsFile, toTensors, writeSafetensorsFile } from '../src/io/safetensors.ts';
 import { UserError } from '../src/util/errors.ts';
 
 /** Assemble a safetensors file by hand: u64 LE header length, JSON padded with spaces, data. */

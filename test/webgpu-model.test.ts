@@ -19,7 +19,7 @@ import { webgpuOrSkip } from './gpu-device.ts';
 import { GPT, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
-import { BatchLoader } from '../src/train/loader.ts';
+import { BatchLoader } from '../src/data/loader.ts';
 import { Trainer } from '../src/train/trainer.ts';
 
 const gpu = await webgpuOrSkip('webgpu model tests');

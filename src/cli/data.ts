@@ -6,16 +6,16 @@
 //   minichat data prepare --data SRC --tokenizer T --out DIR
 //                                                   documents → tokens.bin / val.bin / meta.json
 //
-// Library code lives in src/train/{documents,shards,download}.ts and data/synthetic.ts;
+// Library code lives in src/train/{documents,shards,download}.ts and src/data/synthetic.ts;
 // this file only parses flags and prints.
 import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check } from '../util/errors.ts';
-import { DATASETS, downloadDataset, findDataset, fileUrl } from '../train/download.ts';
-import { streamDocuments, type TxtSplit } from '../train/documents.ts';
-import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../train/shards.ts';
-import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../../data/synthetic.ts';
+import { DATASETS, downloadDataset, findDataset, fileUrl } from '../data/download.ts';
+import { streamDocuments, type TxtSplit } from '../data/documents.ts';
+import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../data/shards.ts';
+import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../data/synthetic.ts';
 
 const int = (v: string) => Number(v);
 const BUILTIN_TOKENIZERS = ['gpt2', 'cl100k_base', 'o200k_base'];
@@ -39,7 +39,7 @@ async function loadTokenizer(spec: string): Promise<{ tok: TextTokenizer; finger
   // module is being changed, and so its WASM is loaded only when tokenizing.
   const { Tokenizer, createFastEncoder } = await import('../tokenizer/index.ts');
   // The same fingerprint that checkpoints store, so a run can check that shards match it.
-  const { tokenizerFingerprint } = await import('../train/checkpoint.ts');
+  const { tokenizerFingerprint } = await import('../io/checkpoint.ts');
   const t = BUILTIN_TOKENIZERS.includes(spec) ? await Tokenizer.builtin(spec as 'gpt2') : await Tokenizer.load(spec);
   const fast = await createFastEncoder(t);
   const bosId = t.bosId; // throws a UserError when the tokenizer has no BOS-like special

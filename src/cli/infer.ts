@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { generate } from '../model/engine.ts';
-import { exportHF } from '../model/export.ts';
+import { exportHF } from '../io/export.ts';
 import * as T from '../tensor/index.ts';
-import { loadCheckpoint } from '../train/checkpoint.ts';
+import { loadCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
 import { nonNeg, nonNegInt, oneOf, posInt, selectBackend } from './common.ts';
 

@@ -7,7 +7,7 @@
 import type { GPT } from '../model/gpt.ts';
 import * as T from '../tensor/index.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { evalBatches, type TokenArray } from '../train/loader.ts';
+import { evalBatches, type TokenArray } from '../data/loader.ts';
 import { UserError } from '../util/errors.ts';
 
 /** UTF-8 bytes each token stands for (0 for special tokens), for bits-per-byte. */

@@ -17,7 +17,7 @@
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { generateSyntheticCorpus } from '../../data/synthetic.ts';
+import { generateSyntheticCorpus } from '../data/synthetic.ts';
 import { type Backend } from '../backend/backend.ts';
 import { generate } from '../model/engine.ts';
 import { GPT, countParams, presetConfig } from '../model/gpt.ts';
@@ -26,11 +26,11 @@ import { evaluate, tokenByteLengths, unigramLoss } from '../eval/loss.ts';
 import * as T from '../tensor/index.ts';
 import { Tokenizer, trainTokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
-import { type TrainState, findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint } from './checkpoint.ts';
-import { readAllDocuments } from './documents.ts';
-import { BatchLoader, type TokenArray } from './loader.ts';
+import { type TrainState, findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint } from '../io/checkpoint.ts';
+import { readAllDocuments } from '../data/documents.ts';
+import { BatchLoader, type TokenArray } from '../data/loader.ts';
 import { DivergedError, Trainer } from './trainer.ts';
-import { tokenizeDocuments } from './shards.ts';
+import { tokenizeDocuments } from '../data/shards.ts';
 
 export interface PretrainOptions {
   preset: string; // model preset (see PRESETS in model/gpt.ts)

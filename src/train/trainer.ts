@@ -9,7 +9,7 @@
 import type { GPT } from '../model/gpt.ts';
 import { type BuiltOptimizer, clipGradNorm, lrAt, type Schedule } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
-import type { BatchLoader } from './loader.ts';
+import type { BatchLoader } from '../data/loader.ts';
 
 export class DivergedError extends Error {
   constructor(readonly step: number, readonly loss: number) {

@@ -17,7 +17,7 @@
 // The CLI's checkpoints are a directory (config.json, model.safetensors, ...); this file has
 // the same weights under the same names, so `model.safetensors` tools can read it too.
 // Pure (no DOM, no Node): the worker encodes and decodes, the page only moves the bytes.
-import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../../src/train/safetensors.ts';
+import { decodeSafetensors, encodeSafetensors, type SafeTensor } from '../../src/io/safetensors.ts';
 import { validateConfig, type GPTConfig } from '../../src/model/gpt.ts';
 import { Tokenizer } from '../../src/tokenizer/bpe.ts';
 import { UserError } from '../../src/util/errors.ts';

@@ -1,5 +1,5 @@
 // Documents from a file the user dropped on the page: the browser's small copy of the rules
-// in src/train/documents.ts (which reads from disk and so is Node-only).
+// in src/data/documents.ts (which reads from disk and so is Node-only).
 //   .txt / .md  split on `<|endoftext|>` when the text contains it (the TinyStories
 //               convention), else on blank lines;
 //   .jsonl      one JSON object per line, the document is its string field "text".

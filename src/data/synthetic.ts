@@ -20,7 +20,7 @@
 //
 // Everything is drawn from one seeded Rng (src/tensor/random.ts): the same seed gives the
 // same corpus, byte for byte, in Node and in the browser. No Node imports here.
-import { Rng } from '../src/tensor/random.ts';
+import { Rng } from '../tensor/random.ts';
 
 export interface SyntheticCorpusOptions {
   /** Number of stories (one document each). 2,500 stories is about 1.6 MB of text. */

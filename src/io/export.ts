@@ -15,10 +15,10 @@
 import { mkdir, rm, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { qwen3Config } from '../train/checkpoint.ts';
-import { encodeSafetensors, fromTensors } from '../train/safetensors.ts';
+import { qwen3Config } from './checkpoint.ts';
+import { encodeSafetensors, fromTensors } from './safetensors.ts';
 import { UserError } from '../util/errors.ts';
-import type { GPT, GPTConfig } from './gpt.ts';
+import type { GPT, GPTConfig } from '../model/gpt.ts';
 
 /** Why a config cannot be a Qwen3ForCausalLM, or null if it can. */
 export function qwen3Incompatibility(c: GPTConfig): string | null {

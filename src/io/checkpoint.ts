@@ -20,7 +20,7 @@ import * as T from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 import { encodeSafetensors, fromTensors, readSafetensorsFile } from './safetensors.ts';
-import type { LoaderState } from './loader.ts';
+import type { LoaderState } from '../data/loader.ts';
 
 export interface TrainState {
   step: number; // optimizer steps completed
