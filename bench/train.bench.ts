@@ -25,7 +25,7 @@ import { GPT, type GPTConfig, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
 import { BatchLoader } from '../src/data/loader.ts';
-import { Trainer } from '../src/train/trainer.ts';
+import { Trainer, languageModelLoss } from '../src/train/trainer.ts';
 
 export type OptimizerKind = 'muon' | 'adamw';
 
@@ -74,24 +74,25 @@ export async function timeTrainStep(backend: Backend, c: TrainCase, sync: () => 
   T.setDefaultBackend(backend);
   const config = presetConfig(c.preset, { ...c.overrides, maxSeqLen: Math.max(c.T, c.overrides?.maxSeqLen ?? 0, presetConfig(c.preset).maxSeqLen) });
   const model = new GPT(config, new T.Rng(0), backend);
-  const opt = buildOptimizer(model.namedParams(), { kind: c.optimizer, lr: PRETRAIN_DEFAULTS.lr, weightDecay: PRETRAIN_DEFAULTS.weightDecay });
+  const opt = buildOptimizer(model.trainableParams(), { kind: c.optimizer, lr: PRETRAIN_DEFAULTS.lr, weightDecay: PRETRAIN_DEFAULTS.weightDecay });
   const rng = new T.Rng(1);
   const tokens = Uint16Array.from({ length: c.B * c.T * 4 + 1 }, () => rng.int(config.vocabSize));
   const loader = new BatchLoader(tokens, c.B, c.T, 2);
   const schedule = { lr: PRETRAIN_DEFAULTS.lr, warmupSteps: 0, totalSteps: 1_000_000, warmdownFraction: 0, finalFraction: 1 };
-  const trainer = new Trainer(model, opt, loader, { gradAccum: 1, gradClip: PRETRAIN_DEFAULTS.gradClip, schedule });
+  const groups = opt.paramGroups.map((g) => ({ ...g, schedule }));
+  const trainer = new Trainer(model, groups, loader, { gradAccum: 1, gradClip: PRETRAIN_DEFAULTS.gradClip });
   const name = c.label ?? c.preset;
   try {
     let loss = NaN;
     for (let i = 0; i < c.warmup; i++) {
-      loss = (await trainer.trainStep()).loss;
+      loss = (await trainer.trainStep(languageModelLoss)).loss;
       await sync();
     }
     const times: number[] = [];
     const t0 = performance.now();
     for (let i = 0; i < c.steps; i++) {
       const s0 = performance.now();
-      loss = (await trainer.trainStep()).loss;
+      loss = (await trainer.trainStep(languageModelLoss)).loss;
       await sync();
       times.push(performance.now() - s0);
       if (c.maxSeconds !== undefined && times.length >= (c.minSteps ?? 2) && (performance.now() - t0) / 1000 > c.maxSeconds) break;

@@ -211,7 +211,7 @@ describe('Muon', () => {
     const out = 12, inp = 20, lr = 0.02, wd = 0.1, mu = 0.95;
     const w0 = rng.normalArray(out * inp, 0.1);
     const W = T.tensor(w0, [out, inp], { requiresGrad: true });
-    const opt = new Muon([{ name: 'model.layers.0.mlp.up_proj.weight', param: W }], { weightDecay: wd });
+    const opt = new Muon([{ name: 'model.layers.0.mlp.up_proj.weight', param: W, role: 'matrix' }], { weightDecay: wd });
     const grads = [rng.normalArray(out * inp), rng.normalArray(out * inp)];
     // reference: B ← μB + G; U = G + μB; W ← W(1 − lr·wd) − lr·0.2·√max(out,in)·NS5(U)
     let w = Float64Array.from(w0), B = new Float64Array(out * inp);
@@ -247,7 +247,7 @@ describe('Muon', () => {
 
   it('rejects non-matrix parameters', () => {
     const g = T.zeros([4], { requiresGrad: true });
-    expect(() => new Muon([{ name: 'model.norm.weight', param: g }])).toThrow(/2-D/);
+    expect(() => new Muon([{ name: 'model.norm.weight', param: g, role: 'gain' }])).toThrow(/2-D/);
     g.dispose();
   });
 });

@@ -2,7 +2,9 @@
 // gradient clipping, a small training run per optimizer, state dicts, and flat memory.
 import { describe, expect, it } from 'vitest';
 import * as T from '../src/tensor/index.ts';
-import { AdamW, buildOptimizer, clipGradNorm, lrAt, type NamedParam } from '../src/optim/index.ts';
+import { AdamW, buildOptimizer, buildParamGroups, clipGradNorm, lrAt, type NamedParam } from '../src/optim/index.ts';
+import { GPT, PRESETS, paramSpecs } from '../src/model/gpt.ts';
+import { Trainer, languageModelLoss } from '../src/train/trainer.ts';
 import { decodeSafetensors, encodeSafetensors, fromTensors, toTensors } from '../src/io/safetensors.ts';
 
 describe('AdamW', () => {
@@ -13,7 +15,7 @@ describe('AdamW', () => {
     const p0 = rng.normalArray(n), target = rng.normalArray(n), c = rng.uniformArray(n, 0.1, 2);
     const P = T.tensor(p0, [4, 6], { requiresGrad: true }); // rank 2: decayed
     const tgt = T.tensor(target, [4, 6]), C = T.tensor(c, [4, 6]);
-    const opt = new AdamW([{ name: 'w', param: P }], { betas: [b1, b2], eps, weightDecay: wd });
+    const opt = new AdamW([{ name: 'w', param: P, role: 'matrix' }], { betas: [b1, b2], eps, weightDecay: wd });
     const ref = Float64Array.from(p0), m = new Float64Array(n), v = new Float64Array(n);
     for (let t = 1; t <= 10; t++) {
       T.tidy(() => {
@@ -41,7 +43,7 @@ describe('AdamW', () => {
   it('decays decoupled: a zero-gradient matrix shrinks by exactly lr·wd·p; a 1-D gain does not', () => {
     const W = T.tensor([1, -2, 3, 4], [2, 2], { requiresGrad: true });
     const g = T.tensor([1, 2], [2], { requiresGrad: true });
-    const opt = new AdamW([{ name: 'w', param: W }, { name: 'model.norm.weight', param: g }], { weightDecay: 0.5 });
+    const opt = new AdamW([{ name: 'w', param: W, role: 'matrix' }, { name: 'model.norm.weight', param: g, role: 'gain' }], { weightDecay: 0.5 });
     W.grad = T.keep(T.zeros([2, 2]));
     g.grad = T.keep(T.zeros([2]));
     opt.step(0.1);
@@ -57,7 +59,7 @@ describe('AdamW', () => {
     const init = rng.normalArray(6), grads = [rng.normalArray(6), rng.normalArray(6), rng.normalArray(6)];
     const run = async (restoreAfter: number | null) => {
       let P = T.tensor(init, [2, 3], { requiresGrad: true });
-      let opt = new AdamW([{ name: 'w', param: P }], { weightDecay: 0.1 });
+      let opt = new AdamW([{ name: 'w', param: P, role: 'matrix' }], { weightDecay: 0.1 });
       for (let s = 0; s < grads.length; s++) {
         if (s === restoreAfter) {
           // save (copies, as if written to disk), then rebuild everything from the copies
@@ -65,7 +67,7 @@ describe('AdamW', () => {
           const pData = P.dataSync();
           P.dispose();
           P = T.tensor(pData, [2, 3], { requiresGrad: true });
-          opt = new AdamW([{ name: 'w', param: P }], { weightDecay: 0.1 });
+          opt = new AdamW([{ name: 'w', param: P, role: 'matrix' }], { weightDecay: 0.1 });
           await opt.loadStateDict(saved);
           Object.values(saved).forEach((t) => t.dispose());
           expect(opt.t).toBe(s);
@@ -83,7 +85,7 @@ describe('AdamW', () => {
 
   it('loadStateDict names what is missing or misshapen', async () => {
     const P = T.zeros([2, 3], { requiresGrad: true });
-    const opt = new AdamW([{ name: 'w', param: P }]);
+    const opt = new AdamW([{ name: 'w', param: P, role: 'matrix' }]);
     const step = T.tensor([3], [], { dtype: 'int32' });
     await expect(opt.loadStateDict({ 'adamw.step': step })).rejects.toThrow(/missing "w.exp_avg"/);
     const bad = T.zeros([3, 2]);
@@ -92,29 +94,10 @@ describe('AdamW', () => {
   });
 });
 
-// ---- a fake Qwen3 parameter list ----
+// ---- a small Qwen3 parameter list, with the roles the model declares (gpt.ts paramSpecs) ----
 function qwenParams(L: number, tied: boolean): NamedParam[] {
-  const V = 16, C = 8, HS = 4, F = 12;
-  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [V, C]]];
-  for (let i = 0; i < L; i++) {
-    const pre = `model.layers.${i}`;
-    shapes.push(
-      [`${pre}.input_layernorm.weight`, [C]],
-      [`${pre}.self_attn.q_proj.weight`, [C, C]],
-      [`${pre}.self_attn.k_proj.weight`, [HS, C]],
-      [`${pre}.self_attn.v_proj.weight`, [HS, C]],
-      [`${pre}.self_attn.o_proj.weight`, [C, C]],
-      [`${pre}.self_attn.q_norm.weight`, [HS]],
-      [`${pre}.self_attn.k_norm.weight`, [HS]],
-      [`${pre}.post_attention_layernorm.weight`, [C]],
-      [`${pre}.mlp.gate_proj.weight`, [F, C]],
-      [`${pre}.mlp.up_proj.weight`, [F, C]],
-      [`${pre}.mlp.down_proj.weight`, [C, F]],
-    );
-  }
-  shapes.push(['model.norm.weight', [C]]);
-  if (!tied) shapes.push(['lm_head.weight', [V, C]]);
-  return shapes.map(([name, shape]) => ({ name, param: T.zeros(shape, { requiresGrad: true }) }));
+  const config = { ...PRESETS.tiny, vocabSize: 16, hiddenSize: 8, numLayers: L, numHeads: 2, numKVHeads: 1, headDim: 4, intermediateSize: 12, tieEmbeddings: tied };
+  return paramSpecs(config).map((s) => ({ name: s.name, role: s.role, param: T.zeros(s.shape, { requiresGrad: true }) }));
 }
 
 describe('buildOptimizer', () => {
@@ -146,7 +129,7 @@ describe('buildOptimizer', () => {
 
   it('refuses a parameter listed twice (e.g. a tied head under both names)', () => {
     const params = qwenParams(1, true);
-    const dup = [...params, { name: 'lm_head.weight', param: params[0].param }];
+    const dup = [...params, { name: 'lm_head.weight', param: params[0].param, role: 'head' as const }];
     expect(() => buildOptimizer(dup, { kind: 'muon', lr: 1e-3, weightDecay: 0 })).toThrow(/same tensor/);
     expect(() => buildOptimizer([...params, params[1]], { kind: 'muon', lr: 1e-3, weightDecay: 0 })).toThrow(/listed twice/);
     params.forEach((p) => p.param.dispose());
@@ -186,7 +169,7 @@ describe('clipGradNorm', () => {
     for (const maxNorm of [host / 2, host * 2]) {
       a.grad = T.keep(T.tensor(ga, [3, 4]));
       b.grad = T.keep(T.tensor(gb, [5]));
-      const norm = clipGradNorm([{ name: 'a', param: a }, b], maxNorm);
+      const norm = clipGradNorm([{ name: 'a', param: a, role: 'matrix' }, b], maxNorm);
       // 1e-6 relative: a float32 sum of 17 squares vs float64
       expect(Math.abs(norm.itemSync() - host) / host).toBeLessThan(1e-6);
       const after = norm2([...a.grad.toArraySync(), ...b.grad.toArraySync()]);
@@ -206,9 +189,9 @@ function mlpProblem(seed: number) {
   // targets from a random teacher: y = tanh(X A) B
   const teacher = T.tidy(() => T.matmul(T.tanh(T.matmul(X, T.tensor(rng.normalArray(D * H, 1 / Math.sqrt(D)), [D, H]))), T.tensor(rng.normalArray(H * 2, 1 / Math.sqrt(H)), [H, 2])));
   const params: NamedParam[] = [
-    { name: 'model.layers.0.mlp.up_proj.weight', param: T.tensor(rng.normalArray(H * D, 1 / Math.sqrt(D)), [H, D], { requiresGrad: true }) },
-    { name: 'model.layers.0.post_attention_layernorm.weight', param: T.ones([H], { requiresGrad: true }) },
-    { name: 'model.layers.0.mlp.down_proj.weight', param: T.tensor(rng.normalArray(2 * H, 1 / Math.sqrt(H)), [2, H], { requiresGrad: true }) },
+    { name: 'model.layers.0.mlp.up_proj.weight', role: 'matrix', param: T.tensor(rng.normalArray(H * D, 1 / Math.sqrt(D)), [H, D], { requiresGrad: true }) },
+    { name: 'model.layers.0.post_attention_layernorm.weight', role: 'gain', param: T.ones([H], { requiresGrad: true }) },
+    { name: 'model.layers.0.mlp.down_proj.weight', role: 'matrix', param: T.tensor(rng.normalArray(2 * H, 1 / Math.sqrt(H)), [2, H], { requiresGrad: true }) },
   ];
   const [W1, g, W2] = params.map((p) => p.param);
   const loss = () => {
@@ -286,5 +269,52 @@ describe('training', () => {
     }
     expect(new Set(counts).size).toBe(1);
     prob.dispose();
+  });
+});
+
+describe('parameter roles', () => {
+  it('the role, not the name, decides the group: a rank-2 adapter named like a projection stays off Muon', () => {
+    const W = T.zeros([4, 4], { requiresGrad: true }), A = T.zeros([4, 4], { requiresGrad: true });
+    const groups = buildParamGroups(
+      [{ name: 'model.layers.0.mlp.up_proj.weight', param: W, role: 'matrix' }, { name: 'model.layers.0.mlp.up_proj.lora_A', param: A, role: 'adapter' }],
+      { kind: 'muon', lr: 1e-3, weightDecay: 0.1 },
+    );
+    expect(groups.map((g) => [g.name, g.params.map((p) => p.name)])).toEqual([
+      ['muon', ['model.layers.0.mlp.up_proj.weight']],
+      ['adamw', ['model.layers.0.mlp.up_proj.lora_A']],
+    ]);
+    // adapters are not weight-decayed: one AdamW step with a zero gradient leaves them as they were
+    A.assign(T.ones([4, 4]));
+    A.grad = T.keep(T.zeros([4, 4]));
+    groups[1].optimizer.step(0.5);
+    expect(Array.from(A.dataSync())).toEqual(new Array(16).fill(1));
+  });
+
+  it('every GPT parameter lands in exactly one group; frozen ones in none, untouched by a step', async () => {
+    const config = { ...PRESETS.tiny, vocabSize: 32, hiddenSize: 16, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 8, intermediateSize: 24, maxSeqLen: 16 };
+    const model = new GPT(config, new T.Rng(3));
+    const all = model.namedParams();
+    expect(all.every((p) => ['embedding', 'head', 'matrix', 'gain'].includes(p.role))).toBe(true);
+    // freeze everything in layer 0 and the embedding
+    model.setTrainable((p) => !p.name.startsWith('model.layers.0.') && p.role !== 'embedding');
+    const frozen = all.filter((p) => !p.param.requiresGrad);
+    expect(frozen.length).toBeGreaterThan(0);
+    const groups = buildParamGroups(model.trainableParams(), { kind: 'muon', lr: 1e-2, weightDecay: 0.1 });
+    const inGroups = groups.flatMap((g) => g.params.map((p) => p.name));
+    expect(new Set(inGroups).size).toBe(inGroups.length); // exactly once
+    expect(inGroups.sort()).toEqual(model.trainableParams().map((p) => p.name).sort());
+    const stateKeys = groups.flatMap((g) => g.optimizer.stateKeys());
+    for (const f of frozen) expect(stateKeys.some((k) => k.startsWith(f.name + '.'))).toBe(false);
+    const before = new Map(all.map((p) => [p.name, Array.from(p.param.dataSync())]));
+    const rng = new T.Rng(5);
+    const source = { next: () => ({ x: Int32Array.from({ length: 16 }, () => rng.int(32)), y: Int32Array.from({ length: 16 }, () => rng.int(32)), B: 2, T: 8 }) };
+    const trainer = new Trainer(model, groups, source, { gradAccum: 1, gradClip: 1 });
+    await trainer.trainStep(languageModelLoss);
+    for (const p of all) {
+      const same = Array.from(p.param.dataSync()).every((v, i) => v === before.get(p.name)![i]);
+      expect(same, p.name).toBe(!p.param.requiresGrad);
+      if (!p.param.requiresGrad) expect(p.param.grad).toBeNull();
+    }
+    model.dispose();
   });
 });

@@ -20,7 +20,7 @@ import { GPT, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
 import { BatchLoader } from '../src/data/loader.ts';
-import { Trainer } from '../src/train/trainer.ts';
+import { Trainer, languageModelLoss } from '../src/train/trainer.ts';
 
 const gpu = await webgpuOrSkip('webgpu model tests');
 afterAll(() => {
@@ -77,14 +77,15 @@ describe.skipIf(!gpu)('GPT on WebGPU matches the CPU backend', () => {
     for (const b of [cpu, gpu!] as Backend[]) {
       T.setDefaultBackend(b);
       const m = await modelOn(b);
-      const opt = buildOptimizer(m.namedParams(), { kind: 'muon', lr: 1e-2, weightDecay: 0 });
-      const trainer = new Trainer(m, opt, new BatchLoader(tokens, B, Tn, 7), {
-        gradAccum: 1, gradClip: 1, schedule: { lr: 1e-2, warmupSteps: 2, totalSteps: 20, warmdownFraction: 0.3, finalFraction: 0 },
+      const opt = buildOptimizer(m.trainableParams(), { kind: 'muon', lr: 1e-2, weightDecay: 0 });
+      const schedule = { lr: 1e-2, warmupSteps: 2, totalSteps: 20, warmdownFraction: 0.3, finalFraction: 0 };
+      const trainer = new Trainer(m, opt.paramGroups.map((g) => ({ ...g, schedule })), new BatchLoader(tokens, B, Tn, 7), {
+        gradAccum: 1, gradClip: 1,
       });
       const losses: number[] = [];
       const mem: number[] = [];
       for (let s = 0; s < 20; s++) {
-        losses.push((await trainer.trainStep()).loss);
+        losses.push((await trainer.trainStep(languageModelLoss)).loss);
         mem.push(b.bytesInUse());
       }
       // live device memory is flat from the second step on

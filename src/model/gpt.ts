@@ -18,6 +18,7 @@
 // Shapes: B batch, T time, C hidden, NH query heads, NKV KV heads, HS head size, V vocab.
 import { hasFused } from '../backend/fused.ts';
 import * as T from '../tensor/index.ts';
+import type { NamedParam, ParamRole } from '../optim/types.ts';
 import { UserError } from '../util/errors.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -87,36 +88,37 @@ export interface ParamSpec {
   name: string; // Hugging Face name
   shape: number[];
   init: 'normal' | 'ones' | 'scaled'; // 'scaled': residual output projections
+  role: ParamRole; // what it is for: decides its optimizer and weight decay (optim/types.ts)
 }
 
 /** Every parameter of a config, in a fixed order, with its HF name and shape. */
 export function paramSpecs(c: GPTConfig): ParamSpec[] {
   const C = c.hiddenSize, q = c.numHeads * c.headDim, kv = c.numKVHeads * c.headDim, F = c.intermediateSize;
-  const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, C], init: 'normal' }];
+  const specs: ParamSpec[] = [{ name: 'model.embed_tokens.weight', shape: [c.vocabSize, C], init: 'normal', role: 'embedding' }];
   for (let l = 0; l < c.numLayers; l++) {
     const p = `model.layers.${l}.`;
     specs.push(
-      { name: p + 'input_layernorm.weight', shape: [C], init: 'ones' },
-      { name: p + 'self_attn.q_proj.weight', shape: [q, C], init: 'normal' },
-      { name: p + 'self_attn.k_proj.weight', shape: [kv, C], init: 'normal' },
-      { name: p + 'self_attn.v_proj.weight', shape: [kv, C], init: 'normal' },
-      { name: p + 'self_attn.o_proj.weight', shape: [C, q], init: 'scaled' },
+      { name: p + 'input_layernorm.weight', shape: [C], init: 'ones', role: 'gain' },
+      { name: p + 'self_attn.q_proj.weight', shape: [q, C], init: 'normal', role: 'matrix' },
+      { name: p + 'self_attn.k_proj.weight', shape: [kv, C], init: 'normal', role: 'matrix' },
+      { name: p + 'self_attn.v_proj.weight', shape: [kv, C], init: 'normal', role: 'matrix' },
+      { name: p + 'self_attn.o_proj.weight', shape: [C, q], init: 'scaled', role: 'matrix' },
     );
     if (c.qkNorm) {
       specs.push(
-        { name: p + 'self_attn.q_norm.weight', shape: [c.headDim], init: 'ones' },
-        { name: p + 'self_attn.k_norm.weight', shape: [c.headDim], init: 'ones' },
+        { name: p + 'self_attn.q_norm.weight', shape: [c.headDim], init: 'ones', role: 'gain' },
+        { name: p + 'self_attn.k_norm.weight', shape: [c.headDim], init: 'ones', role: 'gain' },
       );
     }
-    specs.push({ name: p + 'post_attention_layernorm.weight', shape: [C], init: 'ones' });
-    if (c.mlp === 'swiglu') specs.push({ name: p + 'mlp.gate_proj.weight', shape: [F, C], init: 'normal' });
+    specs.push({ name: p + 'post_attention_layernorm.weight', shape: [C], init: 'ones', role: 'gain' });
+    if (c.mlp === 'swiglu') specs.push({ name: p + 'mlp.gate_proj.weight', shape: [F, C], init: 'normal', role: 'matrix' });
     specs.push(
-      { name: p + 'mlp.up_proj.weight', shape: [F, C], init: 'normal' },
-      { name: p + 'mlp.down_proj.weight', shape: [C, F], init: 'scaled' },
+      { name: p + 'mlp.up_proj.weight', shape: [F, C], init: 'normal', role: 'matrix' },
+      { name: p + 'mlp.down_proj.weight', shape: [C, F], init: 'scaled', role: 'matrix' },
     );
   }
-  specs.push({ name: 'model.norm.weight', shape: [C], init: 'ones' });
-  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, C], init: 'normal' });
+  specs.push({ name: 'model.norm.weight', shape: [C], init: 'ones', role: 'gain' });
+  if (!c.tieEmbeddings) specs.push({ name: 'lm_head.weight', shape: [c.vocabSize, C], init: 'normal', role: 'head' });
   return specs;
 }
 
@@ -146,6 +148,8 @@ export class GPT {
   fused = true;
   /** name -> parameter, in paramSpecs order. Persistent tensors (created outside any scope). */
   readonly params = new Map<string, T.Tensor>();
+  /** name -> role, from paramSpecs (adapters attached later add theirs). */
+  readonly roles = new Map<string, ParamRole>();
   private rope: { cos: T.Tensor; sin: T.Tensor } | null = null;
 
   /** A freshly initialised model: normal(0, 0.02) weights, residual output projections
@@ -157,6 +161,7 @@ export class GPT {
       const n = s.shape.reduce((a, b) => a * b, 1);
       const data = s.init === 'ones' ? new Float32Array(n).fill(1) : rng.normalArray(n, s.init === 'scaled' ? std / Math.sqrt(2 * config.numLayers) : std);
       this.params.set(s.name, T.tensor(data, s.shape, { requiresGrad: true, backend }));
+      this.roles.set(s.name, s.role);
     }
   }
 
@@ -164,9 +169,29 @@ export class GPT {
     return this.p('model.embed_tokens.weight').backend;
   }
 
-  /** Parameters as a named list (for optimizers and checkpoints). */
-  namedParams(): { name: string; param: T.Tensor }[] {
-    return [...this.params].map(([name, param]) => ({ name, param }));
+  /** Every parameter with its name and role (for checkpoints; optimizers take trainableParams). */
+  namedParams(): NamedParam[] {
+    return [...this.params].map(([name, param]) => ({ name, param, role: this.role(name) }));
+  }
+
+  /** The parameters that train: those with requiresGrad (see setTrainable). */
+  trainableParams(): NamedParam[] {
+    return this.namedParams().filter((p) => p.param.requiresGrad);
+  }
+
+  role(name: string): ParamRole {
+    const r = this.roles.get(name);
+    if (!r) throw new Error(`internal: no role for parameter ${name}`);
+    return r;
+  }
+
+  /**
+   * Freeze or unfreeze parameters chosen by a predicate on their name and role, e.g.
+   * `model.setTrainable((p) => p.role === 'adapter')` trains only LoRA adapters. A frozen
+   * parameter records no gradient (autograd skips it) and joins no optimizer group.
+   */
+  setTrainable(pred: (p: { name: string; role: ParamRole }) => boolean): void {
+    for (const [name, param] of this.params) param.requiresGrad = pred({ name, role: this.role(name) });
   }
 
   numParams(): number {

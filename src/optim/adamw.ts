@@ -16,7 +16,7 @@
 import * as T from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 import { loadInto, readStep, stateZeros, stepTensor } from './state.ts';
-import type { NamedParam, Optimizer } from './types.ts';
+import { DECAYED_ROLES, type NamedParam, type Optimizer } from './types.ts';
 
 export interface AdamWOptions {
   /** (β1, β2): decay rates of the first and second moment averages. Default (0.9, 0.95),
@@ -27,8 +27,9 @@ export interface AdamWOptions {
   /** Decoupled weight decay coefficient (the step multiplies p by 1 − lr·wd). Default 0. */
   weightDecay?: number;
   /**
-   * Which parameters are decayed. Default: rank ≥ 2 (matrices, embeddings); 1-D norm gains
-   * are not decayed, since pulling a gain towards 0 shrinks the whole activation.
+   * Which parameters are decayed. Default: by role (DECAYED_ROLES: matrices, embedding, head);
+   * norm gains are not decayed, since pulling a gain towards 0 shrinks the whole activation,
+   * and neither are LoRA adapters.
    */
   decay?: (p: NamedParam) => boolean;
   /** Name of the step counter in the state dict. Default 'adamw.step'. */
@@ -58,7 +59,7 @@ export class AdamW implements Optimizer {
     if (!(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1)) throw new UserError(`AdamW: betas must be in [0, 1), got (${b1}, ${b2})`);
     if (!(this.eps > 0)) throw new UserError(`AdamW: eps must be positive, got ${this.eps}`);
     if (!(this.weightDecay >= 0)) throw new UserError(`AdamW: weight decay must be >= 0, got ${this.weightDecay}`);
-    const decay = opts.decay ?? ((p: NamedParam) => p.param.rank >= 2);
+    const decay = opts.decay ?? ((p: NamedParam) => DECAYED_ROLES.includes(p.role));
     this.decays = params.map(decay);
     this.expAvg = params.map((p) => stateZeros(p.param));
     this.expAvgSq = params.map((p) => stateZeros(p.param));

@@ -21,7 +21,7 @@ import { generateSyntheticCorpus } from '../data/synthetic.ts';
 import { type Backend } from '../backend/backend.ts';
 import { generate } from '../model/engine.ts';
 import { GPT, countParams, presetConfig } from '../model/gpt.ts';
-import { buildOptimizer } from '../optim/index.ts';
+import { buildParamGroups, groupsStateDict, loadGroupsStateDict } from '../optim/index.ts';
 import { evaluate, tokenByteLengths, unigramLoss } from '../eval/loss.ts';
 import * as T from '../tensor/index.ts';
 import { Tokenizer, trainTokenizer } from '../tokenizer/index.ts';
@@ -29,7 +29,7 @@ import { UserError } from '../util/errors.ts';
 import { type TrainState, findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint } from '../io/checkpoint.ts';
 import { readAllDocuments } from '../data/documents.ts';
 import { BatchLoader, type TokenArray } from '../data/loader.ts';
-import { DivergedError, Trainer } from './trainer.ts';
+import { DivergedError, Trainer, languageModelLoss } from './trainer.ts';
 import { tokenizeDocuments } from '../data/shards.ts';
 
 export interface PretrainOptions {
@@ -184,12 +184,14 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   const nParams = model.numParams();
   log(`model: ${o.preset}, ${(nParams / 1e6).toFixed(2)}M parameters (${countParams(config)}), QK-norm ${config.qkNorm ? 'on' : 'off'}, ${config.mlp}, backend ${o.backend.name}`);
 
-  const opt = buildOptimizer(model.namedParams(), { kind: o.optimizer, lr: o.lr, weightDecay: o.weightDecay });
+  const schedule = { lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.steps, warmdownFraction: o.warmdownFraction, finalFraction: 0 };
+  const groups = buildParamGroups(model.trainableParams(), { kind: o.optimizer, lr: o.lr, weightDecay: o.weightDecay, schedule });
+  const groupSize = (n: string) => groups.find((g) => g.name === n)?.params.length ?? 0;
   const loader = new BatchLoader(corpus.train, o.batchSize, o.seqLen, o.seed + 1);
   let step = 0;
   if (loaded) {
     if (loaded.optimizerState) {
-      await opt.loadStateDict(loaded.optimizerState);
+      await loadGroupsStateDict(groups, loaded.optimizerState);
       Object.values(loaded.optimizerState).forEach((t) => t.dispose());
     }
     if (loaded.state) {
@@ -200,14 +202,13 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
     log(`resumed from ${resumeFrom} at step ${step}`);
   }
   loaded = null;
-  log(`optimizer: ${o.optimizer === 'muon' ? `Muon on ${opt.groups().muon.length} matrices + AdamW on ${opt.groups().adamw.length}` : `AdamW on ${opt.groups().adamw.length} tensors`}, lr ${o.lr}, ${o.steps} steps of ${o.batchSize}x${o.seqLen}x${o.gradAccum} tokens`);
+  log(`optimizer: ${o.optimizer === 'muon' ? `Muon on ${groupSize('muon')} matrices + AdamW on ${groupSize('adamw')}` : `AdamW on ${groupSize('adamw')} tensors`}, lr ${o.lr}, ${o.steps} steps of ${o.batchSize}x${o.seqLen}x${o.gradAccum} tokens`);
 
   const bytesPerToken = tokenByteLengths(tok);
   const unigram = unigramLoss(corpus.train, corpus.val, tok.vocabSize);
   const metricsPath = join(o.out, 'metrics.jsonl');
   const metric = (m: Record<string, unknown>) => appendFile(metricsPath, JSON.stringify(m) + '\n');
   await writeFile(join(o.out, 'options.json'), JSON.stringify({ ...o, backend: o.backend.name }, null, 2) + '\n');
-  const schedule = { lr: o.lr, warmupSteps: o.warmupSteps, totalSteps: o.steps, warmdownFraction: o.warmdownFraction, finalFraction: 0 };
 
   let lastLoss = NaN, lastVal = { loss: NaN, bpb: NaN, tokens: 0 };
   let lastGoodStep = step; // the step of the newest checkpoint on disk
@@ -219,7 +220,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   const save = async () => {
     await saveCheckpoint(ckptDir, {
       model,
-      optimizerState: opt.stateDict(),
+      optimizerState: groupsStateDict(groups),
       tokenizer: tok,
       state: {
         step, rng: rng.getState(), loader: loader.getState(), tokenizerFingerprint: tokenizerFingerprint(tok),
@@ -245,12 +246,12 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
     await metric({ step, val_loss: lastVal.loss, val_bpb: lastVal.bpb });
   };
 
-  const trainer = new Trainer(model, opt, loader, { gradAccum: o.gradAccum, gradClip: o.gradClip, schedule });
+  const trainer = new Trainer(model, groups, loader, { gradAccum: o.gradAccum, gradClip: o.gradClip });
   trainer.step = step;
   while (step < o.steps) {
     let r;
     try {
-      r = await trainer.trainStep();
+      r = await trainer.trainStep(languageModelLoss);
     } catch (e) {
       if (!(e instanceof DivergedError)) throw e;
       const kept = findCheckpoint(ckptDir);

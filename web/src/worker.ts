@@ -29,10 +29,10 @@ import { buildOptimizer, type BuiltOptimizer, type Schedule } from '../../src/op
 import * as T from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/bpe.ts';
 import { trainTokenizer } from '../../src/tokenizer/train.ts';
-import { BatchLoader, type TokenArray } from '../../src/data/loader.ts';
+import { type Batch, BatchLoader, type TokenArray } from '../../src/data/loader.ts';
 import { fromTensors, toTensors, type SafeTensor } from '../../src/io/safetensors.ts';
 import { tokenizeDocuments } from '../../src/data/shards.ts';
-import { DivergedError, Trainer } from '../../src/train/trainer.ts';
+import { DivergedError, Trainer, languageModelLoss } from '../../src/train/trainer.ts';
 import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
 import { parseDocuments } from './documents.ts';
 import type { DataSource, FromWorker, History, ModelInfo, Settings, ToWorker } from './protocol.ts';
@@ -104,7 +104,7 @@ interface Run {
   model: GPT;
   opt: BuiltOptimizer;
   loader: BatchLoader;
-  trainer: Trainer;
+  trainer: Trainer<Batch>;
   val: TokenArray;
   bytesPerToken: Int32Array;
   info: ModelInfo;
@@ -165,7 +165,7 @@ async function buildRun(
   const rng = new T.Rng(s.seed);
   const model = new GPT(config, rng, backend);
   if (restored) model.loadWeights(restored.weights, 'checkpoint');
-  const opt = buildOptimizer(model.namedParams(), { kind: s.optimizer, lr: s.lr, weightDecay: 0 });
+  const opt = buildOptimizer(model.trainableParams(), { kind: s.optimizer, lr: s.lr, weightDecay: 0 });
   if (restored && restored.optimizer.size > 0) {
     const state = toTensors(Object.fromEntries(restored.optimizer), backend);
     try {
@@ -177,7 +177,7 @@ async function buildRun(
     }
   }
   const loader = new BatchLoader(corpus.train, s.batch, s.seq, s.seed + 1);
-  const trainer = new Trainer(model, opt, loader, { gradAccum: 1, gradClip: 1, schedule: scheduleOf(s) });
+  const trainer = new Trainer(model, opt.paramGroups.map((g) => ({ ...g, schedule: scheduleOf(s) })), loader, { gradAccum: 1, gradClip: 1 });
   trainer.step = restored?.step ?? 0;
   const info: ModelInfo = {
     preset: s.preset, params: countParams(config), vocab: tok.vocabSize, config: { ...config }, dataName: name,
@@ -218,7 +218,7 @@ async function loop(r: Run): Promise<void> {
     while (r.running && run === r && r.trainer.step < s.steps) {
       let res;
       try {
-        res = await exclusive(() => r.trainer.trainStep());
+        res = await exclusive(() => r.trainer.trainStep(languageModelLoss));
       } catch (e) {
         if (e instanceof DivergedError) throw new Error(`${e.message}. Try a lower learning rate (now ${s.lr}).`);
         throw e;
