@@ -134,6 +134,14 @@ export interface KVCache {
   length: number;
 }
 
+/**
+ * Something that adds to a linear layer's output: LoRA (lora.ts) implements it. GPT.linear
+ * calls `apply(x, name, x Wᵀ)` for every projection, so adapters attach in one place.
+ */
+export interface LinearAdapter {
+  apply(x: T.Tensor, name: string, y: T.Tensor): T.Tensor;
+}
+
 // ---------------------------------------------------------------------------------------
 // the model
 // ---------------------------------------------------------------------------------------
@@ -150,6 +158,8 @@ export class GPT {
   readonly params = new Map<string, T.Tensor>();
   /** name -> role, from paramSpecs (adapters attached later add theirs). */
   readonly roles = new Map<string, ParamRole>();
+  /** Adapters on the linear layers (LoRA), or null. */
+  adapter: LinearAdapter | null = null;
   private rope: { cos: T.Tensor; sin: T.Tensor } | null = null;
 
   /** A freshly initialised model: normal(0, 0.02) weights, residual output projections
@@ -177,6 +187,19 @@ export class GPT {
   /** The parameters that train: those with requiresGrad (see setTrainable). */
   trainableParams(): NamedParam[] {
     return this.namedParams().filter((p) => p.param.requiresGrad);
+  }
+
+  /** Register an extra parameter (a LoRA factor) so optimizers and checkpoints see it. */
+  addParam(name: string, param: T.Tensor, role: ParamRole): void {
+    if (this.params.has(name)) throw new Error(`internal: parameter ${name} exists already`);
+    this.params.set(name, param);
+    this.roles.set(name, role);
+  }
+
+  removeParam(name: string): void {
+    this.params.get(name)?.dispose();
+    this.params.delete(name);
+    this.roles.delete(name);
   }
 
   role(name: string): ParamRole {
@@ -230,7 +253,8 @@ export class GPT {
 
   /** x (N, in) @ Wᵀ with W stored (out, in), as in torch.nn.Linear. */
   private linear(x: T.Tensor, name: string): T.Tensor {
-    return T.matmul(x, this.p(name), { transB: true });
+    const y = T.matmul(x, this.p(name), { transB: true });
+    return this.adapter ? this.adapter.apply(x, name, y) : y;
   }
 
   private attention(x: T.Tensor, l: number, B: number, Tn: number, cache?: KVCache): T.Tensor {
@@ -318,6 +342,7 @@ export class GPT {
   /** Replace every parameter's values (shapes must match exactly). */
   loadWeights(weights: Map<string, { shape: number[]; data: ArrayLike<number> }>, source: string): void {
     for (const [name, p] of this.params) {
+      if (this.role(name) === 'adapter') continue; // adapters load with lora.ts loadAdapters
       const w = weights.get(name);
       if (!w) throw new UserError(`${source}: missing parameter ${name}`);
       if (w.shape.join() !== p.shape.join()) {
