@@ -1,8 +1,10 @@
 // slice.wgsl: copy a range of positions along one axis from x into y. One kernel serves
-// three ops, which differ only in where the range starts in x and in y:
+// four ops, which differ only in where the range starts in x and in y:
 //   slice(x, axis, start, end): y[o, k, j] = x[o, start + k, j]        (srcOff = start)
 //   pad(x, axis, before, after): y cleared to 0, then y[o, before + k, j] = x[o, k, j]
 //   concat(xs, axis): one dispatch per input, y[o, off_i + k, j] = x_i[o, k, j]
+//   writeSlice(y, x, axis, start): y is an existing tensor (the KV cache), written in place
+//                                  at y[o, start + k, j] = x[o, k, j]; the rest of y untouched
 //
 // Layout: both tensors are viewed as (outer, axisLen, inner): `outer` is the product of the
 // dims before the axis, `inner` of those after it, so a position along the axis is a

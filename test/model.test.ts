@@ -1,5 +1,5 @@
-// The GPT: preset sizes, shapes, causality, QK-norm, the KV-cache engine against the naive
-// path, and Hugging Face export.
+// The GPT: preset sizes, shapes, causality, QK-norm, the single-prompt generate wrapper
+// against the naive path, and Hugging Face export.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -99,22 +99,24 @@ describe('forward', () => {
   });
 });
 
-describe('generation engine', () => {
-  it('the KV-cache path produces the same tokens as the naive path', async () => {
+describe('generation engine (single-prompt wrapper; the batched engine is in test/engine.test.ts)', () => {
+  it('generate (KV cache) produces the same tokens as the naive path', async () => {
     const m = new GPT(micro(), new T.Rng(4));
     for (const [temperature, topK] of [[0, 0], [1, 0], [0.8, 5]]) {
-      const naive = await generateNaive(m, [1, 2, 3], { maxTokens: 20, temperature, topK, rng: new T.Rng(9) });
+      // the wrapper seeds the engine with one draw from its rng
+      const naive = await generateNaive(m, [[1, 2, 3]], { maxTokens: 20, temperature, topK, topP: 1, seed: new T.Rng(9).nextU32(), stop: [] });
       const fast = await generate(m, [1, 2, 3], { maxTokens: 20, temperature, topK, rng: new T.Rng(9) });
-      expect(fast).toEqual(naive);
+      expect(fast).toEqual(naive[0].tokens);
       expect(fast).toHaveLength(20);
     }
     m.dispose();
   });
 
-  it('a cache longer than the context slides instead of failing', async () => {
+  it('generation stops when the context is full instead of failing', async () => {
     const m = new GPT(micro({ maxSeqLen: 8 }), new T.Rng(5));
     const out = await generate(m, [1], { maxTokens: 20, temperature: 1, topK: 0, rng: new T.Rng(1) });
-    expect(out).toHaveLength(20);
+    // 1 prompt token + 7 fed tokens fill the 8 positions; the logits at the last give an 8th
+    expect(out).toHaveLength(8);
     m.dispose();
   });
 });

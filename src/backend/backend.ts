@@ -70,6 +70,13 @@ export interface Backend {
   /** Zero-pad along axis: `before` zeros, x, `after` zeros (the backward of slice). */
   pad(x: Storage, shape: number[], axis: number, before: number, after: number): Storage;
   concat(xs: Storage[], shapes: number[][], axis: number): Storage;
+  /**
+   * IN PLACE: dst[..., start:start+n, ...] = src along `axis`, where src has dst's shape
+   * except n = srcShape[axis] positions on that axis. Returns nothing: dst is mutated. The
+   * only in-place kernel besides the optimizer updates; the KV cache of the generation
+   * engine (src/model/engine.ts) is preallocated and written with it, one position per step.
+   */
+  writeSlice(dst: Storage, dstShape: number[], src: Storage, srcShape: number[], axis: number, start: number): void;
   /** out[i, :] = table[idx[i], :]; table (V, C), idx int32 (N). */
   /** A GPU backend reports an out-of-range index at the next read(), not at the call. */
   gather(table: Storage, V: number, C: number, idx: Storage, N: number): Storage;

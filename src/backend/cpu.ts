@@ -243,6 +243,16 @@ export class CpuBackend implements Backend {
     return y;
   }
 
+  writeSlice(dsts: Storage, dstShape: number[], srcs: Storage, srcShape: number[], axis: number, start: number): void {
+    const dst = dsts as FloatArray, src = srcs as FloatArray;
+    // both viewed as (outer, axisLen, inner): position k of src's axis is a contiguous run of
+    // `inner` values that lands at position start + k of dst's axis
+    const outer = sizeOf(dstShape.slice(0, axis)), m = dstShape[axis], n = srcShape[axis], inner = sizeOf(dstShape.slice(axis + 1));
+    for (let o = 0; o < outer; o++) {
+      dst.set(src.subarray(o * n * inner, (o + 1) * n * inner), (o * m + start) * inner);
+    }
+  }
+
   concat(xs: Storage[], shapes: number[][], axis: number): Storage {
     const outer = sizeOf(shapes[0].slice(0, axis)), inner = sizeOf(shapes[0].slice(axis + 1));
     const total = shapes.reduce((s, sh) => s + sh[axis], 0);

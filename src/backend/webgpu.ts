@@ -635,6 +635,13 @@ export class WebGPUBackend implements Backend, FusedKernels {
     return y;
   }
 
+  /** In place: the same kernel as slice/pad/concat (slice.wgsl), writing into an existing y. */
+  writeSlice(dst: Storage, dstShape: number[], src: Storage, srcShape: number[], axis: number, start: number): void {
+    const outer = sizeOf(dstShape.slice(0, axis)), inner = sizeOf(dstShape.slice(axis + 1));
+    const n = srcShape[axis];
+    this.copyAxis(this.check(src), this.check(dst), outer, inner, n, n, dstShape[axis], 0, start);
+  }
+
   concat(xs: Storage[], shapes: number[][], axis: number): Storage {
     const outer = sizeOf(shapes[0].slice(0, axis)), inner = sizeOf(shapes[0].slice(axis + 1));
     const total = shapes.reduce((s, sh) => s + sh[axis], 0);

@@ -126,12 +126,21 @@ export function countParams(c: GPTConfig): number {
   return paramSpecs(c).reduce((s, p) => s + p.shape.reduce((a, b) => a * b, 1), 0);
 }
 
-/** Per-layer key/value cache for incremental decoding: (B, NKV, S, HS) each. */
+/**
+ * Per-layer key/value cache for batched incremental decoding (src/model/engine.ts).
+ * Preallocated once for `rows` sequences of up to `maxLen` positions and written in place
+ * (T.writeSlice), so memory does not grow while generating. All rows share one position
+ * counter, `length`; prompts of different lengths are LEFT-padded, and `start[r]` is the
+ * first real position of row r: keys before it are masked out of attention. With RoPE the
+ * scores depend only on relative positions, so a padded row computes what it would alone.
+ */
 export interface KVCache {
-  k: (T.Tensor | null)[];
-  v: (T.Tensor | null)[];
-  /** positions already in the cache */
-  length: number;
+  k: T.Tensor[]; // per layer (R, NKV, maxLen, HS)
+  v: T.Tensor[]; // per layer (R, NKV, maxLen, HS)
+  rows: number; // R: sequences in the batch
+  maxLen: number; // positions allocated (<= maxSeqLen)
+  length: number; // positions already filled, the same for every row
+  start: number[] | null; // per row: first non-pad position; null = no row is padded
 }
 
 /**
@@ -257,7 +266,7 @@ export class GPT {
     return this.adapter ? this.adapter.apply(x, name, y) : y;
   }
 
-  private attention(x: T.Tensor, l: number, B: number, Tn: number, cache?: KVCache): T.Tensor {
+  private attention(x: T.Tensor, l: number, B: number, Tn: number, cache?: KVCache, mask?: T.Tensor): T.Tensor {
     const c = this.config, pre = `model.layers.${l}.self_attn.`;
     const NH = c.numHeads, NKV = c.numKVHeads, HS = c.headDim;
     const heads = (t: T.Tensor, n: number) => T.permute(T.reshape(t, [B, Tn, n, HS]), [0, 2, 1, 3]); // (B, n, T, HS)
@@ -274,22 +283,32 @@ export class GPT {
     q = T.rope(q, cosT, sinT);
     k = T.rope(k, cosT, sinT);
     if (cache) {
-      // append this call's keys and values; the cache owns the concatenation
-      const pk = cache.k[l], pv = cache.v[l];
-      if (pk && pv) {
-        k = T.concat([pk, k], 2);
-        v = T.concat([pv, v], 2);
-        pk.dispose();
-        pv.dispose();
+      // Write this call's keys and values into the preallocated cache at [start, start+T).
+      // A prefill may have fewer rows than the cache (B prompts, R = B*G rows): each prompt's
+      // keys are copied into its G consecutive rows, which is how a prompt is prefilled once
+      // and forked into G samples.
+      const G = cache.rows / B;
+      const fork = (t: T.Tensor) => (G === 1 ? t : T.reshape(T.expand(T.reshape(t, [B, 1, NKV, Tn, HS]), [B, G, NKV, Tn, HS]), [B * G, NKV, Tn, HS]));
+      T.writeSlice(cache.k[l], fork(k), 2, start);
+      T.writeSlice(cache.v[l], fork(v), 2, start);
+      if (start > 0) {
+        // attend over everything cached so far (a copy of the filled part; the rest is unused)
+        k = T.slice(cache.k[l], 2, 0, start + Tn); // (B, NKV, S, HS)
+        v = T.slice(cache.v[l], 2, 0, start + Tn); // (B, NKV, S, HS)
       }
-      cache.k[l] = T.keep(k);
-      cache.v[l] = T.keep(v);
     }
-    // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
-    // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
-    // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
-    const fusedAttention = this.fused && hasFused(this.backend);
-    const y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true); // (B, NH, T, HS)
+    let y: T.Tensor; // (B, NH, T, HS)
+    if (mask) {
+      // Padded rows need a per-row key mask, which the fused kernels do not take: the composed
+      // path handles every padded batch (on every backend).
+      y = maskedAttention(q, k, v, mask);
+    } else {
+      // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
+      // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
+      // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
+      const fusedAttention = this.fused && hasFused(this.backend);
+      y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true);
+    }
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
     return this.linear(merged, pre + 'o_proj.weight'); // (B*T, C)
   }
@@ -303,7 +322,9 @@ export class GPT {
 
   /**
    * Logits for token ids idx (B, T), as (B*T, V). With a cache, idx holds only the new
-   * positions and the cache is extended (inference only).
+   * positions, which are written into the cache (inference only: call inside T.noGrad).
+   * B equals cache.rows, except for the first call (the prefill), where cache.rows may be a
+   * multiple G of B: each prompt row then fills G cache rows.
    */
   forward(idx: T.Tensor, cache?: KVCache): T.Tensor {
     const c = this.config;
@@ -311,10 +332,17 @@ export class GPT {
     const [B, Tn] = idx.shape;
     const start = cache?.length ?? 0;
     if (start + Tn > c.maxSeqLen) throw new UserError(`sequence of ${start + Tn} tokens exceeds the model's maxSeqLen ${c.maxSeqLen}`);
+    let mask: T.Tensor | undefined;
+    if (cache) {
+      if (start + Tn > cache.maxLen) throw new Error(`GPT.forward: ${start + Tn} positions overflow a KV cache of ${cache.maxLen}`);
+      const prefillFork = start === 0 && cache.rows % B === 0;
+      if (B !== cache.rows && !prefillFork) throw new Error(`GPT.forward: ${B} rows for a KV cache of ${cache.rows} rows`);
+      if (cache.start) mask = padMask(cache.start.filter((_, r) => r % (cache.rows / B) === 0), start, Tn, this.backend);
+    }
     let x = T.reshape(T.gather(this.p('model.embed_tokens.weight'), idx), [B * Tn, c.hiddenSize]); // (B*T, C)
     for (let l = 0; l < c.numLayers; l++) {
       const pre = `model.layers.${l}.`;
-      x = T.add(x, this.attention(this.norm(x, pre + 'input_layernorm.weight'), l, B, Tn, cache));
+      x = T.add(x, this.attention(this.norm(x, pre + 'input_layernorm.weight'), l, B, Tn, cache, mask));
       x = T.add(x, this.mlp(this.norm(x, pre + 'post_attention_layernorm.weight'), l));
     }
     if (cache) cache.length += Tn;
@@ -331,12 +359,24 @@ export class GPT {
     return this.useFused() ? T.crossEntropyFused(logits, targets, -1) : T.crossEntropy(logits, targets, -1);
   }
 
-  newCache(): KVCache {
-    return { k: new Array(this.config.numLayers).fill(null), v: new Array(this.config.numLayers).fill(null), length: 0 };
+  /**
+   * An empty KV cache for `rows` sequences of up to `maxLen` positions (zero-filled, written
+   * in place). `start[r]`: how many left-pad positions row r has (omit when none has any).
+   */
+  newCache(rows = 1, maxLen = this.config.maxSeqLen, start?: number[]): KVCache {
+    const c = this.config;
+    if (!(Number.isInteger(rows) && rows > 0 && Number.isInteger(maxLen) && maxLen > 0 && maxLen <= c.maxSeqLen)) {
+      throw new Error(`newCache: need rows > 0 and 0 < maxLen <= maxSeqLen (${c.maxSeqLen}), got ${rows} and ${maxLen}`);
+    }
+    if (start && start.length !== rows) throw new Error(`newCache: ${start.length} start positions for ${rows} rows`);
+    const shape = [rows, c.numKVHeads, maxLen, c.headDim]; // (R, NKV, maxLen, HS)
+    const alloc = () => Array.from({ length: c.numLayers }, () => T.keep(T.zeros(shape, { backend: this.backend })));
+    const padded = start?.some((s) => s > 0) ? [...start!] : null;
+    return { k: alloc(), v: alloc(), rows, maxLen, length: 0, start: padded };
   }
 
   static disposeCache(cache: KVCache): void {
-    [...cache.k, ...cache.v].forEach((t) => t?.dispose());
+    [...cache.k, ...cache.v].forEach((t) => t.dispose());
   }
 
   /** Replace every parameter's values (shapes must match exactly). */
@@ -357,4 +397,37 @@ export class GPT {
     this.rope?.cos.dispose();
     this.rope?.sin.dispose();
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// attention over a left-padded batch (the KV-cache path of the generation engine)
+// ---------------------------------------------------------------------------------------
+
+/**
+ * The (B, 1, T, S) mask, 1 = may attend, for T queries at positions [pos, pos+T) over keys
+ * [0, pos+T) of rows whose real tokens begin at start[b]: causal, and no pad keys
+ * (s < start[b]). A pad query sees only itself, so its softmax row is never all -inf (a NaN
+ * there would reach the cache and, through 0 * NaN, every real row).
+ */
+function padMask(start: number[], pos: number, Tn: number, backend: T.Tensor['backend']): T.Tensor {
+  const B = start.length, S = pos + Tn;
+  const m = new Float32Array(B * Tn * S);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < Tn; t++) {
+      const q = pos + t; // the query's absolute position
+      for (let s = 0; s <= q; s++) m[(b * Tn + t) * S + s] = s >= start[b] || s === q ? 1 : 0;
+    }
+  }
+  return T.tensor(m, [B, 1, Tn, S], { backend });
+}
+
+/** Composed attention with an explicit (B, 1, T, S) mask; q (B, NH, T, HS), k, v (B, NKV, S, HS). */
+function maskedAttention(q: T.Tensor, k: T.Tensor, v: T.Tensor, mask: T.Tensor): T.Tensor {
+  const [B, NH, Tn, HS] = q.shape;
+  const [, NKV, S] = k.shape;
+  const rep = (x: T.Tensor) => // grouped-query: KV head h/(NH/NKV) serves query head h
+    NKV === NH ? x : T.reshape(T.expand(T.reshape(x, [B, NKV, 1, S, HS]), [B, NKV, NH / NKV, S, HS]), [B, NH, S, HS]);
+  const att = T.mulScalar(T.matmul(q, rep(k), { transB: true }), 1 / Math.sqrt(HS)); // (B, NH, T, S)
+  const masked = T.where(mask, att, T.scalar(-Infinity, { backend: q.backend }));
+  return T.matmul(T.softmax(masked, -1), rep(v)); // (B, NH, T, HS)
 }

@@ -287,6 +287,35 @@ export function concat(xs: Tensor[], axis: number): Tensor {
   return record('concat', xs, fromStorage(s, shape, 'float32', be, 'concat'), { axis: a, sizes: xs.map((t) => t.shape[a]) });
 }
 
+/**
+ * IN PLACE, inference only: dst[..., start:start+n, ...] = src along `axis` (n = src's
+ * length on that axis; every other dim must match). Returns dst, whose storage now holds
+ * the new values. This is how the generation engine writes each step's keys and values
+ * into its preallocated KV cache instead of concatenating a new, longer tensor every step.
+ *
+ * Deliberately NOT a PrimOp, so it has no gradient rule in grad.ts: mutating a tensor that
+ * the tape may still read in the backward pass would silently corrupt gradients. It throws
+ * instead of recording whenever gradients are being recorded for any input.
+ */
+export function writeSlice(dst: Tensor, src: Tensor, axis: number, start: number): Tensor {
+  const be = sameBackend('writeSlice', [dst, src]);
+  wantFloat('writeSlice', dst);
+  wantFloat('writeSlice', src);
+  if (isGradEnabled() && (dst.requiresGrad || src.requiresGrad)) {
+    fail('writeSlice', 'is an in-place, inference-only op with no gradient; call it inside noGrad() on tensors that do not require grad');
+  }
+  const a = normAxis('writeSlice', axis, dst.rank);
+  if (src.rank !== dst.rank || src.shape.some((d, i) => i !== a && d !== dst.shape[i])) {
+    fail('writeSlice', `src [${src.shape}] differs from dst [${dst.shape}] outside axis ${a}`);
+  }
+  const n = src.shape[a];
+  if (!(Number.isInteger(start) && start >= 0 && start + n <= dst.shape[a])) {
+    fail('writeSlice', `range [${start}, ${start + n}) is not inside axis ${a} of length ${dst.shape[a]}`);
+  }
+  be.writeSlice(dst.storage, dst.shape, src.storage, src.shape, a, start);
+  return dst;
+}
+
 // ---------------------------------------------------------------------------------------
 // matmul
 // ---------------------------------------------------------------------------------------
