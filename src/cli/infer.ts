@@ -1,12 +1,20 @@
 // `minichat generate`, `minichat eval loss` and `minichat export`: using a trained checkpoint.
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
-import { generate } from '../model/engine.ts';
+import { Engine } from '../model/engine.ts';
 import { exportHF } from '../io/export.ts';
 import * as T from '../tensor/index.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
-import { nonNeg, nonNegInt, oneOf, posInt, selectBackend } from './common.ts';
+import { InvalidArgumentError } from 'commander';
+import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
+
+/** A number in (0, 1], for --top-p. */
+function unitInterval(v: string): number {
+  const n = num(v);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got "${v}"`);
+  return n;
+}
 
 export function registerInfer(program: Command): void {
   program
@@ -15,28 +23,40 @@ export function registerInfer(program: Command): void {
     .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
     .option('--prompt <text>', 'text to continue', '')
     .option('--max-tokens <n>', 'tokens to generate', posInt, 100)
+    .option('--samples <n>', 'independent samples of the prompt, generated together as one batch', posInt, 1)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNeg, 0.8)
     .option('--top-k <k>', 'sample among the K most likely tokens (0 = all)', nonNegInt, 40)
+    .option('--top-p <p>', 'sample among the most likely tokens holding probability P (1 = all)', unitInterval, 1)
     .option('--seed <n>', 'sampling seed', nonNegInt, 0)
     .option('--tokenizer <dir>', "use this tokenizer instead of the checkpoint's")
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
-    .option('--json', 'print {"prompt", "completion", "tokens"} as JSON instead of streaming', false)
+    .option('--json', 'print {"prompt", "completion", "tokens"} as JSON instead of streaming (with --samples > 1, also "samples": [...])', false)
     .action(async (o) => {
       const backend = await selectBackend(o.backend);
       const { model, tokenizer: tok } = await loadCheckpoint(o.ckpt, { backend, tokenizerDir: o.tokenizer });
       const prompt = [tok.bosId, ...tok.encode(o.prompt)];
-      const stream = tok.streamDecoder();
-      if (!o.json) process.stdout.write(o.prompt);
-      const ids = await generate(
-        model, prompt,
-        {
-          maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, rng: new T.Rng(o.seed), stopAt: [tok.bosId],
-          suppress: Object.values(tok.specials).filter((id) => id !== tok.bosId), // a base model has no use for chat tokens
-        },
-        o.json ? undefined : (id) => process.stdout.write(stream.push(id)),
-      );
-      if (o.json) console.log(JSON.stringify({ prompt: o.prompt, completion: tok.decode(ids), tokens: ids.length }));
-      else process.stdout.write(stream.flush() + '\n');
+      // one sample streams as it is generated; several are printed one after another at the end
+      const streaming = !o.json && o.samples === 1;
+      if (streaming) process.stdout.write(o.prompt);
+      const rows = await new Engine(model).generate([prompt], {
+        maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP, seed: o.seed,
+        stop: [tok.bosId], samplesPerPrompt: o.samples,
+        suppress: Object.values(tok.specials).filter((id) => id !== tok.bosId), // a base model has no use for chat tokens
+        decodeBytes: (ids) => tok.decodeBytes(ids),
+        onText: streaming ? (_, text) => process.stdout.write(text) : undefined,
+      });
+      const completions = rows.map((r) => {
+        const ids = r.finish === 'stop' ? r.tokens.slice(0, -1) : r.tokens; // the stop token (BOS) is not text
+        return { completion: tok.decode(ids), tokens: ids.length, finish: r.finish };
+      });
+      if (o.json) {
+        const first = { prompt: o.prompt, completion: completions[0].completion, tokens: completions[0].tokens };
+        console.log(JSON.stringify(o.samples === 1 ? first : { ...first, samples: completions }));
+      } else if (streaming) {
+        process.stdout.write('\n');
+      } else {
+        completions.forEach((c, i) => console.log(`--- sample ${i + 1} of ${o.samples} (${c.tokens} tokens, ${c.finish})\n${o.prompt}${c.completion}`));
+      }
       model.dispose();
     });
 

@@ -163,7 +163,7 @@ export function rowRng(seed: number, prompt: number, sample: number): T.Rng {
  * for valid text (a token boundary inside "é" or an emoji is common with byte-level BPE).
  */
 class TextStream {
-  private dec = new TextDecoder('utf-8');
+  private dec = new TextDecoder('utf-8', { ignoreBOM: true }); // a generated U+FEFF is text, not a byte-order mark
   constructor(private decodeBytes: (ids: number[]) => Uint8Array) {}
   push(id: number): string {
     return this.dec.decode(this.decodeBytes([id]), { stream: true });
