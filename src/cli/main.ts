@@ -11,6 +11,8 @@ import { registerData } from './data.ts';
 import { registerPretrain } from './pretrain.ts';
 import { registerInfer } from './infer.ts';
 import { registerExperiment } from './experiment.ts';
+import { registerChat } from './chat.ts';
+import { registerServe } from './serve.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -27,6 +29,8 @@ export function buildProgram(): Command {
   registerPretrain(program);
   registerInfer(program);
   registerExperiment(program);
+  registerChat(program);
+  registerServe(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {
