@@ -139,6 +139,8 @@ export function createServer(model: ChatModel, o: ServerOptions = {}): FastifyIn
   const app = Fastify({
     logger: o.logger ?? false,
     bodyLimit: o.bodyLimit ?? LIMITS.bodyBytes,
+    // close() ends open streams and keep-alive sockets too, so Ctrl-C stops the server at once
+    forceCloseConnections: true,
     // OpenAI rejects "0.5" for a number rather than guessing: no type coercion; unknown
     // fields are left alone (and ignored), not stripped.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
