@@ -2,6 +2,8 @@
 // official `openai` client: response and chunk shapes, every request limit, concurrent
 // requests, a client that disconnects mid-stream, and a real (tiny, untrained) checkpoint.
 import OpenAI from 'openai';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { abortError, fitPrompt, loadChatModel, serialQueue, topPFilter, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
@@ -375,4 +377,56 @@ describe('server with a real tiny checkpoint', () => {
     expect(deltas).toBe(2); // the abort is checked before every token: nothing after it
     expect(queuedDeltas).toBe(0);
   });
+});
+
+// The chat page in a real browser (headless Chromium, as test/web.test.ts uses): it streams a
+// reply into the page, shows tool calls in their own boxes, and sends the history next turn.
+const CHROMIUM = '/usr/bin/chromium';
+describe.skipIf(!existsSync(CHROMIUM))('the chat page', () => {
+  it('streams replies with tool parts and keeps the conversation', async () => {
+    const queue = serialQueue();
+    const seen: Message[][] = [];
+    const model: ChatModel = {
+      id: 'page-model',
+      contextLength: 64,
+      complete(messages, _o, onText) {
+        seen.push(messages);
+        return queue(async () => {
+          for (const [text, part] of [['Hel', 'text'], ['lo 🙂', 'text'], ['calc(2+2)', 'tool_call'], ['4', 'tool_result'], [' done', 'text']] as const) {
+            await new Promise((r) => setTimeout(r, 10));
+            onText?.(text, part);
+          }
+          return { text: 'Hello 🙂 done', finishReason: 'stop' as const, promptTokens: 3, completionTokens: 5 };
+        });
+      },
+    };
+    const app = createServer(model);
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage();
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(e.message));
+      await page.goto(url + '/');
+      await page.fill('#system', 'Be kind.');
+      for (const [i, q] of ['hi there', 'again'].entries()) {
+        await page.fill('#input', q);
+        await page.press('#input', 'Enter');
+        await page.waitForFunction((n) => document.querySelectorAll('.meta').length === n, i + 1, { timeout: 10_000 });
+      }
+      const reply = page.locator('.assistant').first();
+      expect(await reply.locator('span[data-type=text]').allTextContents()).toEqual(['Hello 🙂', ' done']);
+      expect(await reply.locator('.tool_call').textContent()).toBe('calc(2+2)');
+      expect(await reply.locator('.tool_result').textContent()).toBe('4');
+      expect(await reply.locator('.meta').textContent()).toBe('stop · 3 prompt + 5 reply tokens');
+      expect(errors).toEqual([]);
+      // the second request carried the system message and the first exchange
+      expect(seen[1]).toEqual([
+        { role: 'system', content: 'Be kind.' }, user('hi there'), { role: 'assistant', content: 'Hello 🙂 done' }, user('again'),
+      ]);
+    } finally {
+      await browser.close();
+      await app.close();
+    }
+  }, 60_000);
 });

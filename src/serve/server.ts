@@ -172,6 +172,7 @@ export function createServer(model: ChatModel, o: ServerOptions = {}): FastifyIn
   });
 
   app.get('/', (_req, reply) => reply.type('text/html; charset=utf-8').send(page));
+  app.get('/favicon.ico', (_req, reply) => reply.code(204).send()); // browsers ask; we have none
   app.get('/health', async () => ({ status: 'ok', model: model.id }));
   app.get('/v1/models', async () => ({
     object: 'list',
