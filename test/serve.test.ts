@@ -309,6 +309,24 @@ describe('server concurrency and disconnects (fake model)', () => {
   });
 });
 
+describe('server: a non-streaming client that leaves', () => {
+  it('aborts its generation too', async () => {
+    const fake = fakeModel({ delayMs: 5, longDeltas: 2000 });
+    const s = await listen(fake.model);
+    try {
+      const ac = new AbortController();
+      const req = fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages: [user('long')] }), signal: ac.signal });
+      await new Promise((r) => setTimeout(r, 100));
+      ac.abort();
+      await expect(req).rejects.toMatchObject({ name: 'AbortError' });
+      for (let i = 0; i < 200 && fake.stats.aborted === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(fake.stats.aborted).toBe(1);
+    } finally {
+      await s.app.close();
+    }
+  });
+});
+
 describe('server with a real tiny checkpoint', () => {
   let s: Awaited<ReturnType<typeof listen>>;
   let model: Awaited<ReturnType<typeof loadChatModel>>;
@@ -354,6 +372,10 @@ describe('server with a real tiny checkpoint', () => {
     const err = await s.client.chat.completions.create({ model: 'm', messages: [user('How are you today? '.repeat(100))], max_tokens: 10 }).catch((e) => e);
     expect(err).toBeInstanceOf(OpenAI.BadRequestError);
     expect(err.error).toMatchObject({ code: 'context_length_exceeded', param: 'messages' });
+    // streamed too: the check comes before the first event, so it is still a plain 400
+    const streamErr = await s.client.chat.completions.create({ model: 'm', messages: [user('How are you today? '.repeat(100))], max_tokens: 10, stream: true }).catch((e) => e);
+    expect(streamErr).toBeInstanceOf(OpenAI.BadRequestError);
+    expect(streamErr.error).toMatchObject({ code: 'context_length_exceeded' });
     // many turns: the old ones are dropped, the reply still comes, and the prompt fits
     const turns: OpenAI.ChatCompletionMessageParam[] = [];
     for (let i = 0; i < 30; i++) turns.push(user(`What is two plus two? ${i}`), { role: 'assistant', content: 'Four.' });

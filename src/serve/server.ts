@@ -193,7 +193,15 @@ export function createServer(model: ChatModel, o: ServerOptions = {}): FastifyIn
     const id = newId(), created = Math.floor(Date.now() / 1000);
 
     if (!body.stream) {
-      const c = await model.complete(messages, opts, undefined, signal);
+      let c: Completion;
+      try {
+        c = await model.complete(messages, opts, undefined, signal);
+      } catch (e) {
+        if (!signal.aborted) throw e;
+        reply.hijack(); // the client left: nobody to answer, and no error to log
+        reply.raw.destroy();
+        return reply;
+      }
       return {
         id, object: 'chat.completion', created, model: model.id,
         choices: [{ index: 0, message: { role: 'assistant', content: c.text, ...(c.parts?.some((p) => p.type !== 'text') ? { minichat_parts: c.parts } : {}) }, logprobs: null, finish_reason: c.finishReason }],
