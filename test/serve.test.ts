@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { abortError, fitPrompt, loadChatModel, serialQueue, topPFilter, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
+import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, topPFilter, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
 import { createServer, LIMITS } from '../src/serve/server.ts';
-import { renderForCompletion, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
+import { renderForCompletion, SPECIALS, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXTURE_CONTEXT, tinyChatCheckpoint } from './chat-fixture.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -108,6 +108,33 @@ describe('fitPrompt, topPFilter, serialQueue', () => {
   it('rejects a last message that cannot fit, naming the numbers', () => {
     expect(() => fitPrompt(tok, [user('z'.repeat(400))], 64, 8)).toThrow(/need \d+ tokens but only 56 of the model's 64-token context are left after max_tokens=8/);
     expect(() => fitPrompt(tok, [user('hi')], 64, 64)).toThrow(/only 0 of/);
+  });
+
+  it('replyAssembler streams whole characters only, and splits tool calls and results into parts', () => {
+    // the tokenizer never saw these characters: each is 2 or 4 single-byte tokens
+    const ids = tok.encodeOrdinary('é🙂ok');
+    expect(ids.length).toBeGreaterThanOrEqual(7);
+    const deltas: string[] = [];
+    const r = replyAssembler(tok, (d) => deltas.push(d));
+    ids.forEach(r.push);
+    expect(r.finish()).toEqual({ text: 'é🙂ok', parts: [{ type: 'text', text: 'é🙂ok' }] });
+    expect(deltas.join('')).toBe('é🙂ok');
+    expect(deltas.some((d) => d.includes('\uFFFD'))).toBe(false); // no delta held half a character
+    expect(deltas.slice(0, 2)).toEqual(['é', '🙂']); // ... and none waited longer than its last byte
+
+    const sp = (n: string) => tok.specialId(n);
+    const seq = [
+      ...tok.encodeOrdinary('Let me check.'), sp(SPECIALS.toolCallStart), ...tok.encodeOrdinary('calc(2+2)'), sp(SPECIALS.toolCallEnd),
+      sp(SPECIALS.toolResultStart), ...tok.encodeOrdinary('4'), sp(SPECIALS.toolResultEnd), ...tok.encodeOrdinary('Four 🙂'),
+    ];
+    const kinds: string[] = [];
+    const r2 = replyAssembler(tok, (_d, k) => kinds.push(k));
+    seq.forEach(r2.push);
+    expect(r2.finish()).toEqual({
+      text: 'Let me check.Four 🙂',
+      parts: [{ type: 'text', text: 'Let me check.' }, { type: 'tool_call', text: 'calc(2+2)' }, { type: 'tool_result', text: '4' }, { type: 'text', text: 'Four 🙂' }],
+    });
+    expect(kinds.filter((k, i) => k !== kinds[i - 1])).toEqual(['text', 'tool_call', 'tool_result', 'text']); // deltas say their part
   });
 
   it('topPFilter keeps the smallest most-likely set reaching p', () => {

@@ -207,7 +207,52 @@ async function runEngine(model: GPT, r: EngineRequest): Promise<{ ids: number[];
 }
 
 // ---------------------------------------------------------------------------------------
-// 4. The ChatModel over a checkpoint
+// 4. From tokens to a streamed reply
+
+/**
+ * Turns the reply's token ids, pushed one at a time, into text deltas and parts. Tool
+ * markers (<|tool_call_start|> … <|tool_call_end|>, and the tool-result markers the batched
+ * Engine will force) switch the kind of part; they are never shown as text. Each part has
+ * its own UTF-8 decoder, so bytes of an unfinished character never leak across a marker.
+ */
+export function replyAssembler(tok: Tokenizer, onText?: OnText) {
+  const opens = new Map<number, AssistantPart['type']>([
+    [tok.specialId(SPECIALS.toolCallStart), 'tool_call'],
+    [tok.specialId(SPECIALS.toolResultStart), 'tool_result'],
+  ]);
+  const closes = new Set([tok.specialId(SPECIALS.toolCallEnd), tok.specialId(SPECIALS.toolResultEnd)]);
+  const parts: AssistantPart[] = [];
+  let kind: AssistantPart['type'] = 'text';
+  let decoder = tok.streamDecoder();
+  const emit = (delta: string) => {
+    if (!delta) return; // the token ended inside a character: wait for the rest
+    const last = parts[parts.length - 1];
+    if (last?.type === kind) last.text += delta;
+    else parts.push({ type: kind, text: delta });
+    onText?.(delta, kind);
+  };
+  const switchTo = (k: AssistantPart['type']) => {
+    emit(decoder.flush());
+    decoder = tok.streamDecoder();
+    kind = k;
+    if (k !== 'text') parts.push({ type: k, text: '' }); // a call may be empty, and is still a call
+  };
+  return {
+    push: (id: number) => {
+      const open = opens.get(id);
+      if (open) switchTo(open);
+      else if (closes.has(id)) switchTo('text');
+      else emit(decoder.push(id));
+    },
+    finish: (): { text: string; parts: AssistantPart[] } => {
+      emit(decoder.flush());
+      return { text: parts.filter((p) => p.type === 'text').map((p) => p.text).join(''), parts };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. The ChatModel over a checkpoint
 
 /** A ChatModel over a model and its tokenizer (loadChatModel builds one from a checkpoint). */
 export function createChatModel(model: GPT, tok: Tokenizer, id: string): ChatModel {
@@ -228,32 +273,13 @@ export function createChatModel(model: GPT, tok: Tokenizer, id: string): ChatMod
       const { ids: prompt } = fitPrompt(tok, messages, contextLength, o.maxTokens);
       return queue(async () => {
         if (signal?.aborted) throw abortError(); // gave up while waiting: skip
-        const parts: AssistantPart[] = [];
-        let kind: AssistantPart['type'] = 'text';
-        let decoder = tok.streamDecoder();
-        const emit = (delta: string) => {
-          if (!delta) return;
-          const last = parts[parts.length - 1];
-          if (last?.type === kind) last.text += delta;
-          else parts.push({ type: kind, text: delta });
-          onText?.(delta, kind);
-        };
-        // A tool-call marker switches the part; the decoder restarts so bytes never leak across.
-        const onToken = (id: number) => {
-          if (id === toolCallStart || id === toolCallEnd) {
-            emit(decoder.flush());
-            decoder = tok.streamDecoder();
-            kind = id === toolCallStart ? 'tool_call' : 'text';
-            if (id === toolCallStart) parts.push({ type: 'tool_call', text: '' }); // a call may be empty
-          } else emit(decoder.push(id));
-        };
+        const reply = replyAssembler(tok, onText);
         const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
         const { ids, finish } = await runEngine(model, {
           prompt, maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK ?? 0,
-          rng: new T.Rng(seed), stopAt, suppress, onToken, signal,
+          rng: new T.Rng(seed), stopAt, suppress, onToken: reply.push, signal,
         });
-        emit(decoder.flush());
-        const text = parts.filter((p) => p.type === 'text').map((p) => p.text).join('');
+        const { text, parts } = reply.finish();
         return { text, finishReason: finish, promptTokens: prompt.length, completionTokens: ids.length, parts };
       });
     },
