@@ -15,8 +15,9 @@
 //      <|assistant_end|> (or <|bos|>, a model that starts a new document has finished).
 //      Other chat specials are suppressed — except the tool-call markers, so a tool call
 //      becomes its own part of the reply.
-//   4. stream: bytes of a character split across tokens are held back by an incremental
-//      UTF-8 decoder (TextDecoder with stream: true), so a delta is never half a character.
+//   4. stream (replyAssembler): bytes of a character split across tokens are held back by an
+//      incremental UTF-8 decoder (TextDecoder with stream: true), so a delta is never half a
+//      character; tool markers split the reply into text / tool_call / tool_result parts.
 //
 // Why the token loop lives here and not in model/engine.ts: today's `generate` has no
 // AbortSignal, no top-p and never yields to the event loop between tokens (on the CPU
@@ -156,7 +157,10 @@ interface EngineRequest {
 }
 
 /** Keep the smallest set of most likely tokens whose probability reaches p (Holtzman et
- *  al. 2019, "The Curious Case of Neural Text Degeneration"); the rest become -Infinity. */
+ *  al. 2019, "The Curious Case of Neural Text Degeneration"); the rest become -Infinity.
+ *  Applied to the full distribution before sampleToken's top-k, so with both set the
+ *  candidates are the intersection (Hugging Face applies top-k first and renormalises,
+ *  which can keep fewer tokens). */
 export function topPFilter(logits: Float32Array, p: number, temperature: number): Float32Array {
   if (p >= 1 || temperature <= 0) return logits;
   const ids = Array.from({ length: logits.length }, (_, i) => i).filter((i) => logits[i] !== -Infinity);
