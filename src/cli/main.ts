@@ -12,6 +12,8 @@ import { registerPretrain } from './pretrain.ts';
 import { registerInfer } from './infer.ts';
 import { registerExperiment } from './experiment.ts';
 import { registerReport } from './report.ts';
+import { registerChat } from './chat.ts';
+import { registerServe } from './serve.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerInfer(program);
   registerExperiment(program);
   registerReport(program);
+  registerChat(program);
+  registerServe(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {
