@@ -253,7 +253,7 @@ export class GPT {
     // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
     const fusedAttention = this.fused && hasFused(this.backend);
     let y: T.Tensor; // (B, NH, T, HS)
-    if (mask && (cache?.start || !fusedAttention)) {
+    if (mask) {
       // The cache path, composed: padded rows need their per-row key mask, which the fused
       // kernels do not take (so every padded batch runs here, on every backend); and without
       // padding on the CPU, this version skips composed attention's copies of the KV heads.
@@ -289,9 +289,13 @@ export class GPT {
       if (start + Tn > cache.maxLen) throw new Error(`GPT.forward: ${start + Tn} positions overflow a KV cache of ${cache.maxLen}`);
       const prefillFork = start === 0 && cache.rows % B === 0;
       if (B !== cache.rows && !prefillFork) throw new Error(`GPT.forward: ${B} rows for a KV cache of ${cache.rows} rows`);
-      // per input row: where its real tokens start (all 0 without padding: the mask is causal)
-      const starts = Array.from({ length: B }, (_, b) => cache.start?.[b * (cache.rows / B)] ?? 0);
-      mask = padMask(starts, start, Tn, this.backend);
+      // The cache path attends with an explicit mask (see attention) unless an unpadded batch
+      // can use the fused kernel. Per input row: where its real tokens start (all 0 without
+      // padding, and the mask is just causal).
+      if (cache.start || !(this.fused && hasFused(this.backend))) {
+        const starts = Array.from({ length: B }, (_, b) => cache.start?.[b * (cache.rows / B)] ?? 0);
+        mask = padMask(starts, start, Tn, this.backend);
+      }
     }
     let x = T.reshape(T.gather(this.p('model.embed_tokens.weight'), idx), [B * Tn, c.hiddenSize]); // (B*T, C)
     for (let l = 0; l < c.numLayers; l++) {
