@@ -92,6 +92,31 @@ function checkWriteSlice(be: Backend) {
   };
 }
 
+describe('CPU expand copies contiguous runs (the fast path the KV heads and the fork use)', () => {
+  it('equals the per-element reference on shapes with long and short trailing runs', () => {
+    const cases: [number[], number[]][] = [
+      [[2, 3, 1, 5, 16], [2, 3, 4, 5, 16]], // grouped-query: KV heads repeated, runs of 80
+      [[3, 1, 2, 4, 8], [3, 5, 2, 4, 8]], // a fork: each prompt copied into 5 rows
+      [[1, 40], [3, 40]],
+      [[4, 1], [4, 20]], // runs of 1: the index path
+      [[2, 17], [2, 17]], // nothing broadcast
+    ];
+    for (const [xs, os] of cases) {
+      const x = rng.normalArray(xs.reduce((a, b) => a * b), 1);
+      const got = cpu.expand(cpu.upload(x, 'float32'), xs, os) as unknown as Float32Array;
+      const want = new Float32Array(got.length);
+      const ostr = os.map((_, i) => os.slice(i + 1).reduce((a, b) => a * b, 1));
+      const xstr = xs.map((_, i) => xs.slice(i + 1).reduce((a, b) => a * b, 1));
+      for (let i = 0; i < want.length; i++) {
+        let src = 0;
+        for (let a = 0; a < os.length; a++) src += (xs[a] === 1 ? 0 : Math.floor(i / ostr[a]) % os[a]) * xstr[a];
+        want[i] = x[src];
+      }
+      expect(Array.from(got), `[${xs}] -> [${os}]`).toEqual(Array.from(want));
+    }
+  });
+});
+
 describe('writeSlice (CPU)', () => {
   it('writes src into dst along every kind of axis, in place, exactly like the reference loops', checkWriteSlice(cpu));
 

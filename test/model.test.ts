@@ -117,6 +117,9 @@ describe('generation engine (single-prompt wrapper; the batched engine is in tes
     const out = await generate(m, [1], { maxTokens: 20, temperature: 1, topK: 0, rng: new T.Rng(1) });
     // 1 prompt token + 7 fed tokens fill the 8 positions; the logits at the last give an 8th
     expect(out).toHaveLength(8);
+    // a prompt longer than the context is cut to its last 8 tokens, which fill it: one token
+    const long = await generate(m, Array.from({ length: 12 }, (_, i) => i + 1), { maxTokens: 5, temperature: 0, topK: 0, rng: new T.Rng(1) });
+    expect(long).toHaveLength(1);
     m.dispose();
   });
 });

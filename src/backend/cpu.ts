@@ -145,8 +145,29 @@ export class CpuBackend implements Backend {
     const x = xs as FloatArray;
     const n = sizeOf(outShape);
     const y = this.newFloat(n);
-    const ix = broadcastIndex(xShape, outShape);
-    for (let i = 0; i < n; i++) y[i] = x[ix[i]];
+    // The trailing dims that are not broadcast are contiguous in both x and y: copy them as
+    // runs of `run` values (a grouped-query attention's KV heads repeated for their query
+    // heads, a forked KV cache), stepping x's offset like an odometer over the leading dims.
+    let d = outShape.length;
+    while (d > 0 && xShape[d - 1] === outShape[d - 1]) d--;
+    const run = sizeOf(outShape.slice(d));
+    if (run < 16) {
+      // short runs: one index per element
+      const ix = broadcastIndex(xShape, outShape);
+      for (let i = 0; i < n; i++) y[i] = x[ix[i]];
+      return y;
+    }
+    const str = broadcastStrides(xShape, outShape), idx = new Array<number>(d).fill(0);
+    let src = 0;
+    for (let o = 0; o < n; o += run) {
+      y.set(x.subarray(src, src + run), o);
+      for (let k = d - 1; k >= 0; k--) {
+        src += str[k];
+        if (++idx[k] < outShape[k]) break;
+        src -= str[k] * outShape[k];
+        idx[k] = 0;
+      }
+    }
     return y;
   }
 

@@ -367,10 +367,12 @@ export interface SampleOptions {
 
 /**
  * One prompt, one sample, through the batched engine. Returns the generated ids without the
- * stop token; stops early when the context (maxSeqLen) is full.
+ * stop token; stops early when the context (maxSeqLen) is full. A prompt longer than the
+ * context is cut to its last maxSeqLen tokens (as this wrapper always did; the engine itself
+ * refuses such a prompt).
  */
 export async function generate(model: GPT, prompt: number[], o: SampleOptions, onToken?: (id: number) => void): Promise<number[]> {
-  const [row] = await new Engine(model, { maxRows: 1 }).generate([prompt], {
+  const [row] = await new Engine(model, { maxRows: 1 }).generate([prompt.slice(-model.config.maxSeqLen)], {
     maxTokens: o.maxTokens, temperature: o.temperature, topK: o.topK, topP: o.topP ?? 1, suppress: o.suppress,
     seed: o.rng.nextU32(), stop: o.stopAt ?? [], onToken: onToken && ((_, id) => onToken(id)),
   });

@@ -297,16 +297,17 @@ export class GPT {
         v = T.slice(cache.v[l], 2, 0, start + Tn); // (B, NKV, S, HS)
       }
     }
+    // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
+    // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
+    // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
+    const fusedAttention = this.fused && hasFused(this.backend);
     let y: T.Tensor; // (B, NH, T, HS)
     if (mask) {
-      // Padded rows need a per-row key mask, which the fused kernels do not take: the composed
-      // path handles every padded batch (on every backend).
+      // The cache path, composed: padded rows need their per-row key mask, which the fused
+      // kernels do not take (so every padded batch runs here, on every backend); and without
+      // padding on the CPU, this version skips composed attention's copies of the KV heads.
       y = maskedAttention(q, k, v, mask);
     } else {
-      // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
-      // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
-      // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
-      const fusedAttention = this.fused && hasFused(this.backend);
       y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true);
     }
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
@@ -337,7 +338,13 @@ export class GPT {
       if (start + Tn > cache.maxLen) throw new Error(`GPT.forward: ${start + Tn} positions overflow a KV cache of ${cache.maxLen}`);
       const prefillFork = start === 0 && cache.rows % B === 0;
       if (B !== cache.rows && !prefillFork) throw new Error(`GPT.forward: ${B} rows for a KV cache of ${cache.rows} rows`);
-      if (cache.start) mask = padMask(cache.start.filter((_, r) => r % (cache.rows / B) === 0), start, Tn, this.backend);
+      // The cache path attends with an explicit mask (see attention) unless an unpadded batch
+      // can use the fused kernel. Per input row: where its real tokens start (all 0 without
+      // padding, and the mask is just causal).
+      if (cache.start || !(this.fused && hasFused(this.backend))) {
+        const starts = Array.from({ length: B }, (_, b) => cache.start?.[b * (cache.rows / B)] ?? 0);
+        mask = padMask(starts, start, Tn, this.backend);
+      }
     }
     let x = T.reshape(T.gather(this.p('model.embed_tokens.weight'), idx), [B * Tn, c.hiddenSize]); // (B*T, C)
     for (let l = 0; l < c.numLayers; l++) {
@@ -421,13 +428,19 @@ function padMask(start: number[], pos: number, Tn: number, backend: T.Tensor['ba
   return T.tensor(m, [B, 1, Tn, S], { backend });
 }
 
-/** Composed attention with an explicit (B, 1, T, S) mask; q (B, NH, T, HS), k, v (B, NKV, S, HS). */
+/**
+ * Composed attention with an explicit (B, 1, T, S) mask; q (B, NH, T, HS), k, v (B, NKV, S, HS).
+ * Grouped-query heads without copying the KV heads: query head h = kv * G + g, so q viewed as
+ * (B, NKV, G*T, HS) multiplies each KV head once for its G query heads (composed.ts `attention`
+ * instead expands k and v G times, which dominated a decode step on the CPU).
+ */
 function maskedAttention(q: T.Tensor, k: T.Tensor, v: T.Tensor, mask: T.Tensor): T.Tensor {
   const [B, NH, Tn, HS] = q.shape;
   const [, NKV, S] = k.shape;
-  const rep = (x: T.Tensor) => // grouped-query: KV head h/(NH/NKV) serves query head h
-    NKV === NH ? x : T.reshape(T.expand(T.reshape(x, [B, NKV, 1, S, HS]), [B, NKV, NH / NKV, S, HS]), [B, NH, S, HS]);
-  const att = T.mulScalar(T.matmul(q, rep(k), { transB: true }), 1 / Math.sqrt(HS)); // (B, NH, T, S)
-  const masked = T.where(mask, att, T.scalar(-Infinity, { backend: q.backend }));
-  return T.matmul(T.softmax(masked, -1), rep(v)); // (B, NH, T, HS)
+  const G = NH / NKV;
+  const qg = T.reshape(q, [B, NKV, G * Tn, HS]); // (B, NKV, G*T, HS), a view
+  const att = T.mulScalar(T.matmul(qg, k, { transB: true }), 1 / Math.sqrt(HS)); // (B, NKV, G*T, S)
+  const masked = T.where(T.reshape(mask, [B, 1, 1, Tn, S]), T.reshape(att, [B, NKV, G, Tn, S]), T.scalar(-Infinity, { backend: q.backend }));
+  const p = T.reshape(T.softmax(masked, -1), [B, NKV, G * Tn, S]);
+  return T.reshape(T.matmul(p, v), [B, NH, Tn, HS]); // (B, NH, T, HS)
 }
