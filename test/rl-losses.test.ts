@@ -1,11 +1,12 @@
 // GRPO/DAPO pieces on hand-computed examples: advantages, the clipped policy loss and its
 // aggregations, the k3 KL term, overlong shaping, dynamic sampling; and the loss's gradient
 // against float64 finite differences on cpu64 (same harness idea as test/grad.test.ts).
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { cpu, cpu64 } from '../src/backend/cpu.ts';
 import * as T from '../src/tensor/index.ts';
 import { groupAdvantages } from '../src/rl/advantages.ts';
-import { aggregationWeights, k3, overlongPenalty, policyLoss, DAPO_LOSS } from '../src/rl/losses.ts';
+import { aggregationWeights, k3, overlongPenalty, policyLoss, DAPO_LOSS, POLICY_LOSS_DEFAULTS } from '../src/rl/losses.ts';
 import { fillBatch, filterGroups } from '../src/rl/sampling.ts';
 import { UserError } from '../src/util/errors.ts';
 
@@ -111,6 +112,15 @@ describe('policy loss', () => {
     expect(() => policyLoss({ logp: T.tensor([0], [1, 1]), oldLogp: [0], advantages: [1], mask: [1] }, { beta: 0.1 })).toThrow(UserError);
   });
 
+  it('a batch with no trained token gives loss 0 and neutral stats, not NaN', () => {
+    for (const aggregation of ['token-mean', 'sequence-mean', 'constant'] as const) {
+      const r = lossAndGrad([-1, -2], 1, 2, { oldLogp: [-1.5, -2], advantages: [1], mask: [0, 0] }, { aggregation });
+      expect(r.loss).toBe(0);
+      expect(r.grad).toEqual([0, 0]);
+      expect(r.stats).toEqual({ clipFraction: 0, approxKL: 0, meanRatio: 1 });
+    }
+  });
+
   it('checks its input sizes', () => {
     const x = T.tensor([0, 0], [1, 2]);
     expect(() => policyLoss({ logp: x, oldLogp: [0], advantages: [1], mask: [1, 1] })).toThrow(/oldLogp/);
@@ -154,6 +164,16 @@ describe('policy loss', () => {
     } finally {
       T.setDefaultBackend(cpu);
     }
+  });
+});
+
+describe('docs/rl.md', () => {
+  it('states the DAPO settings the code uses', () => {
+    const doc = readFileSync(new URL('../docs/rl.md', import.meta.url), 'utf8');
+    const d = DAPO_LOSS;
+    expect(doc).toContain(`epsLow ${d.epsLow}, epsHigh ${d.epsHigh},\naggregation '${d.aggregation}', beta ${d.beta}`);
+    expect(doc).toContain(`| \`epsHigh\` | ${POLICY_LOSS_DEFAULTS.epsHigh} | ${d.epsHigh} |`);
+    expect(doc).toContain(`| \`aggregation\` | \`'${POLICY_LOSS_DEFAULTS.aggregation}'\` | \`'${d.aggregation}'\` |`);
   });
 });
 

@@ -1,14 +1,14 @@
 // Verifiable tasks: rewards on hand-written completions (right, wrong, malformed, and the
 // countdown rule breakers), generators that are seeded, solvable and split by hash, and the
 // task registry's errors.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/tensor/random.ts';
 import {
   arithmeticTask, checkCountdown, countdownTask, extractExpression, getTask, gsm8kTask, lastNumber, makeArithmetic,
-  parseExpression, parseGsm8k, splitOf, type CountdownProblem,
+  parseExpression, parseGsm8k, splitOf, ARITHMETIC_DEFAULTS, COUNTDOWN_DEFAULTS, TEST_FRACTION, type CountdownProblem,
 } from '../src/rl/tasks/index.ts';
 import { UserError } from '../src/util/errors.ts';
 
@@ -159,5 +159,14 @@ describe('gsm8k', () => {
     await expect(getTask('gsm8k', { gsm8k: { path: join(dir, 'missing.jsonl') } })).rejects.toThrow(/missing\.jsonl/);
     await expect(getTask('sudoku')).rejects.toThrow(/unknown RL task 'sudoku'; choose one of: arithmetic, countdown, gsm8k/);
     expect((await getTask('countdown')).name).toBe('countdown');
+  });
+});
+
+describe('docs/rl.md', () => {
+  it('states the defaults the code uses', () => {
+    const doc = readFileSync(new URL('../docs/rl.md', import.meta.url), 'utf8');
+    expect(doc).toContain(`${TEST_FRACTION * 100}% of problems are \`test\``);
+    expect(doc).toContain(`\`digits\` per operand (default ${ARITHMETIC_DEFAULTS.digits})`);
+    expect(doc).toContain(`\`count\` of numbers (default ${COUNTDOWN_DEFAULTS.count})`);
   });
 });

@@ -21,7 +21,7 @@
 // a positive integer. Difficulty is the count of numbers. (Pure: no Node imports.)
 import type { Rng } from '../../tensor/random.ts';
 import type { Message } from '../../tokenizer/chat.ts';
-import { check } from '../../util/errors.ts';
+import { UserError, check } from '../../util/errors.ts';
 import { drawInSplit, splitOf, type BaseProblem, type RLTask } from './common.ts';
 
 export interface CountdownProblem extends BaseProblem {
@@ -58,7 +58,8 @@ export function countdownTask(opts: CountdownOptions = {}): RLTask<CountdownProb
 // ---- generation -----------------------------------------------------------------------------
 
 function generateCountdown(rng: Rng, o: Required<CountdownOptions>): CountdownProblem {
-  for (;;) {
+  // rejection sampling; the bound turns settings with (almost) no valid target into an error
+  for (let attempt = 0; attempt < 10_000; attempt++) {
     const numbers = Array.from({ length: o.count }, () => 1 + rng.int(o.maxNumber));
     // combine a random pair until one value is left; keep every intermediate a positive integer
     let pool = numbers.map((n) => ({ value: n, text: String(n) }));
@@ -84,6 +85,7 @@ function generateCountdown(rng: Rng, o: Required<CountdownOptions>): CountdownPr
     const key = `${[...numbers].sort((a, b) => a - b).join(',')}->${target}`;
     return { key, split: splitOf(key), numbers, target, solution: pool[0].text };
   }
+  throw new UserError(`countdown: no target in 1..${o.maxTarget} found in 10000 tries with ${o.count} numbers up to ${o.maxNumber}; raise maxTarget`);
 }
 
 function countdownPrompt(p: CountdownProblem): Message[] {

@@ -48,7 +48,9 @@ export function parseGsm8k(text: string, file: string): Gsm8kProblem[] {
 
 /** Read and parse a GSM8K JSONL file (Node only). */
 export async function loadGsm8kFile(path: string): Promise<Gsm8kProblem[]> {
-  const fs = await import('node:fs/promises');
+  // the module name in a variable, as in src/backend/kernels.ts: Vite leaves it alone
+  const fsName = 'node:fs/promises';
+  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs/promises');
   let text: string;
   try {
     text = await fs.readFile(path, 'utf8');
