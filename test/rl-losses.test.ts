@@ -9,6 +9,7 @@ import { groupAdvantages } from '../src/rl/advantages.ts';
 import { aggregationWeights, k3, overlongPenalty, policyLoss, DAPO_LOSS, POLICY_LOSS_DEFAULTS } from '../src/rl/losses.ts';
 import { fillBatch, filterGroups } from '../src/rl/sampling.ts';
 import { UserError } from '../src/util/errors.ts';
+import { webgpuOrSkip } from './gpu-device.ts';
 
 // float32 forward on the cpu backend: values like 1.25 carry ~1e-7 relative error
 const F32 = 1e-6;
@@ -163,6 +164,36 @@ describe('policy loss', () => {
       }
     } finally {
       T.setDefaultBackend(cpu);
+    }
+  });
+});
+
+describe('policy loss on WebGPU', () => {
+  it('matches the CPU loss and gradient (stats from a host copy of logp)', async () => {
+    const gpu = await webgpuOrSkip('rl policy loss on webgpu');
+    if (!gpu) return;
+    try {
+      const rng = new T.Rng(5);
+      const N = 4, L = 6;
+      const logp = Array.from({ length: N * L }, () => -0.5 - rng.uniform());
+      const oldLogp = logp.map((v) => v + (rng.uniform() - 0.5) * 0.8);
+      const refLogp = logp.map((v) => v + (rng.uniform() - 0.5));
+      const mask = Array.from({ length: N * L }, (_, i) => (i % L < 2 + (i % 3) ? 1 : 0));
+      const inputs = { oldLogp, advantages: [1, -0.5, 0.25, -2], mask, refLogp };
+      const opts = { ...DAPO_LOSS, beta: 0.05 };
+      const want = lossAndGrad(logp, N, L, inputs, opts);
+      const x = T.tensor(logp, [N, L], { backend: gpu, requiresGrad: true });
+      const { loss, stats } = policyLoss({ logp: x, logpHost: await x.data(), ...inputs }, opts);
+      T.backward(loss);
+      // WGSL's exp may be a few ULP off the CPU's and the sum runs in another order: 1e-5
+      // relative is far above that (24 terms of size ~1) and far below any real difference
+      expect(Math.abs((await loss.item()) - want.loss)).toBeLessThan(1e-5 * (1 + Math.abs(want.loss)));
+      const g = await x.grad!.toArray();
+      g.forEach((v, i) => expect(Math.abs(v - want.grad[i]), `grad ${i}`).toBeLessThan(1e-5 * (1 + Math.abs(want.grad[i]))));
+      expect(stats).toEqual(want.stats); // the same host computation on the same float32 values
+      expect(() => policyLoss({ logp: x, ...inputs }, opts)).toThrow(/synchronously/);
+    } finally {
+      gpu.destroy();
     }
   });
 });
