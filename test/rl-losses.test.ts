@@ -122,6 +122,16 @@ describe('policy loss', () => {
     }
   });
 
+  it('ignores whatever masked positions hold, even infinities', () => {
+    // row 0 trains its first token only; the padding holds −Infinity old/ref log-probs and a
+    // logp that would overflow exp: the result must equal the one-token loss, finite
+    const padded = lossAndGrad([Math.log(1.1), 100], 1, 2, { oldLogp: [0, -Infinity], advantages: [1], mask: [1, 0], refLogp: [0, -Infinity] }, { beta: 0.5 });
+    const alone = lossAndGrad([Math.log(1.1)], 1, 1, { oldLogp: [0], advantages: [1], mask: [1], refLogp: [0] }, { beta: 0.5 });
+    expect(padded.loss).toBeCloseTo(alone.loss, 6);
+    expect(padded.grad[0]).toBeCloseTo(alone.grad[0], 6);
+    expect(padded.grad[1]).toBe(0);
+  });
+
   it('checks its input sizes', () => {
     const x = T.tensor([0, 0], [1, 2]);
     expect(() => policyLoss({ logp: x, oldLogp: [0], advantages: [1], mask: [1, 1] })).toThrow(/oldLogp/);

@@ -91,7 +91,14 @@ export function policyLoss(inp: PolicyLossInputs, opts: PolicyLossOptions = {}):
   const host = (data: ArrayLike<number>, shape: number[]) => T.tensor(data, shape, { backend });
   const c = (v: number) => T.scalar(v, { backend });
 
-  const ratio = T.exp(T.sub(inp.logp, host(inp.oldLogp, [N, L]))); // (N, L)
+  // Masked positions (padding, prompt) may hold anything in the host arrays, even −Infinity,
+  // and exp of a large difference overflows; inf·0 would then turn the loss into NaN. So the
+  // host arrays are zeroed there and the log-ratio multiplied by the mask: masked tokens get
+  // ratio 1 and k3 = 0, exactly, with zero gradient.
+  const m = host(inp.mask, [N, L]); // (N, L)
+  const masked = (xs: ArrayLike<number>) => Float64Array.from({ length: N * L }, (_, j) => (inp.mask[j] === 0 ? 0 : xs[j]));
+  const logpM = T.mul(inp.logp, m); // (N, L)
+  const ratio = T.exp(T.sub(logpM, host(masked(inp.oldLogp), [N, L]))); // (N, L)
   const A = host(inp.advantages, [N, 1]); // (N, 1), broadcast along L
   const lo = c(1 - o.epsLow), hi = c(1 + o.epsHigh);
   // clip(ratio, lo, hi) with `where`, so the clipped entries are constants (zero gradient)
@@ -100,7 +107,7 @@ export function policyLoss(inp: PolicyLossInputs, opts: PolicyLossOptions = {}):
   const objective = T.where(T.lt(surrClipped, surr), surrClipped, surr); // min, (N, L)
   let perToken = T.neg(objective); // (N, L)
   if (o.beta > 0) {
-    const d = T.sub(host(inp.refLogp!, [N, L]), inp.logp); // ref − logp, (N, L)
+    const d = T.sub(host(masked(inp.refLogp!), [N, L]), logpM); // ref − logp, (N, L)
     const k3 = T.sub(T.sub(T.exp(d), d), c(1)); // (N, L)
     perToken = T.add(perToken, T.mulScalar(k3, o.beta));
   }
