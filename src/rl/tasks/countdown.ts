@@ -51,6 +51,7 @@ export function countdownTask(opts: CountdownOptions = {}): RLTask<CountdownProb
     name: 'countdown',
     sample: (rng, split) => drawInSplit('countdown', split, () => generateCountdown(rng, o)),
     reward: (p, completion) => countdownReward(p, completion),
+    // the calculator would do the search's arithmetic but not the search: one rendering
     prompt: (p) => countdownPrompt(p),
   };
 }
