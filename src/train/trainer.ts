@@ -31,8 +31,9 @@ export interface BatchSource<B> {
   next(): B;
 }
 
-/** The loss of one micro-batch: a scalar tensor that depends on the model's parameters. */
-export type LossFn<B> = (model: GPT, batch: B) => T.Tensor;
+/** The loss of one micro-batch: a scalar tensor that depends on the model's parameters.
+ *  May be async (a loss that needs a host copy of something on a GPU backend). */
+export type LossFn<B> = (model: GPT, batch: B) => T.Tensor | Promise<T.Tensor>;
 
 export interface StepResult {
   step: number; // steps completed, this one included
@@ -83,7 +84,7 @@ export class Trainer<B> {
     for (let micro = 0; micro < this.o.gradAccum; micro++) {
       const batch = source.next();
       lossSum += await T.tidy(async () => {
-        const loss = lossFn(model, batch);
+        const loss = await lossFn(model, batch);
         T.backward(this.o.gradAccum > 1 ? T.mulScalar(loss, 1 / this.o.gradAccum) : loss);
         return loss.item();
       });
