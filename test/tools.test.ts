@@ -4,7 +4,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { calculate, evaluate, formatNumber, MAX_INPUT_CHARS } from '../src/tools/calculator.ts';
 import { ToolRegistry, type Tool } from '../src/tools/registry.ts';
-import { defaultToolRegistry, parseAssistantOutput, replyText, toolHook } from '../src/tools/hook.ts';
+import { defaultToolRegistry, parseAssistantOutput, toolHook } from '../src/tools/hook.ts';
+import { replyText } from '../src/eval/tasks.ts';
 import { Tokenizer, trainTokenizer, renderConversation, SPECIALS } from '../src/tokenizer/index.ts';
 
 describe('calculator', () => {

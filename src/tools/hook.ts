@@ -94,11 +94,3 @@ export function parseAssistantOutput(tok: Tokenizer, ids: ArrayLike<number>): As
   if (pending.length > 0 || kind !== 'text') flush('text');
   return parts;
 }
-
-/** The text the assistant said, without tool calls and results: what scoring reads. */
-export function replyText(parts: AssistantPart[]): string {
-  return parts
-    .filter((p) => p.type === 'text')
-    .map((p) => p.text)
-    .join('');
-}
