@@ -96,6 +96,9 @@ describe('parsing', () => {
     writeFileSync(a, ['a1', 'a2'].map(conv).join('\n') + '\n');
     writeFileSync(b, ['b1', 'b2', 'b3', 'b4'].map(conv).join('\n'));
     expect((await readConversationFile(a)).length).toBe(2);
+    expect((await readConversationFile(b, { limit: 3 })).map((c) => c[0].content)).toEqual(['b1', 'b2', 'b3']);
+    writeFileSync(join(dir, 'bad.jsonl'), conv('ok') + '\r\n\r\n' + '{"messages": [{"role": "bot", "content": "x"}]}\r\n');
+    await expect(readConversationFile(join(dir, 'bad.jsonl'))).rejects.toThrow(/bad\.jsonl:3: message 1: unknown role "bot"/);
     await expect(readConversationFile(join(dir, 'nope.jsonl'))).rejects.toThrow(/conversation file not found: .*nope\.jsonl/);
     const mix = await loadConversationMix(`${a}:2,${b}:0.5`, 7);
     const users = mix.map((c) => c[0].content as string);

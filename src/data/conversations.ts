@@ -195,18 +195,43 @@ export function parseConversationsJsonl(text: string, file: string): Message[][]
 
 // ---- reading files (Node only) ------------------------------------------------------------
 
-/** Read a .jsonl file of conversations, or a .parquet file with a "messages" column. */
-export async function readConversationFile(file: string): Promise<Message[][]> {
-  if (file.toLowerCase().endsWith('.parquet')) return readConversationParquet(file);
-  const fsName = 'node:fs/promises'; // loaded on demand: the rest of the file runs in a browser
-  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs/promises');
-  let text: string;
+export interface ReadConversationsOptions {
+  /** Stop after this many conversations (a quick run on a big file). Default: all. */
+  limit?: number;
+}
+
+/**
+ * Read a .jsonl file of conversations (streamed line by line: MiniMind's 1.2 GB file is
+ * longer than the longest string V8 can hold), or a .parquet file with a "messages" column.
+ */
+export async function readConversationFile(file: string, opts: ReadConversationsOptions = {}): Promise<Message[][]> {
+  const limit = opts.limit ?? Infinity;
+  if (!(limit > 0)) throw new UserError(`the conversation limit must be positive, got ${limit}`);
+  if (file.toLowerCase().endsWith('.parquet')) return (await readConversationParquet(file)).slice(0, limit);
+  // loaded on demand, so that the rest of this file runs in a browser
+  const fsName = 'node:fs', readlineName = 'node:readline';
+  const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');
+  const readline = (await import(/* @vite-ignore */ readlineName)) as typeof import('node:readline');
   try {
-    text = await fs.readFile(file, 'utf8');
+    await fs.promises.stat(file);
   } catch {
     throw new UserError(`conversation file not found: ${file}`);
   }
-  const convs = parseConversationsJsonl(text, file);
+  const lines = readline.createInterface({ input: fs.createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
+  const convs: Message[][] = [];
+  let lineNo = 0;
+  try {
+    for await (const raw of lines) {
+      lineNo++;
+      const line = raw.trim();
+      if (!line) continue;
+      const where = `${file}:${lineNo}`;
+      convs.push(parseConversationRecord(safeJson(line, where), where));
+      if (convs.length >= limit) break;
+    }
+  } finally {
+    lines.close();
+  }
   if (convs.length === 0) throw new UserError(`${file}: no conversations found`);
   return convs;
 }
