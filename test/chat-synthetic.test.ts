@@ -2,13 +2,14 @@
 // disjoint, gold answers taken from the content, tool results equal to what the calculator
 // answers at inference, and everything renderable by the chat format.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { arithmetic, builtinChatMix, exampleToJsonLine, identity, splitOf, storyQA, type ChatExample } from '../src/data/chat-synthetic.ts';
+import { BUILTIN_MIX, HELDOUT_PERCENT, arithmetic, builtinChatMix, exampleToJsonLine, identity, splitOf, storyQA, type ChatExample } from '../src/data/chat-synthetic.ts';
 import { gsm8kFinalAnswer, gsm8kToExample, readGsm8k } from '../src/data/gsm8k.ts';
 import { parseConversationsJsonl } from '../src/data/conversations.ts';
 import { defaultToolRegistry } from '../src/tools/hook.ts';
 import { Tokenizer, trainTokenizer, renderConversation, type AssistantPart } from '../src/tokenizer/index.ts';
+import { MAX_DEPTH, MAX_INPUT_CHARS, MAX_MAGNITUDE, SIGNIFICANT_DIGITS } from '../src/tools/calculator.ts';
 import { tempDir } from './tmp.ts';
 
 const userText = (ex: ChatExample) => ex.messages[0].content as string;
@@ -150,5 +151,20 @@ describe('GSM8K', () => {
     writeFileSync(f, JSON.stringify(item) + '\n{"question": "only"}\n');
     await expect(readGsm8k(f)).rejects.toThrow(/gsm\.jsonl:2: expected \{"question": string, "answer": string\}/);
     await expect(readGsm8k(join(dir, 'none.jsonl'))).rejects.toThrow(/GSM8K file not found/);
+  });
+});
+
+describe('docs/sft-data.md', () => {
+  it('states the numbers the code uses', () => {
+    const doc = readFileSync(new URL('../docs/sft-data.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+    const pct = (x: number) => `${Math.round(x * 100)}%`;
+    const idShare = 1 - BUILTIN_MIX.storyQA - BUILTIN_MIX.arithmeticTool - BUILTIN_MIX.arithmeticNoTool;
+    expect(doc).toContain(
+      `mixes ${pct(BUILTIN_MIX.storyQA)} story-QA, ${pct(BUILTIN_MIX.arithmeticTool)} arithmetic with the calculator, ` +
+        `${pct(BUILTIN_MIX.arithmeticNoTool)} arithmetic without it and ${pct(idShare)} identity`,
+    );
+    expect(doc).toContain(`${HELDOUT_PERCENT}% of all stories and problems are held out`);
+    expect(doc).toContain(`${MAX_INPUT_CHARS} characters, ${MAX_DEPTH} levels of nesting, every value within ±${MAX_MAGNITUDE.toExponential().replace('+', '')}`);
+    expect(doc).toContain(`rounded to ${SIGNIFICANT_DIGITS} significant digits`);
   });
 });
