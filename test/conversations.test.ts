@@ -26,6 +26,92 @@ beforeAll(async () => {
 
 const line = (o: unknown) => JSON.stringify(o);
 
+// ---- a smol-smoltalk-shaped parquet file, written byte by byte ------------------------------
+// hyparquet only reads, so (as in test/data-parquet.test.ts, which writes a flat column) the
+// fixture is built by hand: a nested column `messages: list<struct<content, role>>`, all
+// REQUIRED except the repeated level, so each leaf column carries repetition levels (0 = a
+// new row, 1 = another message in the same row) and definition levels (all 1: present).
+// Thrift compact protocol: a field byte (id delta << 4 | type), zigzag varints, lists with a
+// (size << 4 | element type) header.
+const I32 = 5, I64 = 6, BINARY = 8, LIST = 9, STRUCT = 12;
+type Field = [id: number, type: number, value: unknown, elemType?: number];
+function varint(out: number[], n: bigint): void {
+  for (; n >= 0x80n; n >>= 7n) out.push(Number(n & 0x7fn) | 0x80);
+  out.push(Number(n));
+}
+const zigzag = (n: number) => (BigInt(n) >= 0n ? BigInt(n) << 1n : (-BigInt(n) << 1n) - 1n);
+function writeValue(out: number[], type: number, v: unknown, elemType?: number): void {
+  if (type === I32 || type === I64) varint(out, zigzag(v as number));
+  else if (type === BINARY) {
+    const b = new TextEncoder().encode(v as string);
+    varint(out, BigInt(b.length));
+    out.push(...b);
+  } else if (type === LIST) {
+    const xs = v as unknown[];
+    out.push((xs.length << 4) | elemType!); // fewer than 15 elements here
+    for (const x of xs) writeValue(out, elemType!, x);
+  } else writeStruct(out, v as Field[]);
+}
+function writeStruct(out: number[], fields: Field[]): void {
+  let last = 0;
+  for (const [id, type, value, elemType] of fields) {
+    out.push(((id - last) << 4) | type);
+    writeValue(out, type, value, elemType);
+    last = id;
+  }
+  out.push(0);
+}
+const u32 = (n: number) => [n & 255, (n >> 8) & 255, (n >> 16) & 255, n >>> 24];
+/** RLE/bit-packing hybrid, RLE runs only (bit width 1): (count << 1) header, then the value. */
+function rleLevels(levels: number[]): number[] {
+  const runs: number[] = [];
+  for (let i = 0; i < levels.length; ) {
+    let j = i;
+    while (j < levels.length && levels[j] === levels[i]) j++;
+    varint(runs, BigInt((j - i) << 1));
+    runs.push(levels[i]);
+    i = j;
+  }
+  return [...u32(runs.length), ...runs];
+}
+function makeMessagesParquet(rows: { role: string; content: string }[][]): Uint8Array {
+  const bytes: number[] = [...new TextEncoder().encode('PAR1')];
+  const rep = rows.flatMap((r) => r.map((_, i) => (i === 0 ? 0 : 1)));
+  const chunks: Field[][] = [];
+  for (const leaf of ['content', 'role'] as const) {
+    const values = rows.flatMap((r) => r.map((m) => m[leaf]));
+    const body = [...rleLevels(rep), ...rleLevels(values.map(() => 1))];
+    for (const v of values) {
+      const b = new TextEncoder().encode(v);
+      body.push(...u32(b.length), ...b);
+    }
+    const header: number[] = [];
+    writeStruct(header, [[1, I32, 0], [2, I32, body.length], [3, I32, body.length], [5, STRUCT, [[1, I32, values.length], [2, I32, 0], [3, I32, 3], [4, I32, 3]]]]);
+    const offset = bytes.length, size = header.length + body.length;
+    bytes.push(...header, ...body);
+    chunks.push([
+      [2, I64, offset],
+      [3, STRUCT, [[1, I32, 6], [2, LIST, [0, 3], I32], [3, LIST, ['messages', 'list', 'element', leaf], BINARY], [4, I32, 0], [5, I64, values.length], [6, I64, size], [7, I64, size], [9, I64, offset]]],
+    ]);
+  }
+  const meta: number[] = [];
+  writeStruct(meta, [
+    [1, I32, 1],
+    [2, LIST, [
+      [[4, BINARY, 'schema'], [5, I32, 1]],
+      [[3, I32, 0], [4, BINARY, 'messages'], [5, I32, 1], [6, I32, 3]], // REQUIRED group, LIST
+      [[3, I32, 2], [4, BINARY, 'list'], [5, I32, 1]], // REPEATED group
+      [[3, I32, 0], [4, BINARY, 'element'], [5, I32, 2]], // REQUIRED group of two fields
+      [[1, I32, 6], [3, I32, 0], [4, BINARY, 'content'], [6, I32, 0]], // BYTE_ARRAY, UTF8
+      [[1, I32, 6], [3, I32, 0], [4, BINARY, 'role'], [6, I32, 0]],
+    ], STRUCT],
+    [3, I64, rows.length],
+    [4, LIST, [[[1, LIST, chunks, STRUCT], [2, I64, bytes.length], [3, I64, rows.length]]], STRUCT],
+  ]);
+  bytes.push(...meta, ...u32(meta.length), ...new TextEncoder().encode('PAR1'));
+  return Uint8Array.from(bytes);
+}
+
 describe('parsing', () => {
   it('reads OpenAI messages and MiniMind conversations alike', () => {
     const text = [
@@ -108,6 +194,19 @@ describe('parsing', () => {
     expect(bs.length).toBe(2);
     expect(new Set(bs).size).toBe(2); // a half, without repeats
     expect(await loadConversationMix(`${a}:2,${b}:0.5`, 7)).toEqual(mix); // seeded
+  });
+
+  it('reads smol-smoltalk-shaped parquet (a nested "messages" column)', async () => {
+    const dir = tempDir();
+    const p = join(dir, 'train-00000-of-00004.parquet');
+    const rows = [
+      [{ role: 'user', content: 'Hi ✓' }, { role: 'assistant', content: 'Hello.' }],
+      [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Why?' }, { role: 'assistant', content: 'Because.' }],
+    ];
+    writeFileSync(p, makeMessagesParquet(rows));
+    const convs = await readConversationFile(p);
+    expect(convs).toEqual(parseConversationsJsonl(rows.map((messages) => line({ messages })).join('\n'), 'same.jsonl'));
+    expect(await readConversationFile(p, { limit: 1 })).toHaveLength(1);
   });
 
   it('parses --data specs', () => {
