@@ -7,7 +7,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { downloadDataset, downloadFile, findDataset, DATASETS } from '../src/data/download.ts';
+import { downloadDataset, downloadFile, findDataset, nextStep, DATASETS } from '../src/data/download.ts';
+import { readConversationFile } from '../src/data/conversations.ts';
 import { UserError } from '../src/util/errors.ts';
 
 // Fixture bytes: the two TinyStories file names, served from the server's root, so that
@@ -16,6 +17,20 @@ const files: Record<string, Buffer> = {
   '/TinyStoriesV2-GPT4-train.txt': Buffer.from('Once upon a time.\n<|endoftext|>\nThe end.\n'.repeat(2000)),
   '/TinyStoriesV2-GPT4-valid.txt': Buffer.from('A small valid file.\n<|endoftext|>\n'),
 };
+// The SFT recipes' fixtures, served from the same server.
+const sftFiles: Record<string, Buffer> = {
+  // MiniMind's SFT layout: {"conversations": [...]} per line
+  '/sft_mini_512.jsonl': Buffer.from(
+    [
+      { conversations: [{ role: 'user', content: '你好' }, { role: 'assistant', content: '你好！有什么可以帮你？' }] },
+      { conversations: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello.' }] },
+    ].map((o) => JSON.stringify(o)).join('\n') + '\n',
+  ),
+};
+// smol-smoltalk's files live under data/ on the server (the registry's paths), saved flat
+for (const name of ['train-00000-of-00004', 'train-00001-of-00004', 'train-00002-of-00004', 'train-00003-of-00004', 'test-00000-of-00001']) {
+  sftFiles[`/data/${name}.parquet`] = Buffer.from(`not really parquet: ${name}`);
+}
 const requests: { url: string; range?: string }[] = [];
 let server: Server, base: string, dir: string;
 
@@ -31,7 +46,7 @@ beforeAll(async () => {
       setTimeout(() => res.destroy(), 20);
       return;
     }
-    const body = files[url];
+    const body = files[url] ?? sftFiles[url];
     if (!body) {
       res.writeHead(404, 'Not Found').end('no such file');
       return;
@@ -110,5 +125,29 @@ describe('download', () => {
     await expect(downloadFile(`${base}/cut.txt`, dest)).rejects.toThrow(/could not download .*cut\.txt: (the transfer stopped after|got 300 bytes)/);
     expect(existsSync(dest)).toBe(false);
     expect(existsSync(dest + '.part')).toBe(true);
+  });
+
+  it('SFT recipes: MiniMind sft_mini_512 downloads and reads as conversations; smol-smoltalk files land flat', async () => {
+    const mm = join(dir, 'mm');
+    await downloadDataset('minimind-sft', mm, { baseUrl: base });
+    const convs = await readConversationFile(join(mm, 'sft_mini_512.jsonl'));
+    expect(convs.length).toBe(2);
+    expect(convs[1]).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+      { role: 'assistant', content: [{ type: 'text', text: 'Hello.' }] },
+    ]);
+    expect(nextStep(findDataset('minimind-sft'), mm)).toBe(`minichat sft --data ${mm}/sft_mini_512.jsonl`);
+
+    const st = join(dir, 'st');
+    const r = await downloadDataset('smol-smoltalk', st, { baseUrl: base });
+    expect(r.map((x) => x.path)).toEqual(findDataset('smol-smoltalk').files.map((f) => join(st, f.filename)));
+    expect(readFileSync(join(st, 'test-00000-of-00001.parquet'), 'utf8')).toBe('not really parquet: test-00000-of-00001');
+    expect(requests.some((q) => q.url === '/data/train-00003-of-00004.parquet')).toBe(true);
+    // the next step names the four train files; a file that is not parquet is one clear error
+    expect(nextStep(findDataset('smol-smoltalk'), st)).toBe(`minichat sft --data ${[0, 1, 2, 3].map((i) => `${st}/train-0000${i}-of-00004.parquet`).join(',')}`);
+    await expect(readConversationFile(join(st, 'test-00000-of-00001.parquet'))).rejects.toThrow(/test-00000-of-00001\.parquet: could not read a "messages" column/);
+    // pretraining sets still point at data prepare
+    expect(nextStep(findDataset('tinystories'), 'D')).toBe('minichat data prepare --data D/TinyStoriesV2-GPT4-train.txt --tokenizer TOK --out SHARDS');
   });
 });

@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check } from '../util/errors.ts';
-import { DATASETS, downloadDataset, findDataset, fileUrl } from '../data/download.ts';
+import { DATASETS, downloadDataset, findDataset, fileUrl, nextStep } from '../data/download.ts';
 import { streamDocuments, type TxtSplit } from '../data/documents.ts';
 import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../data/shards.ts';
 import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../data/synthetic.ts';
@@ -94,7 +94,7 @@ export function registerData(program: Command): void {
         console.log(`    license ${d.license}; ${d.homepage}`);
         for (const f of d.files) console.log(`    ${f.filename}  (~${f.approxSize})  ${fileUrl(d, f)}`);
         if (d.note) console.log(`    ${d.note}`);
-        console.log(`    then: minichat data prepare ${d.prepareFlags.replaceAll('DIR', `runs/data/${d.name}`)} --tokenizer TOK --out SHARDS`);
+        console.log(`    then: ${nextStep(d, `runs/data/${d.name}`)}`);
       }
     });
 
@@ -109,7 +109,7 @@ export function registerData(program: Command): void {
       const out = o.out ?? join('runs', 'data', d.name);
       console.log(`${d.name}: ${d.description} (license ${d.license})`);
       const results = await downloadDataset(name, out, { baseUrl: o.baseUrl, log: console.log });
-      console.log(`${results.length} file(s) in ${out}. Next: minichat data prepare ${d.prepareFlags.replaceAll('DIR', out)} --tokenizer TOK --out SHARDS`);
+      console.log(`${results.length} file(s) in ${out}. Next: ${nextStep(d, out)}`);
     });
 
   data

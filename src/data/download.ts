@@ -12,6 +12,10 @@
 //   - offline, DNS failure, refused connection or an HTTP error status: one line naming the
 //     URL, what went wrong, and how to continue by hand (download it, pass it with --data).
 //
+// Two kinds of data set: pretraining text (read by `minichat data prepare`) and SFT
+// conversations (read by `minichat sft --data`, src/data/conversations.ts); `stage` says which,
+// and nextStep() prints the command that uses the download.
+//
 // `baseUrl` overrides where the files come from (a mirror such as hf-mirror.com, or a local
 // test server); the file paths inside the data set stay the same.
 import { createWriteStream } from 'node:fs';
@@ -37,7 +41,10 @@ export interface Dataset {
   homepage: string;
   baseUrl: string;
   files: DatasetFile[];
-  /** The `data prepare` flags that read it once downloaded (DIR = the download directory). */
+  /** What the data is for: pretraining text (default) or SFT conversations. */
+  stage?: 'pretrain' | 'sft';
+  /** The flags that read it once downloaded (DIR = the download directory): for `data
+   *  prepare` when stage is pretrain, for `sft` when it is sft. */
   prepareFlags: string;
   /** Anything else a user should know about the format. */
   note?: string;
@@ -89,7 +96,38 @@ export const DATASETS: Dataset[] = [
     prepareFlags: '--data DIR/train.jsonl --text-field question',
     note: 'one {"question", "answer"} object per line; used later for SFT and RL, here only its questions',
   },
+  {
+    name: 'minimind-sft',
+    description: "MiniMind's small SFT set sft_mini_512.jsonl (Chinese and English chats up to 512 tokens)",
+    license: 'Apache-2.0',
+    homepage: 'https://huggingface.co/datasets/jingyaogong/minimind_dataset',
+    baseUrl: 'https://huggingface.co/datasets/jingyaogong/minimind_dataset/resolve/main',
+    files: [{ path: 'sft_mini_512.jsonl', filename: 'sft_mini_512.jsonl', approxSize: '1.2 GB' }],
+    stage: 'sft',
+    prepareFlags: '--data DIR/sft_mini_512.jsonl',
+    note: 'one {"conversations": [{"role", "content"}, ...]} object per line (read as is by minichat sft)',
+  },
+  {
+    name: 'smol-smoltalk',
+    description: 'smol-smoltalk: SmolLM2\'s SFT mix for small models (English chats; Allal et al., 2025)',
+    license: 'Apache-2.0',
+    homepage: 'https://huggingface.co/datasets/HuggingFaceTB/smol-smoltalk',
+    baseUrl: 'https://huggingface.co/datasets/HuggingFaceTB/smol-smoltalk/resolve/main',
+    files: [
+      ...[0, 1, 2, 3].map((i) => ({ path: `data/train-0000${i}-of-00004.parquet`, filename: `train-0000${i}-of-00004.parquet`, approxSize: '230 MB' })),
+      { path: 'data/test-00000-of-00001.parquet', filename: 'test-00000-of-00001.parquet', approxSize: '48 MB' },
+    ],
+    stage: 'sft',
+    prepareFlags: '--data ' + [0, 1, 2, 3].map((i) => `DIR/train-0000${i}-of-00004.parquet`).join(','),
+    note: 'parquet with a "messages" column of [{"role", "content"}] lists; each file is read whole into memory',
+  },
 ];
+
+/** The command that uses a downloaded data set (DIR replaced by where it was saved). */
+export function nextStep(d: Dataset, dir: string): string {
+  const flags = d.prepareFlags.replaceAll('DIR', dir);
+  return d.stage === 'sft' ? `minichat sft ${flags}` : `minichat data prepare ${flags} --tokenizer TOK --out SHARDS`;
+}
 
 export function findDataset(name: string): Dataset {
   const d = DATASETS.find((x) => x.name === name);

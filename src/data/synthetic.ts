@@ -103,7 +103,16 @@ function makeCharacter(rng: Rng, avoid?: Character): Character {
 
 // ---- one story ----------------------------------------------------------------------------
 
-function story(rng: Rng): string {
+/** The facts a story was built from (chat-synthetic.ts asks questions about them). */
+export interface StoryFacts {
+  hero: { name: string; kind: string };
+  friend: { name: string; kind: string };
+  place: string;
+  object: string;
+}
+
+/** One story and its facts, drawn from `rng` (the same draws as the corpus makes). */
+export function syntheticStory(rng: Rng): { text: string; facts: StoryFacts } {
   const hero = makeCharacter(rng);
   const friend = makeCharacter(rng, hero);
   const he = hero.g, He = cap(he);
@@ -152,7 +161,8 @@ function story(rng: Rng): string {
   else if (ending === 1) s.push(`${He} let ${friend.name} hold the ${object} too, and ${fx} smiled at ${obj(he)}.`);
   else s.push(`From that day on, ${hero.name} and ${friend.name} were best friends. ${pick(rng, MORALS)}`);
   if (rng.int(3) === 0) s.push(`${Fx} went home happy.`);
-  return s.join(' ');
+  const facts = { hero: { name: hero.name, kind: hero.kind }, friend: { name: friend.name, kind: friend.kind }, place, object };
+  return { text: s.join(' '), facts };
 }
 
 /** Generate `stories` stories deterministically from `seed`: one document per story. */
@@ -161,6 +171,6 @@ export function generateSyntheticCorpus(opts: SyntheticCorpusOptions = {}): stri
   if (!(Number.isInteger(n) && n >= 0)) throw new RangeError(`generateSyntheticCorpus: stories must be a non-negative integer, got ${n}`);
   const rng = new Rng(opts.seed ?? 0);
   const docs: string[] = [];
-  for (let i = 0; i < n; i++) docs.push(story(rng));
+  for (let i = 0; i < n; i++) docs.push(syntheticStory(rng).text);
   return docs;
 }
