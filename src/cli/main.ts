@@ -12,6 +12,7 @@ import { registerPretrain } from './pretrain.ts';
 import { registerInfer } from './infer.ts';
 import { registerExperiment } from './experiment.ts';
 import { registerReport } from './report.ts';
+import { registerSft } from './sft.ts';
 import { registerChat } from './chat.ts';
 import { registerServe } from './serve.ts';
 
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerTokenizer(program);
   registerData(program);
   registerPretrain(program);
+  registerSft(program);
   registerInfer(program);
   registerExperiment(program);
   registerReport(program);

@@ -391,6 +391,8 @@ export class ConversationBatches {
   private epoch = 0;
   private pos = 0;
   private readonly padId: number;
+  /** Conversations the last next() packed (so a caller can make exactly one pass). */
+  lastBatchConversations = 0;
 
   constructor(
     private readonly convs: Rendered[],
@@ -431,6 +433,7 @@ export class ConversationBatches {
     const row = new Int32Array(L);
     const mask = new Uint8Array(L);
     let tokens = 0;
+    this.lastBatchConversations = 0;
     for (let b = 0; b < B; b++) {
       row.fill(this.padId);
       mask.fill(0); // padding is never a target
@@ -442,6 +445,7 @@ export class ConversationBatches {
         mask.set(c.lossMask, used);
         used += c.ids.length;
         this.pos++;
+        this.lastBatchConversations++;
       }
       // x = row[0..T), y = row[1..T+1): position t predicts token t+1, trained iff mask[t+1]
       for (let t = 0; t < T; t++) {
