@@ -37,13 +37,10 @@ describe('arithmetic', () => {
     expect(task.reward(makeArithmetic(12, 37, '-'), 'That gives -25')).toBe(1);
   });
 
-  it('renders the same question with and without the calculator', () => {
+  it('renders the same question, in the SFT data\'s phrasing, with and without the calculator', () => {
     const plain = task.prompt(p, { tool: false }), tool = task.prompt(p, { tool: true });
-    expect(plain[1]).toEqual({ role: 'user', content: 'What is 37*12?' });
-    expect(tool[1]).toEqual(plain[1]);
-    expect(tool[0].role).toBe('system');
-    expect(tool[0].content).toMatch(/calc\(/);
-    expect(plain[0].content).not.toMatch(/calc\(/);
+    expect(plain).toEqual([{ role: 'user', content: 'What is 37 * 12?' }]);
+    expect(tool).toEqual(plain); // the tool's availability is the hook's business, not the prompt's
   });
 
   it('is seeded, honours the digits knob, and splits by hash', () => {

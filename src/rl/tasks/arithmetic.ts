@@ -9,7 +9,7 @@
 import type { Rng } from '../../tensor/random.ts';
 import type { Message } from '../../tokenizer/chat.ts';
 import { check } from '../../util/errors.ts';
-import { CALC_SYSTEM, PLAIN_SYSTEM, drawInSplit, lastNumberReward, splitOf, type BaseProblem, type RLTask } from './common.ts';
+import { drawInSplit, lastNumberReward, splitOf, type BaseProblem, type RLTask } from './common.ts';
 
 export type ArithOp = '+' | '-' | '*';
 
@@ -53,14 +53,19 @@ export function makeArithmetic(a: number, b: number, op: ArithOp): ArithmeticPro
   return { key, split: splitOf(key), a, b, op, answer };
 }
 
-/** The question as the user asks it; identical with and without the tool. */
+/** The question as the user asks it; identical with and without the tool. It is one of the
+ *  phrasings of the built-in SFT data (data/chat-synthetic.ts), so a model that went through
+ *  SFT understands it. */
 export function arithmeticQuestion(p: ArithmeticProblem): string {
-  return `What is ${p.a}${p.op}${p.b}?`;
+  return `What is ${p.a} ${p.op} ${p.b}?`;
 }
 
-function arithmeticPrompt(p: ArithmeticProblem, tool: boolean): Message[] {
-  return [
-    { role: 'system', content: tool ? CALC_SYSTEM : PLAIN_SYSTEM },
-    { role: 'user', content: arithmeticQuestion(p) },
-  ];
+/**
+ * No system message: the SFT data has none, and it teaches when to call the calculator
+ * (multi-digit problems) by example. Whether the tool is *available* is decided by the
+ * caller, which runs the tool hook or not (with tool false a call gets no result), so the
+ * same prompt measures a policy with and without the calculator.
+ */
+function arithmeticPrompt(p: ArithmeticProblem, _tool: boolean): Message[] {
+  return [{ role: 'user', content: arithmeticQuestion(p) }];
 }
