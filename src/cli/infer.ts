@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { Engine } from '../model/engine.ts';
+import { EVAL_DEFAULTS, EVAL_TASKS, runEval } from '../eval/suite.ts';
+import { chatCore } from '../eval/tasks.ts';
 import { exportHF } from '../io/export.ts';
 import * as T from '../tensor/index.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
@@ -60,7 +62,39 @@ export function registerInfer(program: Command): void {
       model.dispose();
     });
 
-  const evalCmd = program.command('eval').description('evaluate a checkpoint');
+  const evalCmd = program
+    .command('eval')
+    .description(`evaluate a checkpoint on tasks: ${EVAL_TASKS.join(', ')} (or the subcommand: eval loss)`)
+    .option('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
+    .option('--task <names>', 'comma-separated tasks', 'story-qa,arithmetic')
+    .option('--n <n>', 'problems per task (held-out split); validation batches for bpb', posInt, EVAL_DEFAULTS.n)
+    .option('--k <k>', 'also report pass@k with k samples at temperature 1 (0 = off)', nonNegInt, EVAL_DEFAULTS.k)
+    .option('--no-tool', 'run without the calculator (a tool call gets no result)')
+    .option('--digits <n>', 'arithmetic: digits per operand', posInt)
+    .option('--data <file>', 'gsm8k: the JSONL file; bpb: a text file (default: the built-in corpus)')
+    .option('--max-tokens <n>', 'reply length limit', posInt, EVAL_DEFAULTS.maxTokens)
+    .option('--seed <n>', 'which held-out problems are drawn', nonNegInt, EVAL_DEFAULTS.seed)
+    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--json', 'print one JSON object per task', false)
+    .action(async (o) => {
+      if (!o.ckpt) throw new UserError('eval: --ckpt DIR is required (or use the subcommand: minichat eval loss)');
+      const backend = await selectBackend(o.backend);
+      const { model, tokenizer } = await loadCheckpoint(o.ckpt, { backend });
+      const rows = [];
+      for (const task of String(o.task).split(',').map((t: string) => t.trim()).filter(Boolean)) {
+        const r = await runEval(model, tokenizer, { task, n: o.n, seed: o.seed, tool: o.tool, k: o.k, maxTokens: o.maxTokens, data: o.data, digits: o.digits });
+        rows.push(r);
+        if (o.json) console.log(JSON.stringify(r));
+        else {
+          const acc = r.value !== undefined ? `${r.value.toFixed(4)} bits/byte` : `pass@1 ${(100 * r.accuracy).toFixed(1)}% (chance ${(100 * r.baseline).toFixed(1)}%)`;
+          const k = r.passAtK !== undefined ? `, pass@${r.k} ${(100 * r.passAtK).toFixed(1)}%` : '';
+          console.log(`${r.task}: ${acc}${k}, n=${r.n}, ${r.seconds.toFixed(1)}s`);
+        }
+      }
+      const scored = rows.filter((r) => Number.isFinite(r.accuracy));
+      if (!o.json && scored.length > 1) console.log(`centered score (mean of (acc - chance)/(1 - chance)): ${chatCore(scored).toFixed(3)}`);
+      model.dispose();
+    });
   evalCmd
     .command('loss')
     .description('mean next-token loss (nats) of one sequence of token ids, evaluated exactly as given (no BOS added)')

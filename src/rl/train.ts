@@ -34,6 +34,8 @@ import { SPECIALS } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { Trainer } from '../train/trainer.ts';
 import { UserError } from '../util/errors.ts';
+import { chatSuppress, replyParts } from '../eval/suite.ts';
+import { replyText } from '../eval/tasks.ts';
 import { groupAdvantages } from './advantages.ts';
 import { overlongPenalty, policyLoss } from './losses.ts';
 import { packBatch, rollout, type Group, type RLBatch, type RolloutPrompt } from './rollout.ts';
@@ -88,18 +90,10 @@ export interface RLRunOptions {
   seed: number;
 }
 
-/** Text of a completion that the reward reads: sampled text only, tool calls and forced tool results removed. */
+/** Text of a completion that the reward reads: the assistant's own text parts (tool calls
+ *  and the results the engine forced in are left out, so a tool result alone never scores). */
 export function completionText(tok: Tokenizer, row: RowOutput): string {
-  const callStart = tok.specialId(SPECIALS.toolCallStart), callEnd = tok.specialId(SPECIALS.toolCallEnd);
-  const special = new Set(Object.values(tok.specials));
-  const keep: number[] = [];
-  let inCall = false;
-  row.tokens.forEach((id, j) => {
-    if (id === callStart) inCall = true;
-    else if (id === callEnd) inCall = false;
-    else if (!inCall && !row.forced[j] && !special.has(id)) keep.push(id);
-  });
-  return tok.decode(keep);
+  return replyText(replyParts(tok, row.tokens));
 }
 
 /**
@@ -130,16 +124,11 @@ export class RLPolicy {
     return [this.tok.specialId(SPECIALS.assistantEnd), this.tok.bosId];
   }
 
-  /** Specials a policy never writes itself (it may write tool calls). */
-  suppressed(): number[] {
-    const allowed = new Set([SPECIALS.assistantEnd, SPECIALS.toolCallStart, SPECIALS.toolCallEnd].map((s) => this.tok.specialId(s)));
-    return Object.values(this.tok.specials).filter((id) => !allowed.has(id) && id !== this.tok.bosId);
-  }
 
   private async sampleGroups(prompts: RolloutPrompt[], round: number): Promise<Group[]> {
     const { o } = this;
     return rollout(this.engine, prompts, o.groupSize, {
-      maxTokens: o.maxTokens, temperature: o.temperature, topK: 0, topP: 1, stop: this.stops(), suppress: this.suppressed(),
+      maxTokens: o.maxTokens, temperature: o.temperature, topK: 0, topP: 1, stop: this.stops(), suppress: chatSuppress(this.tok),
       seed: o.seed * 1_000_003 + this.step * 101 + round, afterToken: this.afterToken,
     });
   }
