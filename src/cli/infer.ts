@@ -5,6 +5,7 @@ import { Engine } from '../model/engine.ts';
 import { EVAL_DEFAULTS, EVAL_TASKS, runEval } from '../eval/suite.ts';
 import { chatCore } from '../eval/tasks.ts';
 import { exportHF } from '../io/export.ts';
+import { mergeLora } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
@@ -132,8 +133,13 @@ export function registerInfer(program: Command): void {
     .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
     .option('--format <name>', 'output format', oneOf('hf'), 'hf')
     .requiredOption('--out <dir>', 'output directory (replaced if it exists)')
+    .option('--merge-lora', 'fold LoRA adapters into the base weights, W + (alpha/r) B A (needed for a checkpoint with adapters)', false)
     .action(async (o) => {
       const { model, tokenizer } = await loadCheckpoint(o.ckpt);
+      if (model.adapter) {
+        if (!o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);
+        mergeLora(model);
+      }
       await exportHF(model, tokenizer, o.out);
       console.log(`exported ${(model.numParams() / 1e6).toFixed(2)}M parameters as Qwen3ForCausalLM -> ${o.out}`);
       model.dispose();

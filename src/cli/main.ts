@@ -13,6 +13,7 @@ import { registerInfer } from './infer.ts';
 import { registerExperiment } from './experiment.ts';
 import { registerReport } from './report.ts';
 import { registerSft } from './sft.ts';
+import { registerRl } from './rl.ts';
 import { registerChat } from './chat.ts';
 import { registerServe } from './serve.ts';
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerData(program);
   registerPretrain(program);
   registerSft(program);
+  registerRl(program);
   registerInfer(program);
   registerExperiment(program);
   registerReport(program);

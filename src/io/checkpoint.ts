@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type GPTConfig, GPT, validateConfig } from '../model/gpt.ts';
+import { adapterState, loadAdapters, type LoraConfig } from '../model/lora.ts';
 import type { RngState } from '../tensor/random.ts';
 import * as T from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
@@ -101,7 +102,15 @@ export async function saveCheckpoint(dir: string, s: SaveInput): Promise<void> {
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   await writeFile(join(tmp, 'config.json'), JSON.stringify(configJson(s.model.config), null, 2) + '\n');
-  await writeFile(join(tmp, 'model.safetensors'), await tensorsToSafetensors([...s.model.params], { format: 'pt' }));
+  // The layout reads roles: the model's own weights in model.safetensors (the Hugging Face
+  // names), LoRA adapters alone in adapters.safetensors with their config beside them.
+  const named = s.model.namedParams();
+  await writeFile(join(tmp, 'model.safetensors'), await tensorsToSafetensors(named.filter((p) => p.role !== 'adapter').map((p) => [p.name, p.param]), { format: 'pt' }));
+  const adapters = named.filter((p) => p.role === 'adapter');
+  if (adapters.length) {
+    await writeFile(join(tmp, 'adapters.safetensors'), await tensorsToSafetensors(adapters.map((p) => [p.name, p.param]), {}));
+    await writeFile(join(tmp, 'adapter_config.json'), JSON.stringify(adapterState(s.model).config, null, 2) + '\n');
+  }
   if (s.optimizerState) {
     await writeFile(join(tmp, 'optimizer.safetensors'), await tensorsToSafetensors(Object.entries(s.optimizerState), {}));
   }
@@ -175,6 +184,10 @@ export async function loadCheckpoint(
   const state = existsSync(join(dir, 'state.json')) ? ((await readJson(join(dir, 'state.json'))) as TrainState) : null;
   const model = T.noGrad(() => new GPT(config, new T.Rng(0), opts.backend));
   model.loadWeights(await readSafetensorsTensors(join(dir, 'model.safetensors')), join(dir, 'model.safetensors'));
+  if (existsSync(join(dir, 'adapters.safetensors'))) {
+    const cfg = (await readJson(join(dir, 'adapter_config.json'))) as Partial<LoraConfig>;
+    loadAdapters(model, cfg, await readSafetensorsTensors(join(dir, 'adapters.safetensors')), join(dir, 'adapters.safetensors'));
+  }
   let optimizerState: Record<string, T.Tensor> | null = null;
   if (opts.withOptimizer && existsSync(join(dir, 'optimizer.safetensors'))) {
     const raw = await readSafetensorsTensors(join(dir, 'optimizer.safetensors'));

@@ -1,0 +1,76 @@
+// `minichat rl`: reinforcement learning with verifiable rewards (GRPO / DAPO) on an SFT
+// checkpoint (src/rl/run.ts, src/rl/train.ts).
+import type { Command } from 'commander';
+import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
+
+interface Flags extends Omit<RLOptions, 'backend'> {
+  backend: string;
+  json: boolean;
+}
+
+export function rlFlags(cmd: Command, d: typeof D): Command {
+  return cmd
+    .option('--task <name>', 'arithmetic, countdown or gsm8k', d.task)
+    .option('--task-data <file>', 'gsm8k: the JSONL file (e.g. ../shared/data/gsm8k/train.jsonl)')
+    .option('--digits <n>', 'arithmetic: digits per operand', posInt, d.digits)
+    .option('--ops <ops>', 'arithmetic: operators drawn from', d.ops)
+    .option('--tool', 'the calculator is available (tool calls are executed and masked out of the loss)', d.tool)
+    .option('--algo <name>', 'grpo or dapo: the preset of the switches below', oneOf('grpo', 'dapo'), d.algo)
+    .option('--clip-high', 'DAPO clip-higher: eps_high 0.28 (default: on for dapo)')
+    .option('--no-clip-high', 'symmetric clip at 1 ± 0.2 (GRPO)')
+    .option('--dynamic-sampling', 'DAPO: drop groups whose rewards are all equal and sample more (default: on for dapo)')
+    .option('--no-dynamic-sampling', 'keep every group')
+    .option('--token-level-loss', 'DAPO: every token of the batch weighs the same (default: on for dapo)')
+    .option('--no-token-level-loss', 'GRPO: mean over each sequence, then over sequences')
+    .option('--overlong <spec>', "DAPO's overlong reward shaping L_MAX,L_CACHE (e.g. 48,16), or off (default: off)")
+    .option('--beta <x>', 'KL penalty to the SFT model (k3 estimator; needs LoRA); 0 = off', nonNeg, d.beta)
+    .option('--dr-grpo', 'Dr. GRPO advantage: r - mean, no division by the std', d.drGrpo)
+    .option('--mu <n>', 'optimizer steps per batch of rollouts', posInt, d.mu)
+    .option('--max-gen-rounds <n>', 'dynamic sampling: extra generation rounds per step at most', nonNegInt, d.maxGenRounds)
+    .option('--group-size <n>', 'completions per prompt (G)', posInt, d.groupSize)
+    .option('--prompts-per-step <n>', 'groups per optimizer batch', posInt, d.promptsPerStep)
+    .option('--max-tokens <n>', 'response length limit', posInt, d.maxTokens)
+    .option('--temperature <x>', 'rollout sampling temperature (1 keeps log-probs on-policy)', nonNeg, d.temperature)
+    .option('--steps <n>', 'RL steps', posInt, d.steps)
+    .option('--lr <x>', 'learning rate (AdamW)', nonNeg, d.lr)
+    .option('--lora-rank <n>', 'LoRA rank (0 = full-parameter RL)', nonNegInt, d.loraRank)
+    .option('--lora-alpha <x>', 'LoRA alpha (the update is scaled by alpha/rank)', num, d.loraAlpha)
+    .option('--lora-targets <list>', 'layers with adapters: all, or a list of q,k,v,o,gate,up,down', d.loraTargets)
+    .option('--eval-every <n>', 'held-out pass@1 every N steps (0 = only at the start and end)', nonNegInt, d.evalEvery)
+    .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, d.evalProblems)
+    .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
+    .option('--seed <n>', 'random seed', nonNegInt, d.seed)
+    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
+    .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
+}
+
+export async function runRlCommand(f: Flags): Promise<RLResult> {
+  const backend = await selectBackend(f.backend);
+  const { json, backend: _b, ...rest } = f;
+  const r = await runRL({ ...rest, backend }, {
+    log: (l) => process.stderr.write(l + '\n'),
+    progress: (s) =>
+      process.stderr.write(
+        `step ${s.step}/${s.steps}  reward ${s.reward.toFixed(3)}  success ${(100 * s.success).toFixed(1)}%  len ${s.responseLength.toFixed(1)}  ` +
+          `entropy ${s.entropy.toFixed(2)}  clip ${(100 * s.clipFraction).toFixed(1)}%  kl ${s.kl.toFixed(4)}  groups ${s.keptGroups} kept/${s.droppedGroups} dropped  ${s.seconds.toFixed(1)}s\n`,
+      ),
+  });
+  if (json) console.log(JSON.stringify({ ...r, history: undefined }));
+  else console.log(`done: ${r.steps} steps, held-out pass@1 ${(100 * r.initialSuccess).toFixed(1)}% -> ${(100 * r.finalSuccess).toFixed(1)}%, ${r.completions} completions sampled, ${r.seconds.toFixed(0)}s -> ${r.run_dir}`);
+  return r;
+}
+
+export function registerRl(program: Command): void {
+  rlFlags(
+    program
+      .command('rl')
+      .description('reinforcement learning with verifiable rewards: GRPO or DAPO (each DAPO change a flag) with a LoRA policy')
+      .requiredOption('--init <dir>', 'the SFT checkpoint (or run directory) to start from')
+      .option('--out <dir>', 'run directory', 'runs/rl'),
+    D,
+  ).action(async (f: Flags) => {
+    await runRlCommand(f);
+  });
+}

@@ -1,0 +1,195 @@
+// The RL stage as a run: options, checkpoints, metrics, evaluation — around RLPolicy
+// (train.ts), which holds the algorithm.
+//
+//   minichat rl --init runs/speedrun/sft --task arithmetic --algo dapo --steps 30 --out runs/rl
+//
+// Checkpoints hold the SFT weights, the adapters (adapters.safetensors + adapter_config.json,
+// see io/checkpoint.ts), the optimizer state and state.json (step, the problem sampler's RNG);
+// rollouts draw their sampling seeds from (seed, step), so --resume continues exactly.
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Backend } from '../backend/backend.ts';
+import { evalGenerative } from '../eval/generate-eval.ts';
+import { chatSuppress } from '../eval/suite.ts';
+import { findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint, type TrainState } from '../io/checkpoint.ts';
+import { parseLoraTargets } from '../model/lora.ts';
+import { groupsStateDict, loadGroupsStateDict } from '../optim/index.ts';
+import * as T from '../tensor/index.ts';
+import { SPECIALS, renderForCompletion } from '../tokenizer/chat.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
+import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
+import { UserError } from '../util/errors.ts';
+import { getTask, type RLTask } from './tasks/index.ts';
+import { ALGO_PRESETS, type AlgoOptions, RLPolicy, type RLProblemSource, type RLStepStats, completionText, preparePolicy } from './train.ts';
+
+export interface RLOptions {
+  init: string; // the SFT checkpoint (or run directory) to start from
+  out: string; // the run directory
+  task: string; // arithmetic | countdown | gsm8k
+  taskData?: string; // gsm8k: the JSONL file
+  digits: number; // arithmetic: digits per operand
+  ops: string; // arithmetic: operators, e.g. '+-*'
+  tool: boolean; // the calculator is available (the engine runs the tool hook)
+  algo: 'grpo' | 'dapo'; // the preset of the switches below
+  clipHigh?: boolean; // override: ε_high = 0.28 (true) or = ε_low (false)
+  dynamicSampling?: boolean; // override
+  tokenLevelLoss?: boolean; // override
+  overlong?: string; // override: 'L_max,L_cache' or 'off'
+  beta: number; // KL coefficient (k3), 0 = off
+  drGrpo: boolean; // Dr. GRPO advantage: no division by the std
+  mu: number; // optimizer steps per batch of rollouts
+  maxGenRounds: number; // dynamic sampling's extra generation rounds per step
+  groupSize: number; // G
+  promptsPerStep: number;
+  maxTokens: number; // response length limit
+  temperature: number;
+  steps: number;
+  lr: number;
+  loraRank: number; // 0 = full-parameter RL
+  loraAlpha: number;
+  loraTargets: string; // 'all' or a list like 'q,k,v,o'
+  evalEvery: number; // held-out pass@1 every N steps (and at the end); 0 = only at the end
+  evalProblems: number;
+  ckptEvery: number;
+  seed: number;
+  resume: boolean;
+  backend: Backend;
+}
+
+export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
+  task: 'arithmetic', digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
+  groupSize: 8, promptsPerStep: 16, maxTokens: 48, temperature: 1, steps: 40, lr: 1e-3,
+  loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 64, ckptEvery: 10, seed: 0, resume: false,
+};
+
+/** The algorithm switches: the --algo preset, then each flag that was given. */
+export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSampling' | 'tokenLevelLoss' | 'overlong' | 'beta' | 'drGrpo' | 'mu' | 'maxGenRounds'>): AlgoOptions {
+  const p = ALGO_PRESETS[o.algo];
+  if (!p) throw new UserError(`--algo must be grpo or dapo, got ${o.algo}`);
+  const a: AlgoOptions = { ...p, beta: o.beta, mu: o.mu, advantage: o.drGrpo ? 'dr-grpo' : 'grpo', maxGenRounds: o.maxGenRounds };
+  if (o.clipHigh !== undefined) a.epsHigh = o.clipHigh ? 0.28 : a.epsLow;
+  if (o.dynamicSampling !== undefined) a.dynamicSampling = o.dynamicSampling;
+  if (o.tokenLevelLoss !== undefined) a.tokenLevelLoss = o.tokenLevelLoss;
+  if (o.overlong !== undefined) {
+    if (o.overlong === 'off') a.overlong = null;
+    else {
+      const m = /^(\d+),(\d+)$/.exec(o.overlong);
+      if (!m || !(+m[2] < +m[1])) throw new UserError(`--overlong must be L_MAX,L_CACHE with L_CACHE < L_MAX (e.g. 48,16) or off, got ${o.overlong}`);
+      a.overlong = [+m[1], +m[2]];
+    }
+  }
+  if (!(Number.isInteger(a.mu) && a.mu >= 1)) throw new UserError(`--mu must be a positive integer, got ${a.mu}`);
+  if (!(a.beta >= 0)) throw new UserError(`--beta must be >= 0, got ${a.beta}`);
+  return a;
+}
+
+/** A task's problems as rollout prompts for one tokenizer. */
+export function problemSource(task: RLTask, tok: Tokenizer, tool: boolean): RLProblemSource {
+  return {
+    sample(n, split, rng) {
+      return Array.from({ length: n }, () => {
+        const p = task.sample(rng, split);
+        return { ids: renderForCompletion(tok, task.prompt(p, { tool })), reward: (row) => task.reward(p, completionText(tok, row)) };
+      });
+    },
+  };
+}
+
+/** Held-out pass@1 (greedy) on a fixed set of problems: the same set every time it is called. */
+export async function heldOutSuccess(policy: RLPolicy, source: RLProblemSource, n: number, maxTokens: number, afterToken?: RLPolicy['afterToken']): Promise<number> {
+  const tok = policy.tok;
+  const problems = source.sample(n, 'test', new T.Rng(424242)).map((p) => ({ prompt: p.ids, check: (r: Parameters<typeof p.reward>[0]) => p.reward(r) >= 1 }));
+  const r = await evalGenerative(policy.engine, problems as never, {
+    maxTokens, stop: [tok.specialId(SPECIALS.assistantEnd), tok.bosId], suppress: chatSuppress(tok), afterToken,
+  });
+  return r.passAt1;
+}
+
+export interface RLResult {
+  steps: number;
+  initialSuccess: number; // held-out pass@1 before the first step (NaN on resume)
+  finalSuccess: number; // held-out pass@1 at the end
+  completions: number; // completions sampled by this invocation
+  trainable: number; // parameters trained
+  seconds: number;
+  run_dir: string;
+  history: (RLStepStats & { heldOut?: number })[];
+}
+
+export async function runRL(o: RLOptions, hooks: { log(line: string): void; progress?(s: RLStepStats & { steps: number }): void }): Promise<RLResult> {
+  const t0 = performance.now();
+  const log = hooks.log;
+  await mkdir(o.out, { recursive: true });
+  const ckptDir = join(o.out, 'checkpoint');
+  const resumeFrom = o.resume ? findCheckpoint(ckptDir) : null;
+  if (o.resume && !resumeFrom) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${ckptDir})`);
+  if (!o.resume && findCheckpoint(ckptDir)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  const algo = algoOptions(o);
+  const task = await getTask(o.task, { arithmetic: { digits: o.digits, ops: [...o.ops] as never }, gsm8k: o.taskData ? { path: o.taskData } : undefined });
+
+  // the policy: the SFT model plus a fresh adapter, or (on resume) our own checkpoint with its adapter
+  const loaded = await loadCheckpoint(resumeFrom ?? o.init, { backend: o.backend, withOptimizer: !!resumeFrom });
+  const { model, tokenizer: tok } = loaded;
+  const rng = new T.Rng(o.seed);
+  let trainable: number;
+  if (resumeFrom) {
+    trainable = model.trainableParams().reduce((s, p) => s + p.param.size, 0);
+  } else {
+    if (model.adapter) throw new UserError(`${o.init} already has LoRA adapters: merge them first (minichat export --merge-lora) or resume that run`);
+    trainable = preparePolicy(model, { loraRank: o.loraRank, loraAlpha: o.loraAlpha, loraTargets: parseLoraTargets(o.loraTargets) }, new T.Rng(o.seed + 5)).trainable;
+  }
+  const afterToken = o.tool ? toolHook(tok, defaultToolRegistry()) : undefined;
+  const policy = new RLPolicy(model, tok, { algo, groupSize: o.groupSize, promptsPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: o.temperature, lr: o.lr, seed: o.seed }, afterToken);
+  const source = problemSource(task, tok, o.tool);
+  if (resumeFrom && loaded.state) {
+    if (loaded.optimizerState) {
+      await loadGroupsStateDict(policy.trainer.groups, loaded.optimizerState);
+      Object.values(loaded.optimizerState).forEach((t) => t.dispose());
+    }
+    policy.step = policy.trainer.step = loaded.state.step;
+    rng.setState(loaded.state.rng);
+    log(`resumed from ${resumeFrom} at step ${policy.step}`);
+  }
+  log(`policy: ${o.loraRank > 0 ? `LoRA rank ${o.loraRank} (alpha ${o.loraAlpha}) on ${o.loraTargets}` : 'full model'}, ${trainable} trainable parameters of ${model.numParams()}`);
+  log(`algorithm: ${o.algo} — eps ${algo.epsLow}/${algo.epsHigh}, ${algo.tokenLevelLoss ? 'token-level' : 'sequence-level'} loss, dynamic sampling ${algo.dynamicSampling ? `on (<= ${algo.maxGenRounds} extra rounds)` : 'off'}, overlong ${algo.overlong ? algo.overlong.join(',') : 'off'}, beta ${algo.beta}, ${algo.advantage} advantage, mu ${algo.mu}`);
+  log(`task: ${o.task}${o.task === 'arithmetic' ? ` (${o.digits} digits, ${o.ops})` : ''}, calculator ${o.tool ? 'on' : 'off'}; ${o.promptsPerStep} prompts x ${o.groupSize} completions per step`);
+
+  const optionsRecord = { ...o, backend: o.backend.name, stage: 'rl', algoResolved: algo };
+  await writeFile(join(o.out, 'options.json'), JSON.stringify(optionsRecord, null, 2) + '\n');
+  const metric = (m: Record<string, unknown>) => appendFile(join(o.out, 'metrics.jsonl'), JSON.stringify(m) + '\n');
+  const evaluate = async () => {
+    const s = await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken);
+    log(`step ${policy.step}: held-out pass@1 ${(100 * s).toFixed(1)}% (${o.evalProblems} problems)`);
+    await metric({ step: policy.step, held_out_success: s });
+    return s;
+  };
+  const save = async (last: RLStepStats | null) => {
+    await saveCheckpoint(ckptDir, {
+      model, optimizerState: groupsStateDict(policy.trainer.groups), tokenizer: tok,
+      state: {
+        step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
+        dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, options: optionsRecord,
+      } satisfies TrainState,
+    });
+  };
+
+  const initialSuccess = policy.step === 0 ? await evaluate() : NaN;
+  const history: RLResult['history'] = [];
+  let completions = 0, finalSuccess = initialSuccess;
+  while (policy.step < o.steps) {
+    const s = await policy.trainStep(source, rng);
+    completions += s.completions;
+    const rec: RLStepStats & { heldOut?: number } = { ...s };
+    hooks.progress?.({ ...s, steps: o.steps });
+    const last = policy.step === o.steps;
+    if ((o.evalEvery > 0 && policy.step % o.evalEvery === 0) || last) rec.heldOut = finalSuccess = await evaluate();
+    history.push(rec);
+    await metric({ ...s });
+    if (!Number.isFinite(s.loss)) throw new UserError(`RL diverged at step ${s.step}: the loss is ${s.loss}. The last good checkpoint is kept in ${ckptDir}; try a lower --lr (now ${o.lr}).`);
+    if (policy.step % o.ckptEvery === 0 || last) await save(s);
+  }
+  const result: RLResult = { steps: policy.step, initialSuccess, finalSuccess, completions, trainable, seconds: (performance.now() - t0) / 1000, run_dir: o.out, history };
+  await writeFile(join(o.out, 'summary.json'), JSON.stringify({ stage: 'rl', seconds: result.seconds, metrics: { steps: result.steps, held_out_before: initialSuccess, held_out_after: finalSuccess, completions } }, null, 2) + '\n');
+  model.dispose();
+  return result;
+}
