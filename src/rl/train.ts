@@ -39,6 +39,7 @@ import { replyText } from '../eval/tasks.ts';
 import { groupAdvantages } from './advantages.ts';
 import { overlongPenalty, policyLoss } from './losses.ts';
 import { packBatch, rollout, type Group, type RLBatch, type RolloutPrompt } from './rollout.ts';
+import { fillBatch } from './sampling.ts';
 
 /** The switches of one RL run's algorithm. GRPO and DAPO are two settings of them. */
 export interface AlgoOptions {
@@ -137,12 +138,11 @@ export class RLPolicy {
   async trainStep(source: RLProblemSource, rng: T.Rng): Promise<RLStepStats> {
     const t0 = performance.now();
     const { o } = this, a = o.algo;
-    const kept: Group[] = [];
-    let dropped = 0, rounds = 0, completions = 0, successes = 0, sampledTokens = 0, logpSum = 0;
-    for (;;) {
-      const need = o.promptsPerStep - kept.length;
-      const groups = await this.sampleGroups(source.sample(need, 'train', rng), rounds);
-      rounds++;
+    let completions = 0, successes = 0, sampledTokens = 0, logpSum = 0, round = 0;
+    // one round: `need` fresh problems, G completions each, scored (and shaped) — with the
+    // sampling statistics of every completion, kept or not
+    const generateRound = async (need: number): Promise<Group[]> => {
+      const groups = await this.sampleGroups(source.sample(need, 'train', rng), round++);
       for (const g of groups) {
         completions += g.rows.length;
         successes += g.rewards.filter((r) => r >= 1).length;
@@ -156,20 +156,26 @@ export class RLPolicy {
         }
         // DAPO's overlong shaping is added to the task reward before advantages
         if (a.overlong) g.rewards = g.rewards.map((r, s) => r + overlongPenalty(g.rows[s].tokens.length, a.overlong![0], a.overlong![1]));
-        const allEqual = g.rewards.every((r) => r === g.rewards[0]);
-        if (a.dynamicSampling && allEqual) dropped++;
-        else kept.push(g);
       }
-      if (!a.dynamicSampling || kept.length >= o.promptsPerStep || rounds > a.maxGenRounds) break;
-    }
+      return groups;
+    };
+    // DAPO's dynamic sampling keeps only groups with some spread, generating more rounds
+    // (at most maxGenRounds extra) until the batch is full (sampling.ts); GRPO keeps everything.
+    let kept: Group[], dropped = 0;
+    if (a.dynamicSampling) {
+      const f = await fillBatch(() => generateRound(o.promptsPerStep), o.promptsPerStep, a.maxGenRounds);
+      kept = f.kept;
+      dropped = f.dropped;
+    } else kept = await generateRound(o.promptsPerStep);
+    const rounds = round;
     const stats: RLStepStats = {
       step: this.step + 1, reward: 0, success: successes / Math.max(1, completions), responseLength: sampledTokens / Math.max(1, completions),
       entropy: sampledTokens ? -logpSum / sampledTokens : 0, clipFraction: 0, kl: 0, keptGroups: kept.length, droppedGroups: dropped,
       genRounds: rounds, completions, loss: 0, seconds: 0,
     };
     this.step++;
-    if (kept.length === 0) {
-      // every group had equal rewards: nothing to learn from this step (and nothing is stepped)
+    if (kept.every((g) => g.rewards.every((r) => r === g.rewards[0]))) {
+      // every group had equal rewards: all advantages are 0, nothing to learn from this step
       stats.seconds = (performance.now() - t0) / 1000;
       return stats;
     }
