@@ -2,6 +2,9 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { runQkNormMuon } from '../train/experiment.ts';
+import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
+import { existsSync } from 'node:fs';
+import { UserError } from '../util/errors.ts';
 import { nonNegInt, num, posInt, selectBackend } from './common.ts';
 
 function lrList(v: string): number[] {
@@ -32,5 +35,40 @@ export function registerExperiment(program: Command): void {
       const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);
+    });
+
+  exp
+    .command('grpo-vs-dapo')
+    .description('GRPO vs DAPO (and DAPO minus each change) from one SFT checkpoint, equal budgets of sampled completions; writes a table and plots')
+    .option('--init <dir>', 'the SFT checkpoint every arm starts from (made by minichat speedrun)', 'runs/speedrun/sft')
+    .option('--task <name>', 'arithmetic, countdown or gsm8k', 'arithmetic')
+    .option('--digits <n>', 'arithmetic: digits per operand', posInt, 2)
+    .option('--ops <ops>', 'arithmetic: operators', '+')
+    .option('--tool', 'the calculator is available', false)
+    .option('--budget <n>', 'completions sampled per arm', posInt, 1536)
+    .option('--group-size <n>', 'completions per prompt', posInt, 8)
+    .option('--prompts-per-step <n>', 'groups per optimizer batch', posInt, 8)
+    .option('--max-tokens <n>', 'response length limit', posInt, 24)
+    .option('--lr <x>', 'learning rate', num, 3e-3)
+    .option('--lora-rank <n>', 'LoRA rank', posInt, 16)
+    .option('--eval-every <n>', 'held-out evaluation every N steps', posInt, 2)
+    .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, 64)
+    .option('--target <x>', 'the held-out success rate whose first crossing is compared', num, 0.5)
+    .option('--seeds <list>', 'seeds (comma-separated)', '0')
+    .option('--arms <list>', `arms (comma-separated): ${Object.keys(arms(24)).join(', ')}`, Object.keys(arms(24)).join(','))
+    .option('--out <dir>', 'where the table, plots and runs.json go', 'runs/experiment-grpo-vs-dapo')
+    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .action(async (o) => {
+      if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
+      const backend = await selectBackend(o.backend);
+      const seeds = String(o.seeds).split(',').map(Number);
+      if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds must be comma-separated integers >= 0, got ${o.seeds}`);
+      const names = String(o.arms).split(',').map((x: string) => x.trim());
+      const known = Object.keys(arms(o.maxTokens));
+      const bad = names.find((n: string) => !known.includes(n));
+      if (bad) throw new UserError(`unknown arm "${bad}"; choose from: ${known.join(', ')}`);
+      const { table } = await runGrpoVsDapo({ ...o, seeds, arms: names, backend }, (s) => process.stderr.write(s + '\n'));
+      console.log(table);
+      console.log(`\n-> ${o.out}/table.md, ${o.out}/grpo-vs-dapo.svg, ${o.out}/grpo-vs-dapo-steps.svg`);
     });
 }
