@@ -23,7 +23,7 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--no-dynamic-sampling', 'keep every group')
     .option('--token-level-loss', 'DAPO: every token of the batch weighs the same (default: on for dapo)')
     .option('--no-token-level-loss', 'GRPO: mean over each sequence, then over sequences')
-    .option('--overlong <spec>', "DAPO's overlong reward shaping L_MAX,L_CACHE (e.g. 48,16), or off (default: off)")
+    .option('--overlong <spec>', "DAPO's overlong reward shaping L_MAX,L_CACHE, or off (default: on for dapo at max-tokens,max-tokens/4)")
     .option('--beta <x>', 'KL penalty to the SFT model (k3 estimator; needs LoRA); 0 = off', nonNeg, d.beta)
     .option('--dr-grpo', 'Dr. GRPO advantage: r - mean, no division by the std', d.drGrpo)
     .option('--mu <n>', 'optimizer steps per batch of rollouts', posInt, d.mu)

@@ -80,7 +80,7 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
       const t0 = performance.now();
       const { model, tokenizer: tok } = await loadCheckpoint(o.init, { backend: o.backend });
       preparePolicy(model, { loraRank: o.loraRank, loraAlpha: 2 * o.loraRank, loraTargets: parseLoraTargets('all') }, new T.Rng(seed + 5));
-      const algo = algoOptions({ ...sw, beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3 });
+      const algo = algoOptions({ ...sw, beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: o.maxTokens });
       const afterToken = o.tool ? toolHook(tok, defaultToolRegistry()) : undefined;
       const policy = new RLPolicy(model, tok, { algo, groupSize: o.groupSize, promptsPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: 1, lr: o.lr, seed }, afterToken);
       const source = problemSource(task, tok, o.tool);

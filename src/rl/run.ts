@@ -63,10 +63,13 @@ export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
 };
 
 /** The algorithm switches: the --algo preset, then each flag that was given. */
-export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSampling' | 'tokenLevelLoss' | 'overlong' | 'beta' | 'drGrpo' | 'mu' | 'maxGenRounds'>): AlgoOptions {
+export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSampling' | 'tokenLevelLoss' | 'overlong' | 'beta' | 'drGrpo' | 'mu' | 'maxGenRounds' | 'maxTokens'>): AlgoOptions {
   const p = ALGO_PRESETS[o.algo];
   if (!p) throw new UserError(`--algo must be grpo or dapo, got ${o.algo}`);
   const a: AlgoOptions = { ...p, beta: o.beta, mu: o.mu, advantage: o.drGrpo ? 'dr-grpo' : 'grpo', maxGenRounds: o.maxGenRounds };
+  // DAPO's overlong shaping is relative to the response limit: full penalty at the limit,
+  // starting a quarter of the limit before it (DAPO used 20k/4k: the same proportion)
+  if (o.algo === 'dapo') a.overlong = [o.maxTokens, Math.max(1, Math.floor(o.maxTokens / 4))];
   if (o.clipHigh !== undefined) a.epsHigh = o.clipHigh ? 0.28 : a.epsLow;
   if (o.dynamicSampling !== undefined) a.dynamicSampling = o.dynamicSampling;
   if (o.tokenLevelLoss !== undefined) a.tokenLevelLoss = o.tokenLevelLoss;
