@@ -1,18 +1,23 @@
 // `minichat generate`, `minichat eval loss` and `minichat export`: using a trained checkpoint.
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { generate } from '../model/engine.ts';
 import { exportHF } from '../io/export.ts';
 import * as T from '../tensor/index.ts';
-import { loadCheckpoint } from '../io/checkpoint.ts';
+import { encodeCheckpointFile, loadCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
 import { nonNeg, nonNegInt, oneOf, posInt, selectBackend } from './common.ts';
+
+async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await writeFile(path + '.tmp', bytes);
+  await rename(path + '.tmp', path);
+}
 
 export function registerInfer(program: Command): void {
   program
     .command('generate')
     .description('sample text from a checkpoint (the prompt follows a BOS token, as documents did in training)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .option('--prompt <text>', 'text to continue', '')
     .option('--max-tokens <n>', 'tokens to generate', posInt, 100)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNeg, 0.8)
@@ -44,7 +49,7 @@ export function registerInfer(program: Command): void {
   evalCmd
     .command('loss')
     .description('mean next-token loss (nats) of one sequence of token ids, evaluated exactly as given (no BOS added)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .requiredOption('--tokens <file>', 'a JSON file holding one array of token ids')
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
     .option('--json', 'print {"loss", "tokens"} as JSON', false)
@@ -74,11 +79,18 @@ export function registerInfer(program: Command): void {
 
   program
     .command('export')
-    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
-    .option('--format <name>', 'output format', oneOf('hf'), 'hf')
-    .requiredOption('--out <dir>', 'output directory (replaced if it exists)')
+    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory; file: the one-file minichat checkpoint the page loads)')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
+    .option('--format <name>', 'output format: hf or file', oneOf('hf', 'file'), 'hf')
+    .requiredOption('--out <path>', 'output directory for hf (replaced if it exists); the .safetensors file for file')
     .action(async (o) => {
+      if (o.format === 'file') {
+        // the same parts in the other container: weights, optimizer, tokenizer, state (src/io/checkpoint.ts)
+        const { parts, where } = await readCheckpoint(o.ckpt);
+        await writeFileAtomic(o.out, encodeCheckpointFile(parts));
+        console.log(`packed ${where} (step ${parts.state?.step ?? '?'}) into one file -> ${o.out}`);
+        return;
+      }
       const { model, tokenizer } = await loadCheckpoint(o.ckpt);
       await exportHF(model, tokenizer, o.out);
       console.log(`exported ${(model.numParams() / 1e6).toFixed(2)}M parameters as Qwen3ForCausalLM -> ${o.out}`);
