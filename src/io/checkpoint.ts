@@ -50,7 +50,7 @@ export interface History {
 export interface TrainState {
   step: number; // optimizer steps completed
   rng: RngState; // the run's generator (after `step` steps)
-  loader: LoaderState; // the training batch loader's position
+  loader: LoaderState | Record<string, unknown>; // the batch source's position (pretraining: the BatchLoader's)
   tokenizerFingerprint: string; // tokenizerFingerprint() of the tokenizer in the checkpoint
   dataFingerprint: string; // what the token stream was (resume checks it)
   metrics: Record<string, number>; // last train/val numbers, for reports

@@ -26,7 +26,7 @@
 // the loader's generator (its position), the optimizer state, the step (hence the LR); samples
 // use their own generators seeded by the step, so sampling never shifts the training stream.
 import type { Backend } from '../backend/backend.ts';
-import { type Batch, BatchLoader, type TokenArray } from '../data/loader.ts';
+import { type Batch, BatchLoader, type LoaderState, type TokenArray } from '../data/loader.ts';
 import { generateSyntheticCorpus } from '../data/synthetic.ts';
 import { type ShardMeta, checkShardsMatchTokenizer, tokenizeDocuments } from '../data/shards.ts';
 import { evaluate as evalLoss, tokenByteLengths, unigramLoss } from '../eval/loss.ts';
@@ -170,8 +170,7 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
     `model: ${spec.preset}, ${(countParams(modelConfig) / 1e6).toFixed(2)}M parameters (${countParams(modelConfig)}), ` +
       `QK-norm ${modelConfig.qkNorm ? 'on' : 'off'}, ${modelConfig.mlp}, backend ${deps.backend.name}`,
   );
-  const schedule = { lr: spec.lr, warmupSteps: spec.warmupSteps, totalSteps: spec.steps, warmdownFraction: spec.warmdownFraction, finalFraction: 0 };
-  const groups = buildParamGroups(model.trainableParams(), { kind: spec.optimizer, lr: spec.lr, weightDecay: spec.weightDecay, schedule });
+  const groups = paramGroupsFor(spec, model);
   const loader = new BatchLoader(train, spec.batchSize, spec.seqLen, spec.seed + 1);
   const trainer = new Trainer(model, groups, loader, { gradAccum: spec.gradAccum, gradClip: spec.gradClip });
   let history: History = { train: [], val: [], samples: [] };
@@ -187,7 +186,7 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
     if (ckpt.state) {
       trainer.step = ckpt.state.step;
       rng.setState(ckpt.state.rng);
-      loader.setState(ckpt.state.loader);
+      loader.setState(ckpt.state.loader as LoaderState);
       history = ckpt.state.history ?? history;
     }
     log(`resumed from ${where} at step ${trainer.step}`);
@@ -206,15 +205,43 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
   };
 }
 
-/** The checkpoint of a run as it stands (reads the weights back from the device). */
-export async function pretrainCheckpoint(run: PretrainRun): Promise<CheckpointParts> {
+/** The spec's parameter groups for a model's trainable parameters: the optimizer split by role
+ *  (Muon + AdamW, or AdamW alone), weight decay, and the spec's LR schedule for every group. */
+export function paramGroupsFor(spec: RunSpec, model: GPT): ParamGroup[] {
+  const schedule = { lr: spec.lr, warmupSteps: spec.warmupSteps, totalSteps: spec.steps, warmdownFraction: spec.warmdownFraction, finalFraction: 0 };
+  return buildParamGroups(model.trainableParams(), { kind: spec.optimizer, lr: spec.lr, weightDecay: spec.weightDecay, schedule });
+}
+
+/** What any stage's checkpoint is made of (SFT and RL pass their own batch source's state). */
+export interface RunCheckpointInput {
+  model: GPT;
+  tokenizer: Tokenizer;
+  groups: ParamGroup[];
+  step: number;
+  rng: T.Rng;
+  loaderState: TrainState['loader'];
+  dataFingerprint: string;
+  metrics: Record<string, number>;
+  spec: object;
+  history: History;
+}
+
+/** A stage's checkpoint as it stands (reads the weights back from the device). */
+export async function runCheckpoint(c: RunCheckpointInput): Promise<CheckpointParts> {
   const state: TrainState = {
-    step: run.trainer.step, rng: run.rng.getState(), loader: run.loader.getState(),
-    tokenizerFingerprint: tokenizerFingerprint(run.tokenizer), dataFingerprint: run.dataFingerprint,
-    metrics: { train_loss: run.lastLoss, val_loss: run.lastVal.loss, val_bpb: run.lastVal.bpb },
-    spec: { ...run.spec }, history: run.history,
+    step: c.step, rng: c.rng.getState(), loader: c.loaderState, tokenizerFingerprint: tokenizerFingerprint(c.tokenizer),
+    dataFingerprint: c.dataFingerprint, metrics: c.metrics, spec: { ...c.spec }, history: c.history,
   };
-  return checkpointParts(run.model, run.tokenizer, groupsStateDict(run.groups), state);
+  return checkpointParts(c.model, c.tokenizer, groupsStateDict(c.groups), state);
+}
+
+/** The checkpoint of a pretraining run as it stands. */
+export function pretrainCheckpoint(run: PretrainRun): Promise<CheckpointParts> {
+  return runCheckpoint({
+    model: run.model, tokenizer: run.tokenizer, groups: run.groups, step: run.trainer.step, rng: run.rng, loaderState: run.loader.getState(),
+    dataFingerprint: run.dataFingerprint, metrics: { train_loss: run.lastLoss, val_loss: run.lastVal.loss, val_bpb: run.lastVal.bpb },
+    spec: run.spec, history: run.history,
+  });
 }
 
 /** Sample a continuation of `prompt` as text (special tokens other than BOS are never sampled:
