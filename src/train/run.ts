@@ -144,7 +144,8 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
     log(`tokens: ${train.length} train (${corpus.trainDocuments} docs), ${val.length} validation (${corpus.valDocuments} docs)`);
   }
   const fp = dataFingerprint(train);
-  if (ckpt?.state && ckpt.state.dataFingerprint !== fp) {
+  // (checkpoints from before the run core prefixed the fingerprint with the data's source)
+  if (ckpt?.state && ckpt.state.dataFingerprint !== fp && !ckpt.state.dataFingerprint.endsWith(`|${fp}`)) {
     throw new UserError(
       `--resume: the data differs from the checkpoint's (${ckpt.state.dataFingerprint} vs ${fp}): ` +
         `resume with the same --data, ${flagName('syntheticStories')}, ${flagName('valFraction')} and tokenizer`,

@@ -249,7 +249,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const i = m.info;
       $('params').textContent = fmtCount(i.params);
       $('steps-total').textContent = `/ ${i.steps}`;
-      $('unigram').textContent = `unigram ${i.unigram.toFixed(2)}`;
+      $('unigram').textContent = Number.isFinite(i.unigram) ? `unigram ${i.unigram.toFixed(2)}` : '';
       $('model-info').textContent = `${i.preset}: ${fmtCount(i.params)} parameters, vocabulary ${i.vocab}; ` +
         `${fmtCount(i.trainTokens)} training tokens from ${i.dataName}` + (i.step > 0 ? `; restored at step ${i.step}` : '');
       status(i.step > 0 ? 'Checkpoint loaded: prompt it, or Resume training.' : 'Training…');
