@@ -37,10 +37,10 @@ function trainingFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = 
     const flag = flagName(key), def = d[key] as string | number | undefined;
     if (f.kind === 'bool') {
       // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
-      cmd.option(flag, `${f.help}: on`).option(flag.replace('--', '--no-'), `${f.help}: off`);
+      cmd.option(flag, `turn on ${f.help} (default: the preset's choice)`).option(flag.replace('--', '--no-'), `turn it off (${f.offHelp})`);
     } else if (f.kind === 'choice') cmd.option(`${flag} <name>`, `${f.help}: ${f.choices!.join(', ')}`, oneOf(...f.choices!), def);
     else if (f.kind === 'string') cmd.option(`${flag} <value>`, f.help, def as string | undefined);
-    else cmd.option(`${flag} <n>`, f.help, PARSERS[f.kind], def);
+    else cmd.option(`${flag} ${f.kind.endsWith('Int') ? '<n>' : '<x>'}`, f.help, PARSERS[f.kind], def);
   }
   return cmd
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)

@@ -50,12 +50,13 @@ export interface FieldInfo<V> {
   help: string; // the flag's help line (the page shows it as a tooltip)
   choices?: readonly string[]; // for 'choice'
   flag?: string; // the flag's name when it is not the field's kebab-case name
+  offHelp?: string; // for 'bool': what turning it off means (the --no-... flag's help)
 }
 
 /** THE defaults table: the only place a run's default numbers are written. */
 export const SPEC_FIELDS: { [K in keyof RunSpec]-?: FieldInfo<RunSpec[K]> } = {
   preset: { default: 'tiny', kind: 'choice', choices: Object.keys(PRESETS), help: 'model preset' },
-  qkNorm: { default: undefined, kind: 'bool', help: "QK-norm on or off (default: the preset's choice; off = the Llama-2 / MiniMind2 baseline)" },
+  qkNorm: { default: undefined, kind: 'bool', help: 'QK-norm (per-head RMSNorm on q and k, as in Qwen3)', offHelp: 'the Llama-2 / MiniMind2 baseline' },
   data: { default: 'synthetic', kind: 'string', help: "'synthetic' (built in, offline), a .txt/.jsonl/.parquet file or directory, or a shard directory from `minichat data prepare`" },
   textField: { default: 'text', kind: 'string', help: 'JSONL/parquet field holding the text' },
   maxChars: { default: 0, kind: 'nonNegInt', help: 'read at most this many characters of data (0 = all)' },
