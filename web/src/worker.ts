@@ -145,6 +145,9 @@ async function drop(): Promise<void> {
 
 const memory = () => backend.bytesInUse();
 
+/** Thrown into a loop whose run was replaced (Start again, Load, Reset): it ends quietly. */
+class Dropped extends Error {}
+
 async function loop(c: Current): Promise<void> {
   if (looping || !c.run) return;
   looping = true;
@@ -159,11 +162,13 @@ async function loop(c: Current): Promise<void> {
       onEval: (step, v) => post({ type: 'val', step, loss: v.loss, bpb: v.bpb }),
       onSample: (step, text) => post({ type: 'sample', step, text }),
       shouldStop: () => !running || current !== c,
-      exclusive,
+      // a dropped run's model is disposed: none of its queued operations (a validation, the
+      // save on stop) may touch it
+      exclusive: (fn) => exclusive(() => (current === c ? fn() : Promise.reject(new Dropped()))),
       between: macrotask,
     });
   } catch (e) {
-    post({ type: 'error', where: 'training', fatal: !!fatal, message: (e as Error).message });
+    if (!(e instanceof Dropped)) post({ type: 'error', where: 'training', fatal: !!fatal, message: (e as Error).message });
   } finally {
     looping = false;
     running = false;
