@@ -2,7 +2,7 @@
 // tokens/s of one full optimizer step — forward, backward, gradient clipping, the optimizer
 // update — exactly as training runs it (src/train/trainer.ts `Trainer.trainStep()`), per
 // preset and optimizer ('muon': Muon for hidden matrices + AdamW for the rest; 'adamw': AdamW
-// for everything), with the pretraining defaults (lr 3e-3, weight decay 0, grad clip 1).
+// for everything), with the run spec's defaults for lr, weight decay and grad clip.
 //
 // Timing: wall clock around `trainStep()` followed by `backend.sync()` (on the GPU the
 // optimizer's dispatches are still in flight when trainStep returns; the loss read inside it
@@ -26,6 +26,7 @@ import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
 import { BatchLoader } from '../src/data/loader.ts';
 import { Trainer, languageModelLoss } from '../src/train/trainer.ts';
+import { SPEC_DEFAULTS } from '../src/train/spec.ts';
 
 export type OptimizerKind = 'muon' | 'adamw';
 
@@ -59,7 +60,8 @@ export interface TrainRow {
   note?: string; // e.g. a batch fallback
 }
 
-export const PRETRAIN_DEFAULTS = { lr: 3e-3, weightDecay: 0, gradClip: 1 } as const;
+/** The run spec's optimizer defaults (src/train/spec.ts), not restated here. */
+export const PRETRAIN_DEFAULTS = { lr: SPEC_DEFAULTS.lr, weightDecay: SPEC_DEFAULTS.weightDecay, gradClip: SPEC_DEFAULTS.gradClip } as const;
 
 /** A micro model for SwiftShader (the kernel bench's tiny dims): ~0.1M parameters. */
 export const MICRO: Partial<GPTConfig> = { vocabSize: 256, hiddenSize: 64, numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 16, intermediateSize: 128, maxSeqLen: 64 };

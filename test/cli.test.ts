@@ -32,7 +32,7 @@ describe('minichat CLI', () => {
       [['pretrain', '--bogus'], /unknown option '--bogus'/],
       [['pretrain', '--steps', 'ten'], /'--steps <n>' argument 'ten' is invalid. expected an integer, got "ten"/],
       [['pretrain', '--steps', '0'], /expected a positive integer, got "0"/],
-      [['pretrain', '--preset', 'huge', '--out', '/tmp/mc-cli-never'], /unknown preset "huge"/],
+      [['pretrain', '--preset', 'huge', '--out', '/tmp/mc-cli-never'], /argument 'huge' is invalid. expected one of tiny, small/],
       [['pretrain', '--data', '/nope/data.txt', '--out', '/tmp/mc-cli-never2'], /\/nope\/data\.txt: no such file/],
       [['generate', '--ckpt', '/nope'], /\/nope: no checkpoint found/],
       [['pretrain', '--optimizer', 'sgd'], /expected one of muon, adamw, got "sgd"/],

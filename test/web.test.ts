@@ -7,20 +7,31 @@
 //   2. WebGPU unavailable (navigator.gpu removed): the page falls back to the CPU backend,
 //      says so in the banner, rejects a bad data file in its error panel, and trains, with a
 //      pause and a resume on the way.
+//   3. One checkpoint format, page <-> CLI (CPU): a run paused in the page is downloaded, loads
+//      in `minichat generate`, and `minichat pretrain --resume FILE` finishes it with weights and
+//      optimizer state identical, byte for byte, to an uninterrupted CLI run of the same spec;
+//      that CLI checkpoint, packed by `minichat export --format file`, loads back in the page.
 // Screenshots go to test-artifacts/ (git-ignored).
 //
 // SwiftShader runs WebGPU at roughly 0.1 GFLOP/s, so the page is asked for a very small run
-// through its URL query (batch 2 x 32 tokens, a 300-token vocabulary, 200 stories).
+// through its URL query (batch 2 x 32 tokens, a 300-token vocabulary, 200 stories), under
+// the run spec's field names (src/train/spec.ts).
 //
 // Chromium flags: see web/serve.ts (--enable-unsafe-webgpu is all SwiftShader needs).
 //
 // Skipped (with a printed reason) only when /usr/bin/chromium is missing and
 // MINICHAT_REQUIRE_BROWSER is unset; CI sets MINICHAT_REQUIRE_BROWSER=1.
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, DIST, PROJECT_ROOT, WEBGPU_ARGS, buildSite, launchChromium, serveStatic } from '../web/serve.ts';
+import { cpu } from '../src/backend/cpu.ts';
+import { pretrain } from '../src/train/pretrain.ts';
+import { SPEC_DEFAULTS } from '../src/train/spec.ts';
+import { decodeCheckpointFile } from '../src/io/checkpoint.ts';
+import { tempDir } from './tmp.ts';
 
 const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
 const haveBrowser = existsSync(CHROMIUM);
@@ -28,7 +39,7 @@ const required = !!process.env.MINICHAT_REQUIRE_BROWSER;
 if (!haveBrowser && !required) console.log(`test/web.test.ts: skipped: ${CHROMIUM} is missing (set MINICHAT_REQUIRE_BROWSER=1 to make this a failure)`);
 
 // Tiny on purpose (see the header); evalEvery 0 = validate only at the end.
-const SMALL_RUN = 'preset=tiny&batch=2&seq=32&stories=200&vocab=300&lr=0.01&evalEvery=0&restore=0';
+const SMALL_RUN = 'preset=tiny&batchSize=2&seqLen=32&syntheticStories=200&vocabSize=300&lr=0.01&evalEvery=0&restore=0';
 // On SwiftShader, Muon's Newton-Schulz iterations (~3 GFLOP per step for the tiny preset)
 // cost ten times the forward and backward passes at this batch size, so the WebGPU flow uses
 // AdamW; samples and prompts are short because every token is a forward pass.
@@ -192,4 +203,59 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       await browser.close();
     }
   }, 200_000);
+
+  it('one checkpoint format: a page run resumes bit for bit in the CLI, and a CLI checkpoint loads in the page', async () => {
+    const minichat = (...args: string[]) =>
+      execFileSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'minichat.mjs'), ...args], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const browser = await launch([]);
+    try {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
+      const page = await context.newPage();
+      // CPU in the page (the WASM SIMD matmul, as in the CLI), so both compute the same bits.
+      // 40 steps so that the pause lands mid-run; no validation or samples until the end.
+      const steps = 40;
+      await page.goto(`${url}?${SMALL_RUN}&backend=cpu&sampleEvery=0&sampleTokens=8&steps=${steps}`);
+      await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent === 'cpu', null, { timeout: 60_000 });
+      await page.getByTestId('train-start').click();
+      await waitForStep(page, 2, 60_000);
+      await page.getByTestId('train-pause').click();
+      await page.waitForFunction(() => !(document.querySelector('[data-testid=train-resume]') as HTMLButtonElement).disabled, null, { timeout: 30_000 });
+      const [dl] = await Promise.all([page.waitForEvent('download'), page.getByTestId('save-checkpoint').click()]);
+      const dir = tempDir('mc-web-cross-');
+      const pageCkpt = join(dir, 'page.safetensors');
+      await dl.saveAs(pageCkpt);
+      await noErrors(page);
+      const paused = decodeCheckpointFile(readFileSync(pageCkpt), pageCkpt).state!;
+      expect(paused.step).toBeGreaterThanOrEqual(2);
+      expect(paused.step).toBeLessThan(steps); // really mid-run, or the resume below would test nothing
+
+      // the page's checkpoint in `minichat generate`
+      const gen = JSON.parse(minichat('generate', '--ckpt', pageCkpt, '--prompt', 'Once upon a time', '--max-tokens', '5', '--json'));
+      expect(gen.prompt).toBe('Once upon a time');
+      expect(gen.tokens).toBeGreaterThan(0);
+
+      // `minichat pretrain --resume FILE` (the checkpoint's spec, no flags) vs one uninterrupted run of that spec
+      minichat('pretrain', '--resume', pageCkpt, '--out', join(dir, 'resumed'), '--json');
+      const straight = await pretrain({ ...SPEC_DEFAULTS, ...(paused.spec as object), out: join(dir, 'straight'), backend: cpu }, { log: () => {} });
+      expect(straight.steps).toBe(steps);
+      for (const f of ['model.safetensors', 'optimizer.safetensors']) {
+        const a = readFileSync(join(dir, 'straight', 'checkpoint', f)), b = readFileSync(join(dir, 'resumed', 'checkpoint', f));
+        expect(b.equals(a), `${f}: resumed page run equals the straight CLI run`).toBe(true);
+      }
+
+      // the CLI's checkpoint, packed into one file, loads in the page and generates
+      const cliCkpt = join(dir, 'cli.safetensors');
+      minichat('export', '--format', 'file', '--ckpt', join(dir, 'straight'), '--out', cliCkpt);
+      await page.getByTestId('train-reset').click();
+      await page.getByTestId('load-checkpoint').setInputFiles(cliCkpt);
+      await waitForModelInfo(page, new RegExp(`restored at step ${steps}\\b`), 60_000);
+      await noErrors(page);
+      await page.getByTestId('prompt-input').fill('Once upon a time');
+      await page.getByTestId('generate').click();
+      await page.waitForFunction(() => /^Once upon a time/.test(document.querySelector('[data-testid=generate-output]')?.textContent ?? ''), null, { timeout: 60_000 });
+      await noErrors(page);
+    } finally {
+      await browser.close();
+    }
+  }, 240_000);
 });

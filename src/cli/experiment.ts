@@ -1,7 +1,8 @@
 // `minichat experiment qknorm-muon`: the first claim behind minichat, as an experiment.
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
-import { runQkNormMuon } from '../train/experiment.ts';
+import { EXPERIMENT_DEFAULTS as D, runQkNormMuon } from '../train/experiment.ts';
+import { SPEC_FIELDS } from '../train/spec.ts';
 import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
 import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
@@ -18,16 +19,16 @@ export function registerExperiment(program: Command): void {
   exp
     .command('qknorm-muon')
     .description('baseline (no QK-norm, AdamW) vs ours (QK-norm + Muon): same data, seed and tokens, an lr sweep per arm; writes a table and a plot')
-    .option('--preset <name>', 'model preset', 'tiny')
-    .option('--data <src>', "'synthetic' or a .txt/.jsonl/.parquet file or directory", 'synthetic')
-    .option('--text-field <name>', 'JSONL/parquet text field', 'text')
-    .option('--max-chars <n>', 'read at most this many characters of data (0 = all)', nonNegInt, 0)
-    .option('--steps <n>', 'optimizer steps per run', posInt, 150)
-    .option('--batch-size <n>', 'sequences per step', posInt, 8)
-    .option('--seq-len <n>', 'tokens per sequence', posInt, 64)
-    .option('--lrs <list>', 'learning rates swept for each arm', lrList, [3e-3, 1e-2, 3e-2])
-    .option('--threshold <x>', 'report the step where the smoothed train loss first reaches this', num, 3.0)
-    .option('--seed <n>', 'seed shared by both arms', nonNegInt, 0)
+    .option('--preset <name>', SPEC_FIELDS.preset.help, D.preset)
+    .option('--data <src>', SPEC_FIELDS.data.help, D.data)
+    .option('--text-field <name>', SPEC_FIELDS.textField.help, D.textField)
+    .option('--max-chars <n>', SPEC_FIELDS.maxChars.help, nonNegInt, D.maxChars)
+    .option('--steps <n>', 'optimizer steps per run', posInt, D.steps)
+    .option('--batch-size <n>', SPEC_FIELDS.batchSize.help, posInt, D.batchSize)
+    .option('--seq-len <n>', SPEC_FIELDS.seqLen.help, posInt, D.seqLen)
+    .option('--lrs <list>', 'learning rates swept for each arm', lrList, D.lrs)
+    .option('--threshold <x>', 'report the step where the smoothed train loss first reaches this', num, D.threshold)
+    .option('--seed <n>', 'seed shared by both arms', nonNegInt, D.seed)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
     .action(async (o) => {

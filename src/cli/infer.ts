@@ -1,13 +1,13 @@
 // `minichat generate`, `minichat eval loss` and `minichat export`: using a trained checkpoint.
 import type { Command } from 'commander';
-import { readFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Engine } from '../model/engine.ts';
 import { EVAL_DEFAULTS, EVAL_TASKS, runEval } from '../eval/suite.ts';
 import { chatCore } from '../eval/tasks.ts';
 import { exportHF } from '../io/export.ts';
 import { mergeLora } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
-import { loadCheckpoint } from '../io/checkpoint.ts';
+import { encodeCheckpointFile, loadCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
 import { InvalidArgumentError } from 'commander';
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
@@ -19,11 +19,16 @@ function unitInterval(v: string): number {
   return n;
 }
 
+async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  await writeFile(path + '.tmp', bytes);
+  await rename(path + '.tmp', path);
+}
+
 export function registerInfer(program: Command): void {
   program
     .command('generate')
     .description('sample text from a checkpoint (the prompt follows a BOS token, as documents did in training)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .option('--prompt <text>', 'text to continue', '')
     .option('--max-tokens <n>', 'tokens to generate', posInt, 100)
     .option('--samples <n>', 'independent samples of the prompt, generated together as one batch', posInt, 1)
@@ -99,7 +104,7 @@ export function registerInfer(program: Command): void {
   evalCmd
     .command('loss')
     .description('mean next-token loss (nats) of one sequence of token ids, evaluated exactly as given (no BOS added)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .requiredOption('--tokens <file>', 'a JSON file holding one array of token ids')
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
     .option('--json', 'print {"loss", "tokens"} as JSON', false)
@@ -129,12 +134,19 @@ export function registerInfer(program: Command): void {
 
   program
     .command('export')
-    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory)')
-    .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
-    .option('--format <name>', 'output format', oneOf('hf'), 'hf')
-    .requiredOption('--out <dir>', 'output directory (replaced if it exists)')
+    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory; file: the one-file minichat checkpoint the page loads)')
+    .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
+    .option('--format <name>', 'output format: hf or file', oneOf('hf', 'file'), 'hf')
+    .requiredOption('--out <path>', 'output directory for hf (replaced if it exists); the .safetensors file for file')
     .option('--merge-lora', 'fold LoRA adapters into the base weights, W + (alpha/r) B A (needed for a checkpoint with adapters)', false)
     .action(async (o) => {
+      if (o.format === 'file') {
+        // the same parts in the other container: weights, optimizer, tokenizer, state (src/io/checkpoint.ts)
+        const { parts, where } = await readCheckpoint(o.ckpt);
+        await writeFileAtomic(o.out, encodeCheckpointFile(parts));
+        console.log(`packed ${where} (step ${parts.state?.step ?? '?'}) into one file -> ${o.out}`);
+        return;
+      }
       const { model, tokenizer } = await loadCheckpoint(o.ckpt);
       if (model.adapter) {
         if (!o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);

@@ -1,56 +1,66 @@
 // `minichat pretrain` and `minichat speedrun`: train a GPT from a preset on a corpus.
+//
+// The flags are a view of the run spec (src/train/spec.ts): each is generated from SPEC_FIELDS
+// (name, help, default, parser), so no default is written here. Speedrun overrides a few.
+// Resuming (--resume, or --resume PATH for a checkpoint made elsewhere, such as the file the
+// page downloads): the checkpoint's own spec is the starting point and only the flags given on
+// the command line change it, so `minichat pretrain --resume page.safetensors --out runs/x`
+// continues the page's run exactly.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PRESETS } from '../model/gpt.ts';
-import { PRETRAIN_DEFAULTS as D, type PretrainOptions, type PretrainResult, pretrain } from '../train/pretrain.ts';
-import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
+import { type PretrainResult, checkpointSpec, pretrain } from '../train/pretrain.ts';
+import { type FieldKind, type RunSpec, SPEC_DEFAULTS, SPEC_FIELDS, flagName } from '../train/spec.ts';
+import { num, nonNeg, nonNegInt, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
+import { InvalidArgumentError } from 'commander';
 
-interface Flags extends Omit<PretrainOptions, 'backend'> {
+interface Flags extends RunSpec {
+  out: string;
   backend: string;
+  resume: boolean | string;
   json: boolean;
 }
 
-/** The flags pretrain and speedrun share; `defaults` lets speedrun pick its own. */
-function trainingFlags(cmd: Command, d: typeof D & { out: string }): Command {
+function fraction(v: string): number {
+  const n = num(v);
+  if (!(n >= 0 && n < 1)) throw new InvalidArgumentError(`expected a number in [0, 1), got "${v}"`);
+  return n;
+}
+
+const PARSERS: Record<Exclude<FieldKind, 'string' | 'choice' | 'bool'>, (v: string) => number> = { posInt, nonNegInt, nonNeg, fraction };
+
+/** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
+function trainingFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+  const d = { ...SPEC_DEFAULTS, ...overrides };
+  for (const [key, f] of Object.entries(SPEC_FIELDS) as [keyof RunSpec, (typeof SPEC_FIELDS)[keyof RunSpec]][]) {
+    const flag = flagName(key), def = d[key] as string | number | undefined;
+    if (f.kind === 'bool') {
+      // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
+      cmd.option(flag, `turn on ${f.help} (default: the preset's choice)`).option(flag.replace('--', '--no-'), `turn it off (${f.offHelp})`);
+    } else if (f.kind === 'choice') cmd.option(`${flag} <name>`, `${f.help}: ${f.choices!.join(', ')}`, oneOf(...f.choices!), def);
+    else if (f.kind === 'string') cmd.option(`${flag} <value>`, f.help, def as string | undefined);
+    else cmd.option(`${flag} ${f.kind.endsWith('Int') ? '<n>' : '<x>'}`, f.help, PARSERS[f.kind], def);
+  }
   return cmd
-    .option('--preset <name>', `model preset: ${Object.keys(PRESETS).join(', ')}`, d.preset)
-    .option('--data <src>', "'synthetic' (built in, offline) or a .txt/.jsonl/.parquet file or directory", d.data)
-    .option('--text-field <name>', 'JSONL/parquet field holding the text', d.textField)
-    .option('--max-chars <n>', 'read at most this many characters of data (0 = all)', nonNegInt, d.maxChars)
-    .option('--synthetic-stories <n>', 'stories in the built-in corpus', posInt, d.syntheticStories)
-    .option('--out <dir>', 'run directory (checkpoint, tokenizer, metrics.jsonl)', d.out)
-    .option('--tokenizer <dir>', 'use this tokenizer instead of training one on the data')
-    .option('--vocab-size <n>', "vocabulary of the tokenizer trained on the data (0 = the preset's)", nonNegInt, d.vocabSize)
-    .option('--steps <n>', 'optimizer steps', posInt, d.steps)
-    .option('--batch-size <n>', 'sequences per micro-batch (B)', posInt, d.batchSize)
-    .option('--seq-len <n>', 'tokens per sequence (T)', posInt, d.seqLen)
-    .option('--grad-accum <n>', 'micro-batches per optimizer step', posInt, d.gradAccum)
-    .option('--lr <x>', 'peak learning rate (shared by Muon and AdamW)', nonNeg, d.lr)
-    .option('--optimizer <kind>', 'muon (hidden matrices) + adamw (the rest), or adamw for all', oneOf('muon', 'adamw'), d.optimizer)
-    .option('--qk-norm', "force QK-norm on (default: the preset's choice)")
-    .option('--no-qk-norm', 'turn QK-norm off (the Llama-2 / MiniMind2 baseline)')
-    .option('--weight-decay <x>', 'decoupled weight decay on matrices', nonNeg, d.weightDecay)
-    .option('--warmup-steps <n>', 'linear warmup steps', nonNegInt, d.warmupSteps)
-    .option('--warmdown-fraction <x>', 'final fraction of steps with linear decay to 0', nonNeg, d.warmdownFraction)
-    .option('--grad-clip <x>', 'clip the global gradient norm (0 = off)', nonNeg, d.gradClip)
-    .option('--eval-every <n>', 'validate every N steps', posInt, d.evalEvery)
-    .option('--eval-batches <n>', 'batches per validation', posInt, d.evalBatches)
-    .option('--sample-every <n>', 'print a sample every N steps (0 = only at the end)', nonNegInt, d.sampleEvery)
-    .option('--sample-tokens <n>', 'tokens per sample', posInt, d.sampleTokens)
-    .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
-    .option('--val-fraction <x>', 'fraction of documents held out for validation', num, d.valFraction)
+    .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
-    .option('--seed <n>', 'random seed (init, data order, samples)', nonNegInt, d.seed)
-    .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
+    .option('--resume [ckpt]', "continue --out's checkpoint exactly where it stopped; with a path (a checkpoint file or directory), continue that one into --out", false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
-async function run(f: Flags): Promise<PretrainResult> {
+/** On resume: the checkpoint's spec, with the flags typed on the command line on top. */
+async function resolveFlags(f: Flags, cmd: Command): Promise<Flags> {
+  if (!f.resume) return f;
+  const path = f.resume === true ? f.out : f.resume;
+  const saved = await checkpointSpec(path).catch(() => ({}));
+  const given = Object.fromEntries(Object.keys(SPEC_FIELDS).filter((k) => cmd.getOptionValueSource(k) === 'cli').map((k) => [k, f[k as keyof Flags]]));
+  return { ...f, ...saved, ...given };
+}
+
+async function run(f: Flags, cmd: Command): Promise<PretrainResult> {
   const backend = await selectBackend(f.backend);
-  // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
-  const { json, backend: _b, ...rest } = f;
+  const { json, backend: _b, ...rest } = await resolveFlags(f, cmd);
   const p = progressPrinter(false);
   const result = await pretrain({ ...rest, backend }, { log: p.log, progress: p.progress });
   p.done();
@@ -68,24 +78,28 @@ async function run(f: Flags): Promise<PretrainResult> {
 }
 
 export function registerPretrain(program: Command): void {
-  trainingFlags(program.command('pretrain').description('pretrain a GPT from a preset on a corpus'), { ...D, out: 'runs/pretrain' }).action(async (f: Flags) => {
-    await run(f);
+  const pre = trainingFlags(program.command('pretrain').description('pretrain a GPT from a preset on a corpus'), 'runs/pretrain');
+  pre.action(async (f: Flags) => {
+    await run(f, pre);
   });
 
-  trainingFlags(
+  const speed = trainingFlags(
     program
       .command('speedrun')
       .description('the whole pipeline offline in minutes: tokenizer on the built-in corpus, tiny GPT pretraining on CPU, eval, samples'),
+    'runs/speedrun',
     // sized to finish in about 6 minutes on 2 CPU cores (measured: see README)
-    { ...D, steps: 120, batchSize: 16, seqLen: 128, evalEvery: 40, sampleEvery: 40, sampleTokens: 80, out: 'runs/speedrun' },
-  ).action(async (f: Flags) => {
+    { steps: 120, batchSize: 16, evalEvery: 40, sampleEvery: 40, sampleTokens: 80 },
+  );
+  speed.action(async (f: Flags) => {
     // The demo job is meant to be run again and again: it replaces its own previous run
-    // (a directory holding a minichat run's options.json), never anything else.
-    if (!f.resume && existsSync(join(f.out, 'options.json'))) {
+    // (a directory holding a minichat run's spec.json, or options.json from older versions),
+    // never anything else.
+    if (!f.resume && (existsSync(join(f.out, 'spec.json')) || existsSync(join(f.out, 'options.json')))) {
       process.stderr.write(`replacing the previous run in ${f.out} (use --resume to continue it instead)\n`);
       await rm(f.out, { recursive: true, force: true });
     }
-    const r = await run(f);
+    const r = await run(f, speed);
     if (!f.json) {
       console.log('\nsamples:');
       r.samples.forEach((s) => console.log('  ' + JSON.stringify(s)));

@@ -90,6 +90,21 @@ export async function readAllDocuments(source: string, opts: ReadDocumentsOption
   return docs;
 }
 
+/**
+ * A run's documents from a file or directory (`minichat pretrain --data PATH`), with the
+ * run's error for a missing path. (The built-in corpus is src/train/run.ts syntheticData,
+ * which the browser can import; this file is Node-only.)
+ */
+export async function loadDocuments(o: { data: string; textField: string; maxChars: number }): Promise<{ docs: string[]; source: string }> {
+  try {
+    await stat(o.data);
+  } catch {
+    throw new UserError(`--data ${o.data}: no such file or directory (or use --data synthetic)`);
+  }
+  const docs = await readAllDocuments(o.data, { textField: o.textField, maxChars: o.maxChars || undefined });
+  return { docs, source: o.data };
+}
+
 /** The documents of one file, by its extension. */
 export function streamFileDocuments(file: string, opts: ReadDocumentsOptions = {}): AsyncGenerator<string> {
   const ext = extname(file).toLowerCase();

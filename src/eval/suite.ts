@@ -14,7 +14,8 @@
 // samples when asked; their chance baseline is 0. Multiple choice's is 1 / options.
 import { readFile } from 'node:fs/promises';
 import { storyQA, identity } from '../data/chat-synthetic.ts';
-import { loadDocuments } from '../train/pretrain.ts';
+import { loadDocuments } from '../data/documents.ts';
+import { generateSyntheticCorpus } from '../data/synthetic.ts';
 import { tokenizeDocuments } from '../data/shards.ts';
 import { Engine } from '../model/engine.ts';
 import type { GPT } from '../model/gpt.ts';
@@ -81,7 +82,10 @@ export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promi
   const withTool = (name: string) => `${name} (${spec.tool ? 'tool' : 'no tool'})`;
 
   if (spec.task === 'bpb') {
-    const { docs, source } = await loadDocuments({ data: spec.data ?? 'synthetic', syntheticStories: 300, textField: 'text', maxChars: 0 });
+    // held-out text: a fresh draw of the built-in corpus (another seed than pretraining's), or --data
+    const { docs, source } = spec.data
+      ? await loadDocuments({ data: spec.data, textField: 'text', maxChars: 0 })
+      : { docs: generateSyntheticCorpus({ stories: 300, seed: 98765 }), source: 'synthetic (seed 98765)' };
     const corpus = tokenizeDocuments(docs, tok, { valFraction: 0.5 });
     const T_ = Math.min(128, model.config.maxSeqLen);
     const r = await evaluate(model, corpus.val, 8, T_, spec.n, tokenByteLengths(tok));

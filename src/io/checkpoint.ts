@@ -1,36 +1,72 @@
-// Checkpoints: one directory per save, written whole under a temporary name and then
-// renamed, so a crash never leaves a half-written checkpoint as the latest one.
+// The checkpoint: ONE format, in two containers, for the CLI and the page alike.
 //
-//   <run>/checkpoint/
-//     config.json           the model config (ours, plus Qwen3's keys where they exist)
-//     model.safetensors     parameters under their Hugging Face names
-//     optimizer.safetensors optimizer state (moments, momentum buffers, step counts)
-//     tokenizer/            the tokenizer the ids mean something in
-//     state.json            step, RNG and data-loader state, tokenizer fingerprint, metrics
+// What a checkpoint holds (CheckpointParts): the model config, the tokenizer, every parameter
+// under its Hugging Face name, the optimizer state, and the training state (step, the run's
+// RNG, the data loader's position, fingerprints of the tokenizer and the data, the run spec,
+// the last metrics and the loss history). Everything needed to generate, or to continue
+// training bit for bit.
 //
-// Replacing the previous checkpoint: write checkpoint.tmp, move checkpoint -> checkpoint.old,
-// move checkpoint.tmp -> checkpoint, delete checkpoint.old. If the process dies between the
-// two moves, loading falls back to checkpoint.old.
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+// A directory (what `minichat pretrain` writes):
+//
+//   config.json                 the model config (ours under "minichat", plus Qwen3's keys)
+//   model.safetensors           parameters under their Hugging Face names
+//   adapters.safetensors        parameters whose role is 'adapter' (LoRA), when there are any
+//   optimizer.safetensors       optimizer state (moments, momentum buffers, step counts)
+//   tokenizer/tokenizer.tiktoken, tokenizer/tokenizer.json   the tokenizer (see src/tokenizer/files.ts)
+//   state.json                  step, RNG and loader state, fingerprints, spec, metrics, history
+//
+// One file (what the page downloads, and `minichat export --format file` writes): a single
+// .safetensors whose tensors are model.safetensors' under the same names, plus
+// "adapters/<name>" and "optimizer/<name>", and whose string metadata holds the directory's
+// text files under their paths ("config.json", "tokenizer/tokenizer.json", ...) and
+// format = "minichat-checkpoint/1". Same names, same JSON, so either form converts to the other
+// losslessly, and `loadCheckpoint` accepts both. Tools that read model.safetensors read it too.
+//
+// Which file a parameter goes to is decided by its role (GPT.namedParams), never its name.
+//
+// Writing a directory replaces the previous checkpoint atomically: write checkpoint.tmp, move
+// checkpoint -> checkpoint.old, move checkpoint.tmp -> checkpoint, delete checkpoint.old. If
+// the process dies between the two moves, loading falls back to checkpoint.old.
+//
+// Browser-safe: the encoders and decoders are pure; the directory functions import Node's fs
+// lazily (the page never calls them).
 import { type GPTConfig, GPT, validateConfig } from '../model/gpt.ts';
 import { adapterState, loadAdapters, type LoraConfig } from '../model/lora.ts';
 import type { RngState } from '../tensor/random.ts';
 import * as T from '../tensor/index.ts';
-import { Tokenizer } from '../tokenizer/index.ts';
+import { Tokenizer } from '../tokenizer/bpe.ts';
 import { UserError } from '../util/errors.ts';
-import { encodeSafetensors, fromTensors, readSafetensorsFile } from './safetensors.ts';
+import { type SafeTensor, decodeSafetensors, encodeSafetensors, fromTensors, toTensors } from './safetensors.ts';
 import type { LoaderState } from '../data/loader.ts';
+
+export const CHECKPOINT_FORMAT = 'minichat-checkpoint/1';
+
+/** The loss curve and samples so far (the page redraws its chart from it after a load). */
+export interface History {
+  train: [number, number][]; // [step, train loss]
+  val: [number, number][]; // [step, val loss]
+  samples: { step: number; text: string }[];
+}
 
 export interface TrainState {
   step: number; // optimizer steps completed
   rng: RngState; // the run's generator (after `step` steps)
-  loader: LoaderState; // the training batch loader
-  tokenizerFingerprint: string; // tokenizerFingerprint() of the tokenizer below
-  dataFingerprint: string; // what the token stream was made from (resume checks it)
+  loader: LoaderState | Record<string, unknown>; // the batch source's position (pretraining: the BatchLoader's)
+  tokenizerFingerprint: string; // tokenizerFingerprint() of the tokenizer in the checkpoint
+  dataFingerprint: string; // what the token stream was (resume checks it)
   metrics: Record<string, number>; // last train/val numbers, for reports
-  options: Record<string, unknown>; // the run's options, for the record
+  spec: Record<string, unknown>; // the run spec (src/train/spec.ts) it was trained with
+  history?: History; // every step's loss, validations and samples
+}
+
+export interface CheckpointParts {
+  config: GPTConfig;
+  tokenizer: Tokenizer;
+  weights: Record<string, SafeTensor>; // every non-adapter parameter, by HF name
+  adapters: Record<string, SafeTensor>; // parameters with role 'adapter' (empty without LoRA)
+  adapterConfig: LoraConfig | null; // how the adapters attach (adapter_config.json); null without LoRA
+  optimizer: Record<string, SafeTensor> | null; // optimizer state dict (null: weights only)
+  state: TrainState | null; // null: an inference-only checkpoint
 }
 
 /** A short stable hash of a tokenizer's ranks, pattern and specials (FNV-1a, 64-bit as hex). */
@@ -85,37 +121,154 @@ export function qwen3Config(c: GPTConfig): Record<string, unknown> {
   };
 }
 
-async function tensorsToSafetensors(named: [string, T.Tensor][], metadata: Record<string, string>): Promise<Uint8Array> {
-  return encodeSafetensors(await fromTensors(Object.fromEntries(named)), metadata);
+// ---------------------------------------------------------------------------------------
+// parts <-> model
+// ---------------------------------------------------------------------------------------
+
+/** Read a model (and optimizer state) back to the host as checkpoint parts. */
+export async function checkpointParts(
+  model: GPT, tokenizer: Tokenizer, optimizerState: Record<string, T.Tensor> | null, state: TrainState | null,
+): Promise<CheckpointParts> {
+  const weights: Record<string, T.Tensor> = {}, adapters: Record<string, T.Tensor> = {};
+  for (const p of model.namedParams()) (p.role === 'adapter' ? adapters : weights)[p.name] = p.param;
+  return {
+    config: model.config, tokenizer,
+    weights: await fromTensors(weights), adapters: await fromTensors(adapters),
+    adapterConfig: model.adapter ? adapterState(model).config : null,
+    optimizer: optimizerState ? await fromTensors(optimizerState) : null,
+    state,
+  };
 }
 
-export interface SaveInput {
-  model: GPT;
-  optimizerState: Record<string, T.Tensor> | null;
-  tokenizer: Tokenizer;
-  state: TrainState;
+/** A model with the checkpoint's weights on `backend`. */
+export function modelFromParts(p: CheckpointParts, backend?: T.Tensor['backend'], where = 'checkpoint'): GPT {
+  const model = T.noGrad(() => new GPT(p.config, new T.Rng(0), backend));
+  model.loadWeights(new Map(Object.entries(p.weights)), where);
+  if (Object.keys(p.adapters).length) {
+    if (!p.adapterConfig) throw new UserError(`${where}: has adapter tensors but no adapter_config.json`);
+    loadAdapters(model, p.adapterConfig, new Map(Object.entries(p.adapters)), where);
+  }
+  return model;
 }
 
-/** Write a checkpoint to `dir` atomically (see the header). */
-export async function saveCheckpoint(dir: string, s: SaveInput): Promise<void> {
+/** The optimizer state as tensors (the caller disposes them once loaded). */
+export function optimizerTensors(p: CheckpointParts, backend?: T.Tensor['backend']): Record<string, T.Tensor> | null {
+  return p.optimizer && Object.keys(p.optimizer).length ? toTensors(p.optimizer, backend) : null;
+}
+
+// ---------------------------------------------------------------------------------------
+// the text files and tensor files, shared by both containers
+// ---------------------------------------------------------------------------------------
+
+const TOK_RANKS = 'tokenizer/tokenizer.tiktoken', TOK_META = 'tokenizer/tokenizer.json';
+/** Tensor files of the directory form; in the one-file form, their tensors carry the prefix. */
+const TENSOR_FILES = { model: 'model.safetensors', adapters: 'adapters.safetensors', optimizer: 'optimizer.safetensors' } as const;
+const PREFIX = { adapters: 'adapters/', optimizer: 'optimizer/' } as const;
+
+/** The directory's text files: path → contents. */
+export function checkpointTextFiles(p: CheckpointParts): Record<string, string> {
+  const files: Record<string, string> = {
+    'config.json': JSON.stringify(configJson(p.config), null, 2) + '\n',
+    [TOK_RANKS]: p.tokenizer.toTiktokenRanks(),
+    // the same bytes Tokenizer.save writes (src/tokenizer/files.ts), so the directory is a tokenizer directory
+    [TOK_META]: JSON.stringify({ pattern: p.tokenizer.pattern, specials: p.tokenizer.specials }, null, 2) + '\n',
+  };
+  if (p.state) files['state.json'] = JSON.stringify(p.state, null, 2) + '\n';
+  if (p.adapterConfig) files['adapter_config.json'] = JSON.stringify(p.adapterConfig, null, 2) + '\n';
+  return files;
+}
+
+/** Rebuild the parts from text files and tensors; every problem names `where`. */
+function partsFrom(
+  text: (path: string) => string | undefined,
+  tensors: { model: Record<string, SafeTensor>; adapters: Record<string, SafeTensor>; optimizer: Record<string, SafeTensor> | null },
+  where: string,
+): CheckpointParts {
+  const json = (path: string, required: boolean) => {
+    const t = text(path);
+    if (t === undefined) {
+      if (required) throw new UserError(`${where}: no ${path} (is this a minichat checkpoint?)`);
+      return undefined;
+    }
+    try {
+      return JSON.parse(t);
+    } catch (e) {
+      throw new UserError(`${where}: ${path} is not valid JSON (${(e as Error).message})`);
+    }
+  };
+  const cfg = json('config.json', true);
+  if (!cfg.minichat) throw new UserError(`${where}: config.json is not a minichat config (no "minichat" section)`);
+  const config = validateConfig(cfg.minichat as GPTConfig);
+  const ranksText = text(TOK_RANKS);
+  if (ranksText === undefined) throw new UserError(`${where}: no ${TOK_RANKS} (the checkpoint has no tokenizer)`);
+  const ranks = new Map<string, number>();
+  for (const line of ranksText.split('\n')) {
+    if (!line.trim()) continue;
+    const [b64, rank] = line.split(' ');
+    ranks.set(b64, Number(rank));
+  }
+  const meta = (json(TOK_META, false) ?? {}) as { pattern?: string; specials?: Record<string, number> };
+  const tokenizer = Tokenizer.fromRanks(ranks, meta.pattern, meta.specials ?? {});
+  const raw = json('state.json', false) as (TrainState & { options?: Record<string, unknown> }) | undefined;
+  // checkpoints written before the run spec existed call it "options"
+  const state = raw ? { ...raw, spec: raw.spec ?? raw.options ?? {} } : null;
+  if (state) delete (state as { options?: unknown }).options;
+  const adapterConfig = (json('adapter_config.json', false) as LoraConfig | undefined) ?? null;
+  return { config, tokenizer, weights: tensors.model, adapters: tensors.adapters, adapterConfig, optimizer: tensors.optimizer, state };
+}
+
+// ---------------------------------------------------------------------------------------
+// the one-file container
+// ---------------------------------------------------------------------------------------
+
+export function encodeCheckpointFile(p: CheckpointParts): Uint8Array {
+  const tensors: Record<string, SafeTensor> = { ...p.weights };
+  for (const [k, t] of Object.entries(p.adapters)) tensors[PREFIX.adapters + k] = t;
+  for (const [k, t] of Object.entries(p.optimizer ?? {})) tensors[PREFIX.optimizer + k] = t;
+  return encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, ...checkpointTextFiles(p) });
+}
+
+/** Parse a one-file checkpoint; every problem is a UserError that names `where`. */
+export function decodeCheckpointFile(bytes: Uint8Array, where: string): CheckpointParts {
+  const { tensors, metadata } = decodeSafetensors(bytes, where); // checks the container
+  if (metadata.format !== CHECKPOINT_FORMAT) {
+    throw new UserError(`${where}: not a minichat checkpoint file (metadata "format" is ${JSON.stringify(metadata.format ?? null)}, expected "${CHECKPOINT_FORMAT}")`);
+  }
+  const model: Record<string, SafeTensor> = {}, adapters: Record<string, SafeTensor> = {}, optimizer: Record<string, SafeTensor> = {};
+  let hasOptimizer = false;
+  for (const [name, t] of Object.entries(tensors)) {
+    const plain: SafeTensor = { dtype: t.dtype, shape: t.shape, data: t.data };
+    if (name.startsWith(PREFIX.optimizer)) (optimizer[name.slice(PREFIX.optimizer.length)] = plain), (hasOptimizer = true);
+    else if (name.startsWith(PREFIX.adapters)) adapters[name.slice(PREFIX.adapters.length)] = plain;
+    else model[name] = plain;
+  }
+  return partsFrom((path) => metadata[path], { model, adapters, optimizer: hasOptimizer ? optimizer : null }, where);
+}
+
+// ---------------------------------------------------------------------------------------
+// the directory container (Node; fs imported lazily)
+// ---------------------------------------------------------------------------------------
+
+/** The directory's files as bytes: path → contents (what DirStore writes). */
+export function checkpointDirFiles(p: CheckpointParts): Record<string, Uint8Array | string> {
+  const files: Record<string, Uint8Array | string> = { ...checkpointTextFiles(p) };
+  files[TENSOR_FILES.model] = encodeSafetensors(p.weights, { format: 'pt' });
+  if (Object.keys(p.adapters).length) files[TENSOR_FILES.adapters] = encodeSafetensors(p.adapters, { format: 'pt' });
+  if (p.optimizer) files[TENSOR_FILES.optimizer] = encodeSafetensors(p.optimizer, {});
+  return files;
+}
+
+/** Write a checkpoint directory atomically (see the header). */
+export async function writeCheckpointDir(dir: string, p: CheckpointParts): Promise<void> {
+  const { mkdir, rename, rm, writeFile } = await import('node:fs/promises');
+  const { dirname, join } = await import('node:path');
+  const { existsSync } = await import('node:fs');
   const tmp = dir + '.tmp', old = dir + '.old';
   await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
-  await writeFile(join(tmp, 'config.json'), JSON.stringify(configJson(s.model.config), null, 2) + '\n');
-  // The layout reads roles: the model's own weights in model.safetensors (the Hugging Face
-  // names), LoRA adapters alone in adapters.safetensors with their config beside them.
-  const named = s.model.namedParams();
-  await writeFile(join(tmp, 'model.safetensors'), await tensorsToSafetensors(named.filter((p) => p.role !== 'adapter').map((p) => [p.name, p.param]), { format: 'pt' }));
-  const adapters = named.filter((p) => p.role === 'adapter');
-  if (adapters.length) {
-    await writeFile(join(tmp, 'adapters.safetensors'), await tensorsToSafetensors(adapters.map((p) => [p.name, p.param]), {}));
-    await writeFile(join(tmp, 'adapter_config.json'), JSON.stringify(adapterState(s.model).config, null, 2) + '\n');
+  for (const [path, data] of Object.entries(checkpointDirFiles(p))) {
+    await mkdir(dirname(join(tmp, path)), { recursive: true });
+    await writeFile(join(tmp, path), data);
   }
-  if (s.optimizerState) {
-    await writeFile(join(tmp, 'optimizer.safetensors'), await tensorsToSafetensors(Object.entries(s.optimizerState), {}));
-  }
-  await s.tokenizer.save(join(tmp, 'tokenizer'));
-  await writeFile(join(tmp, 'state.json'), JSON.stringify(s.state, null, 2) + '\n');
   if (existsSync(dir)) {
     await rm(old, { recursive: true, force: true });
     await rename(dir, old);
@@ -124,33 +277,56 @@ export async function saveCheckpoint(dir: string, s: SaveInput): Promise<void> {
   await rm(old, { recursive: true, force: true });
 }
 
-/** The directory holding the newest complete checkpoint under `dir`, or null. */
-export function findCheckpoint(dir: string): string | null {
-  for (const d of [dir, dir + '.old']) if (existsSync(join(d, 'state.json')) || existsSync(join(d, 'model.safetensors'))) return d;
+/** The directory holding the newest complete checkpoint at `dir` (or its .old twin), or null. */
+export async function findCheckpoint(dir: string): Promise<string | null> {
+  const { existsSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  for (const d of [dir, dir + '.old']) if (existsSync(join(d, 'config.json')) && existsSync(join(d, TENSOR_FILES.model))) return d;
   return null;
 }
 
-async function readJson(path: string): Promise<any> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    throw new UserError(`${path}: not found (is this a minichat checkpoint directory?)`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
-  }
+/** Read a checkpoint directory's parts. */
+export async function readCheckpointDir(dir: string): Promise<CheckpointParts> {
+  const { existsSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const text = (path: string) => (existsSync(join(dir, path)) ? readFileSync(join(dir, path), 'utf8') : undefined);
+  const tensorFile = (name: string): Record<string, SafeTensor> | null => {
+    const path = join(dir, name);
+    if (!existsSync(path)) return null;
+    const { tensors } = decodeSafetensors(readFileSync(path), path);
+    return Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, { dtype: t.dtype, shape: t.shape, data: t.data }]));
+  };
+  return partsFrom(
+    text,
+    { model: tensorFile(TENSOR_FILES.model) ?? {}, adapters: tensorFile(TENSOR_FILES.adapters) ?? {}, optimizer: tensorFile(TENSOR_FILES.optimizer) },
+    dir,
+  );
 }
 
+/**
+ * Read a checkpoint in either form: a one-file checkpoint, a checkpoint directory, or a run
+ * directory holding checkpoint/. Returns the parts and the path they came from.
+ */
+export async function readCheckpoint(path: string): Promise<{ parts: CheckpointParts; where: string }> {
+  const { existsSync, statSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  if (existsSync(path) && statSync(path).isFile()) return { parts: decodeCheckpointFile(readFileSync(path), path), where: path };
+  const dir = (await findCheckpoint(join(path, 'checkpoint'))) ?? (await findCheckpoint(path));
+  if (!dir) {
+    throw new UserError(`${path}: no checkpoint found (expected a checkpoint .safetensors file, a directory with config.json and model.safetensors, or a run directory with checkpoint/)`);
+  }
+  return { parts: await readCheckpointDir(dir), where: dir };
+}
+
+/** The tensors of one .safetensors file by name (tests and tools). Node-only. */
 export async function readSafetensorsTensors(path: string): Promise<Map<string, { shape: number[]; data: Float32Array | Int32Array }>> {
-  const { tensors } = await readSafetensorsFile(path);
-  return new Map(Object.entries(tensors).map(([k, v]) => [k, { shape: v.shape, data: v.data as Float32Array | Int32Array }]));
+  const { readFileSync } = await import('node:fs');
+  const { tensors } = decodeSafetensors(readFileSync(path), path);
+  return new Map(Object.entries(tensors).map(([k, v]) => [k, { shape: v.shape, data: v.data }]));
 }
 
 export interface LoadedCheckpoint {
-  dir: string;
+  dir: string; // where it was read from (a directory or a file)
   config: GPTConfig;
   model: GPT;
   tokenizer: Tokenizer;
@@ -160,41 +336,39 @@ export interface LoadedCheckpoint {
 }
 
 /**
- * Load a checkpoint directory (or a run directory holding checkpoint/). With `tokenizerDir`,
- * that tokenizer is used instead of the checkpoint's own, and must match the model's vocab.
+ * Load a checkpoint (either form; see readCheckpoint). With `tokenizerDir`, that tokenizer is
+ * used instead of the checkpoint's own, and must match the model's vocabulary.
  */
 export async function loadCheckpoint(
   path: string,
   opts: { backend?: T.Tensor['backend']; tokenizerDir?: string; withOptimizer?: boolean } = {},
 ): Promise<LoadedCheckpoint> {
-  const dir = findCheckpoint(join(path, 'checkpoint')) ?? findCheckpoint(path);
-  if (!dir) throw new UserError(`${path}: no checkpoint found (expected config.json and model.safetensors, or a run directory with checkpoint/)`);
-  const cfgJson = await readJson(join(dir, 'config.json'));
-  if (!cfgJson.minichat) throw new UserError(`${join(dir, 'config.json')}: not a minichat config (no "minichat" section)`);
-  const config = validateConfig(cfgJson.minichat as GPTConfig);
-  const tokenizer = await Tokenizer.load(opts.tokenizerDir ?? join(dir, 'tokenizer')).catch((e) => {
-    throw e instanceof UserError ? e : new UserError(`${opts.tokenizerDir ?? join(dir, 'tokenizer')}: cannot load the tokenizer (${(e as Error).message})`);
-  });
-  if (tokenizer.vocabSize !== config.vocabSize) {
+  const { parts, where } = await readCheckpoint(path);
+  let tokenizer = parts.tokenizer;
+  if (opts.tokenizerDir) {
+    tokenizer = await Tokenizer.load(opts.tokenizerDir).catch((e) => {
+      throw e instanceof UserError ? e : new UserError(`${opts.tokenizerDir}: cannot load the tokenizer (${(e as Error).message})`);
+    });
+  }
+  if (tokenizer.vocabSize !== parts.config.vocabSize) {
     throw new UserError(
-      `the tokenizer ${opts.tokenizerDir ? `at ${opts.tokenizerDir} ` : ''}has ${tokenizer.vocabSize} tokens but the checkpoint ${dir} ` +
-        `was trained with vocab ${config.vocabSize}: use the tokenizer saved in the checkpoint (omit --tokenizer)`,
+      `the tokenizer ${opts.tokenizerDir ? `at ${opts.tokenizerDir} ` : ''}has ${tokenizer.vocabSize} tokens but the checkpoint ${where} ` +
+        `was trained with vocab ${parts.config.vocabSize}: use the tokenizer saved in the checkpoint (omit --tokenizer)`,
     );
   }
-  const state = existsSync(join(dir, 'state.json')) ? ((await readJson(join(dir, 'state.json'))) as TrainState) : null;
-  const model = T.noGrad(() => new GPT(config, new T.Rng(0), opts.backend));
-  model.loadWeights(await readSafetensorsTensors(join(dir, 'model.safetensors')), join(dir, 'model.safetensors'));
-  if (existsSync(join(dir, 'adapters.safetensors'))) {
-    const cfg = (await readJson(join(dir, 'adapter_config.json'))) as Partial<LoraConfig>;
-    loadAdapters(model, cfg, await readSafetensorsTensors(join(dir, 'adapters.safetensors')), join(dir, 'adapters.safetensors'));
-  }
-  let optimizerState: Record<string, T.Tensor> | null = null;
-  if (opts.withOptimizer && existsSync(join(dir, 'optimizer.safetensors'))) {
-    const raw = await readSafetensorsTensors(join(dir, 'optimizer.safetensors'));
-    optimizerState = {};
-    for (const [k, v] of raw) {
-      optimizerState[k] = T.tensor(v.data, v.shape, { dtype: v.data instanceof Int32Array ? 'int32' : 'float32', backend: opts.backend });
-    }
-  }
-  return { dir, config, model, tokenizer, state, optimizerState };
+  const model = modelFromParts(parts, opts.backend, where);
+  const optimizerState = opts.withOptimizer ? optimizerTensors(parts, opts.backend) : null;
+  return { dir: where, config: parts.config, model, tokenizer, state: parts.state, optimizerState };
+}
+
+export interface SaveInput {
+  model: GPT;
+  optimizerState: Record<string, T.Tensor> | null;
+  tokenizer: Tokenizer;
+  state: TrainState | null;
+}
+
+/** Write a checkpoint directory atomically from a live model (see the header). */
+export async function saveCheckpoint(dir: string, s: SaveInput): Promise<void> {
+  await writeCheckpointDir(dir, await checkpointParts(s.model, s.tokenizer, s.optimizerState, s.state));
 }

@@ -124,9 +124,9 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
   const log = hooks.log;
   await mkdir(o.out, { recursive: true });
   const ckptDir = join(o.out, 'checkpoint');
-  const resumeFrom = o.resume ? findCheckpoint(ckptDir) : null;
+  const resumeFrom = o.resume ? await findCheckpoint(ckptDir) : null;
   if (o.resume && !resumeFrom) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${ckptDir})`);
-  if (!o.resume && findCheckpoint(ckptDir)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  if (!o.resume && (await findCheckpoint(ckptDir))) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
   const algo = algoOptions(o);
   const task = await getTask(o.task, { arithmetic: { digits: o.digits, ops: [...o.ops] as never }, gsm8k: o.taskData ? { path: o.taskData } : undefined });
 
@@ -171,7 +171,7 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
       model, optimizerState: groupsStateDict(policy.trainer.groups), tokenizer: tok,
       state: {
         step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
-        dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, options: optionsRecord,
+        dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, spec: optionsRecord,
       } satisfies TrainState,
     });
   };

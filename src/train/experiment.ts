@@ -14,22 +14,30 @@ import type { Backend } from '../backend/backend.ts';
 import { lineChartSvg } from '../eval/plot.ts';
 import { trainTokenizer } from '../tokenizer/index.ts';
 import { presetConfig } from '../model/gpt.ts';
-import { PRETRAIN_DEFAULTS, type PretrainOptions, loadDocuments, pretrain } from './pretrain.ts';
+import { UserError } from '../util/errors.ts';
+import { type PretrainOptions, loadRunData, pretrain } from './pretrain.ts';
+import { type RunSpec, SPEC_DEFAULTS } from './spec.ts';
 
-export interface ExperimentOptions {
-  preset: string;
-  data: string;
-  textField: string;
-  maxChars: number;
-  steps: number;
-  batchSize: number;
-  seqLen: number;
+/** The run-spec fields an experiment sets (the rest are the spec's defaults). */
+type SpecPart = Pick<RunSpec, 'preset' | 'data' | 'textField' | 'maxChars' | 'steps' | 'batchSize' | 'seqLen' | 'seed'>;
+
+export interface ExperimentOptions extends SpecPart {
   lrs: number[]; // the sweep, for each arm
   threshold: number; // the loss level whose crossing step is compared
-  seed: number;
   out: string;
   backend: Backend;
 }
+
+/** The experiment's defaults: the run spec's, except a shorter run of shorter windows (so the
+ *  six runs of the sweep fit in minutes), plus the sweep and the threshold. */
+export const EXPERIMENT_DEFAULTS: Omit<ExperimentOptions, 'out' | 'backend'> = {
+  preset: SPEC_DEFAULTS.preset, data: SPEC_DEFAULTS.data, textField: SPEC_DEFAULTS.textField, maxChars: SPEC_DEFAULTS.maxChars,
+  batchSize: SPEC_DEFAULTS.batchSize, seed: SPEC_DEFAULTS.seed,
+  steps: 150,
+  seqLen: 64,
+  lrs: [3e-3, 1e-2, 3e-2],
+  threshold: 3.0,
+};
 
 interface Run {
   arm: 'baseline' | 'ours';
@@ -49,9 +57,10 @@ export const ARMS = {
 export async function runQkNormMuon(o: ExperimentOptions, log: (s: string) => void) {
   await mkdir(o.out, { recursive: true });
   // one tokenizer for every run, trained on the same documents the runs read
-  const { docs } = await loadDocuments({ ...o, syntheticStories: PRETRAIN_DEFAULTS.syntheticStories });
+  const data = await loadRunData({ ...SPEC_DEFAULTS, ...o });
+  if (data.kind !== 'documents') throw new UserError(`--data ${o.data}: the experiment trains its own tokenizer, so it needs documents, not token shards`);
   const tokDir = join(o.out, 'tokenizer');
-  const tok = await trainTokenizer(docs, { vocabSize: presetConfig(o.preset).vocabSize });
+  const tok = await trainTokenizer(data.docs, { vocabSize: presetConfig(o.preset).vocabSize });
   await tok.save(tokDir);
   log(`tokenizer: ${tok.vocabSize} tokens, shared by every run`);
 
@@ -62,7 +71,7 @@ export async function runQkNormMuon(o: ExperimentOptions, log: (s: string) => vo
       const curve: [number, number][] = [];
       let ema = NaN;
       const opts: PretrainOptions = {
-        ...PRETRAIN_DEFAULTS, preset: o.preset, data: o.data, textField: o.textField, maxChars: o.maxChars, tokenizer: tokDir,
+        ...SPEC_DEFAULTS, preset: o.preset, data: o.data, textField: o.textField, maxChars: o.maxChars, tokenizer: tokDir,
         steps: o.steps, batchSize: o.batchSize, seqLen: o.seqLen, lr, optimizer: ARMS[arm].optimizer, qkNorm: ARMS[arm].qkNorm,
         evalEvery: o.steps, ckptEvery: o.steps, sampleEvery: 0, seed: o.seed, out: dir, backend: o.backend,
       };

@@ -92,9 +92,9 @@ export async function sft(o: SftOptions, hooks: { log(line: string): void; progr
   if (!(o.valFraction >= 0 && o.valFraction < 1)) throw new UserError(`--val-fraction must be in [0, 1), got ${o.valFraction}`);
   await mkdir(o.out, { recursive: true });
   const ckptDir = join(o.out, 'checkpoint');
-  const resumeFrom = o.resume ? findCheckpoint(ckptDir) : null;
+  const resumeFrom = o.resume ? await findCheckpoint(ckptDir) : null;
   if (o.resume && !resumeFrom) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${ckptDir})`);
-  if (!o.resume && findCheckpoint(ckptDir)) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  if (!o.resume && (await findCheckpoint(ckptDir))) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
 
   // ---- model: the base (or, on resume, our own checkpoint) ----
   const loaded = await loadCheckpoint(resumeFrom ?? o.init, { backend: o.backend, withOptimizer: !!resumeFrom });
@@ -172,7 +172,7 @@ export async function sft(o: SftOptions, hooks: { log(line: string): void; progr
       model, optimizerState: groupsStateDict(groups), tokenizer: tok,
       state: {
         step, rng: rng.getState(), loader: batches.getState() as never, tokenizerFingerprint: tokenizerFingerprint(tok),
-        dataFingerprint: `${source}|${train.rendered.length}`, metrics: { train_loss: lastLoss, val_loss: lastVal }, options: optionsRecord,
+        dataFingerprint: `${source}|${train.rendered.length}`, metrics: { train_loss: lastLoss, val_loss: lastVal }, spec: optionsRecord,
       } satisfies TrainState,
     });
     lastGoodStep = step;
@@ -190,7 +190,7 @@ export async function sft(o: SftOptions, hooks: { log(line: string): void; progr
       });
     } catch (e) {
       if (!(e instanceof DivergedError)) throw e;
-      throw new UserError(`${e.message}. ${findCheckpoint(ckptDir) ? `The last good checkpoint (step ${lastGoodStep}) is kept in ${ckptDir}. ` : 'No checkpoint was written yet. '}Try a lower --lr (now ${o.lr}).`);
+      throw new UserError(`${e.message}. ${(await findCheckpoint(ckptDir)) ? `The last good checkpoint (step ${lastGoodStep}) is kept in ${ckptDir}. ` : 'No checkpoint was written yet. '}Try a lower --lr (now ${o.lr}).`);
     }
     step = r.step;
     lastLoss = r.loss;

@@ -3,16 +3,19 @@
 // the training worker (worker.ts), which this file talks to with the messages in protocol.ts.
 //
 // Settings come from the form, whose initial values come from the URL query, so a test (or a
-// shared link) can ask for a tiny run: ?preset=tiny&steps=20&batch=2&seq=32&stories=200&vocab=300
-// (any Settings field in protocol.ts works). ?backend=cpu forces the CPU backend; ?restore=0
+// shared link) can ask for a tiny run: ?steps=20&batchSize=2&seqLen=32&syntheticStories=200&vocabSize=300
+// (the run spec's names, src/train/spec.ts; any Settings field in protocol.ts works). The form
+// is checked by the spec's own validation. ?backend=cpu forces the CPU backend; ?restore=0
 // skips bringing back the last run from IndexedDB; ?genTokens=N sets the prompt box's length.
 //
 // Errors: every failure (a worker error, a bad file, a lost GPU, an exception on this page)
 // lands in the red panel at the top, never only in the console.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { presetConfig } from '../../src/model/gpt.ts';
+import { checkField, flagName } from '../../src/train/spec.ts';
 import { DEFAULT_SETTINGS, type DataSource, type FromWorker, type History, type Settings, type ToWorker } from './protocol.ts';
-import { clearLastRun, loadLastRun, saveLastRun } from './store.ts';
+import { clearLastRun } from './store.ts';
 
 const $ = <E extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as E;
 const query = new URLSearchParams(location.search);
@@ -39,51 +42,52 @@ window.addEventListener('unhandledrejection', (e) => showError('page', String((e
 // settings: URL query → form → Settings
 // ---------------------------------------------------------------------------------------
 
-const NUMBER_FIELDS = ['steps', 'lr', 'batch', 'seq', 'vocab', 'stories', 'sampleEvery', 'sampleTokens', 'evalEvery'] as const;
+/** The number inputs: spec field → the form's input id. */
+const NUMBER_INPUTS = {
+  steps: 'steps', lr: 'lr', batchSize: 'batch', seqLen: 'seq', vocabSize: 'vocab', syntheticStories: 'stories',
+  sampleEvery: 'sampleEvery', sampleTokens: 'sampleTokens', evalEvery: 'evalEvery',
+} as const satisfies Partial<Record<keyof Settings, string>>;
+type NumberField = keyof typeof NUMBER_INPUTS;
 /** Tokens the prompt box generates (?genTokens=N: tests on a slow GPU ask for fewer). */
 const GEN_TOKENS = Number(query.get('genTokens') ?? 64);
 
 function initForm(): void {
   const s: Settings = { ...DEFAULT_SETTINGS };
-  for (const k of NUMBER_FIELDS) if (query.has(k)) (s[k] as number) = Number(query.get(k));
-  if (query.get('preset') === 'small') s.preset = 'small';
-  if (query.get('optimizer') === 'adamw') s.optimizer = 'adamw';
+  for (const k of Object.keys(NUMBER_INPUTS) as NumberField[]) if (query.has(k)) s[k] = Number(query.get(k));
+  if (query.has('preset')) s.preset = query.get('preset')!;
+  if (query.has('optimizer')) s.optimizer = query.get('optimizer') as Settings['optimizer'];
   if (query.has('qkNorm')) s.qkNorm = query.get('qkNorm') !== '0' && query.get('qkNorm') !== 'false';
   if (query.has('seed')) s.seed = Number(query.get('seed'));
   setForm(s);
 }
 
+/** The seed is not in the form: it comes from the URL query or a loaded checkpoint. */
+let seed = DEFAULT_SETTINGS.seed;
+
 function setForm(s: Settings): void {
-  for (const k of NUMBER_FIELDS) $<HTMLInputElement>(k).value = String(s[k]);
+  for (const [k, id] of Object.entries(NUMBER_INPUTS) as [NumberField, string][]) $<HTMLInputElement>(id).value = String(s[k]);
   $<HTMLSelectElement>('preset').value = s.preset;
   $<HTMLSelectElement>('optimizer').value = s.optimizer;
-  $<HTMLInputElement>('qkNorm').checked = s.qkNorm;
+  // undefined = the preset's choice: show what that is
+  $<HTMLInputElement>('qkNorm').checked = s.qkNorm ?? presetConfig(s.preset).qkNorm;
+  seed = s.seed;
 }
 
-/** The form as Settings; throws with a message naming the field when a value is wrong. */
+/** The form as Settings; throws with the spec's message (naming the field) when a value is wrong. */
 function readForm(): Settings {
-  const num = (k: (typeof NUMBER_FIELDS)[number], min: number, integer = true) => {
-    const v = Number($<HTMLInputElement>(k).value);
-    if (!Number.isFinite(v) || v < min || (integer && !Number.isInteger(v))) {
-      throw new Error(`${k} must be ${integer ? 'an integer' : 'a number'} ≥ ${min}, got "${$<HTMLInputElement>(k).value}"`);
-    }
-    return v;
-  };
-  return {
-    preset: $<HTMLSelectElement>('preset').value as Settings['preset'],
+  const s: Settings = {
+    preset: $<HTMLSelectElement>('preset').value,
     optimizer: $<HTMLSelectElement>('optimizer').value as Settings['optimizer'],
     qkNorm: $<HTMLInputElement>('qkNorm').checked,
-    steps: num('steps', 1),
-    lr: num('lr', 0, false),
-    batch: num('batch', 1),
-    seq: num('seq', 2),
-    vocab: num('vocab', 260),
-    stories: num('stories', 20),
-    sampleEvery: num('sampleEvery', 0),
-    sampleTokens: num('sampleTokens', 1),
-    evalEvery: num('evalEvery', 0),
-    seed: Number(query.get('seed') ?? 0),
-  };
+    seed,
+  } as Settings;
+  for (const [k, id] of Object.entries(NUMBER_INPUTS) as [NumberField, string][]) {
+    const raw = $<HTMLInputElement>(id).value;
+    s[k] = raw.trim() === '' ? NaN : Number(raw);
+    const msg = checkField(k, s[k]);
+    if (msg) throw new Error(`${flagName(k).slice(2)} ${msg}`);
+  }
+  return s;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -245,7 +249,7 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       const i = m.info;
       $('params').textContent = fmtCount(i.params);
       $('steps-total').textContent = `/ ${i.steps}`;
-      $('unigram').textContent = `unigram ${i.unigram.toFixed(2)}`;
+      $('unigram').textContent = Number.isFinite(i.unigram) ? `unigram ${i.unigram.toFixed(2)}` : '';
       $('model-info').textContent = `${i.preset}: ${fmtCount(i.params)} parameters, vocabulary ${i.vocab}; ` +
         `${fmtCount(i.trainTokens)} training tokens from ${i.dataName}` + (i.step > 0 ? `; restored at step ${i.step}` : '');
       status(i.step > 0 ? 'Checkpoint loaded: prompt it, or Resume training.' : 'Training…');
@@ -284,13 +288,11 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $<HTMLButtonElement>('generate').disabled = !hasModel;
       break;
     case 'checkpoint':
-      if (m.purpose === 'download') download(m.bytes, `minichat-step${m.step}.safetensors`);
-      else {
-        saveLastRun({ bytes: m.bytes, step: m.step, savedAt: Date.now() })
-          // count the saves that reached IndexedDB (tests wait on it before reloading the page)
-          .then(() => (document.body.dataset.autosaves = String(Number(document.body.dataset.autosaves ?? 0) + 1)))
-          .catch((err: Error) => showError('autosave', `could not keep the run in IndexedDB: ${err.message}`));
-      }
+      download(m.bytes, `minichat-step${m.step}.safetensors`);
+      break;
+    case 'saved':
+      // count the saves that reached IndexedDB (tests wait on it before reloading the page)
+      document.body.dataset.autosaves = String(Number(document.body.dataset.autosaves ?? 0) + 1);
       break;
     case 'error':
       showError(m.where, m.message);
@@ -347,7 +349,7 @@ $('reset').onclick = () => {
   clearLastRun().catch(() => {});
   updateButtons();
 };
-$('save').onclick = () => send({ type: 'save', purpose: 'download' });
+$('save').onclick = () => send({ type: 'save' });
 $<HTMLInputElement>('load').onchange = async (e) => {
   const input = e.target as HTMLInputElement;
   const f = input.files?.[0];
@@ -356,7 +358,7 @@ $<HTMLInputElement>('load').onchange = async (e) => {
   resetView();
   status(`Loading ${f.name}…`);
   const bytes = await f.arrayBuffer();
-  send({ type: 'load', bytes, name: f.name, data, keep: true }, [bytes]);
+  send({ type: 'load', bytes, name: f.name, data }, [bytes]);
 };
 $('prompt-form').onsubmit = (e) => {
   e.preventDefault();
@@ -379,15 +381,7 @@ async function boot(): Promise<void> {
   else if (!hasGpu) send({ type: 'init', backend: 'cpu', reason: 'this browser has no WebGPU (navigator.gpu is missing), so training runs on the CPU, more slowly' });
   else send({ type: 'init', backend: 'auto', reason: '' });
 
-  if (query.get('restore') === '0') return;
-  try {
-    const saved = await loadLastRun();
-    if (saved) {
-      status(`Restoring the last run (step ${saved.step}) from this browser's storage…`);
-      send({ type: 'load', bytes: saved.bytes, name: 'the run kept in IndexedDB', data: null, keep: false });
-    }
-  } catch (e) {
-    showError('restore', `could not read the last run from IndexedDB: ${(e as Error).message}`);
-  }
+  // the worker reads the last run from IndexedDB itself (it owns the store)
+  if (query.get('restore') !== '0') send({ type: 'restore' });
 }
 void boot();

@@ -6,29 +6,38 @@
 //
 //   page → worker                          worker → page
 //   init     {backend, reason}       →     backend  {name, reason, adapter}
-//   start    {settings, data}        →     status / ready / step / val / sample / done
-//   pause, resume, reset             →     state    {running}
+//   start    {settings, data}        →     status / ready / step / val / sample / saved
+//   pause, resume, reset             →     state    {running, finished}
 //   generate {prompt, ...}           →     generated {id, text}
-//   save     {purpose}               →     checkpoint {bytes, step, purpose}
-//   load     {bytes, name, keep}     →     ready (with the file's history), checkpoint if keep
+//   save                             →     checkpoint {bytes, step} (a one-file checkpoint to download)
+//   load     {bytes, name, data}     →     ready (with the file's history), saved (it becomes the last run)
+//   restore                          →     ready, if this browser's IndexedDB holds a run
 //                                          error    {message, where} (anything that failed)
+//
+// The settings are a view of the run spec (src/train/spec.ts): the same field names, the same
+// defaults, the same validation, so a run started here is the run `minichat pretrain` would make
+// with the same flags, and its checkpoint continues on the command line.
+import { type RunSpec, SPEC_DEFAULTS } from '../../src/train/spec.ts';
+import type { History } from '../../src/io/checkpoint.ts';
 
-/** Everything the user can set before pressing Start (also read from the URL query). */
-export interface Settings {
-  preset: 'tiny' | 'small'; // model size (src/model/gpt.ts PRESETS)
-  steps: number; // optimizer steps in total
-  lr: number; // peak learning rate (Muon and AdamW share it)
-  optimizer: 'muon' | 'adamw';
-  qkNorm: boolean; // per-head RMSNorm on q and k (Qwen3); off = the Llama-2 baseline
-  batch: number; // B: sequences per step
-  seq: number; // T: tokens per sequence
-  vocab: number; // tokenizer vocabulary, trained in the page
-  stories: number; // size of the built-in synthetic corpus
-  sampleEvery: number; // a sample every N steps (0 = only at the end)
-  evalEvery: number; // validation loss every N steps (0 = only at the end)
-  sampleTokens: number; // length of those samples, in tokens
-  seed: number;
-}
+export type { History };
+
+/** The spec fields the page's form shows (also read from the URL query, under these names). */
+export const SETTINGS_KEYS = [
+  'preset', 'steps', 'lr', 'optimizer', 'qkNorm', 'batchSize', 'seqLen', 'vocabSize', 'syntheticStories',
+  'sampleEvery', 'sampleTokens', 'evalEvery', 'seed',
+] as const;
+
+/** Everything the user can set before pressing Start. */
+export type Settings = Pick<RunSpec, (typeof SETTINGS_KEYS)[number]>;
+
+/** The spec's defaults, except that the live view wants a sample and a validation point every
+ *  50 steps (the CLI's defaults: only at the end, and every 100) so the chart has points early. */
+export const DEFAULT_SETTINGS: Settings = {
+  ...(Object.fromEntries(SETTINGS_KEYS.map((k) => [k, SPEC_DEFAULTS[k]])) as Settings),
+  sampleEvery: 50,
+  evalEvery: 50,
+};
 
 /** Text the user dropped on the page, or null for the built-in synthetic corpus. */
 export interface DataSource {
@@ -43,16 +52,9 @@ export type ToWorker =
   | { type: 'resume' }
   | { type: 'reset' }
   | { type: 'generate'; id: number; prompt: string; maxTokens: number; temperature: number }
-  | { type: 'save'; purpose: 'download' | 'autosave' }
-  | { type: 'load'; bytes: ArrayBuffer; name: string; data: DataSource | null; keep: boolean };
-
-/** Points for the chart and the samples, kept by the worker and saved in the checkpoint file,
- *  so a loaded or restored run redraws its curve. */
-export interface History {
-  train: [number, number][]; // [step, loss]
-  val: [number, number][]; // [step, val loss]
-  samples: { step: number; text: string }[];
-}
+  | { type: 'save' }
+  | { type: 'load'; bytes: ArrayBuffer; name: string; data: DataSource | null }
+  | { type: 'restore' };
 
 export interface ModelInfo {
   preset: string;
@@ -60,12 +62,13 @@ export interface ModelInfo {
   vocab: number;
   config: Record<string, unknown>;
   dataName: string; // where the tokens came from
-  trainTokens: number;
+  trainTokens: number; // 0 when the checkpoint was loaded for generation only
   valTokens: number;
   unigram: number; // the "learned nothing" loss to beat
   steps: number; // the run's target
   step: number; // steps done (nonzero after a load)
   settings: Settings; // what the run was started with (the form shows them after a load)
+  trainable: boolean; // false: loaded for generation only (its data is not here)
 }
 
 export type FromWorker =
@@ -77,22 +80,6 @@ export type FromWorker =
   | { type: 'sample'; step: number; text: string }
   | { type: 'state'; running: boolean; finished: boolean }
   | { type: 'generated'; id: number; text: string }
-  | { type: 'checkpoint'; purpose: 'download' | 'autosave'; step: number; bytes: ArrayBuffer }
+  | { type: 'checkpoint'; step: number; bytes: ArrayBuffer }
+  | { type: 'saved'; step: number } // a checkpoint reached IndexedDB
   | { type: 'error'; where: string; message: string; fatal: boolean };
-
-/** Defaults for a real GPU: the tiny preset for a few hundred steps (about a minute). */
-export const DEFAULT_SETTINGS: Settings = {
-  preset: 'tiny',
-  steps: 300,
-  lr: 3e-3,
-  optimizer: 'muon',
-  qkNorm: true,
-  batch: 8,
-  seq: 128,
-  vocab: 1024,
-  stories: 2500,
-  sampleEvery: 50,
-  evalEvery: 50,
-  sampleTokens: 48,
-  seed: 0,
-};

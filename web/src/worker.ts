@@ -1,17 +1,11 @@
-// The training worker: the same src/ modules as the CLI (`minichat pretrain`), driven by
-// messages from the page instead of argv. See protocol.ts for the messages and docs/web.md
-// for the whole picture.
+// The training worker: message handling, the backend choice and the IndexedDB store around
+// the run core that `minichat pretrain` runs (src/train/run.ts): the same setup (tokenizer,
+// tokens, model, parameter groups, loader, resume), the same loop (steps, validation, samples,
+// checkpoints), the same checkpoint format (src/io/checkpoint.ts). See protocol.ts for the
+// messages and docs/web.md for the whole picture.
 //
 // Why a Web Worker: a training step is seconds of JavaScript (CPU backend) or of waiting on
 // the GPU; on the page's main thread that would freeze scrolling, buttons and the chart.
-//
-// The order of operations mirrors src/train/pretrain.ts (which we cannot import: it writes
-// files with node:fs):
-//   1. documents: the built-in synthetic corpus, or the file the user dropped;
-//   2. tokenizer: trained here, on those documents (src/tokenizer/train.ts);
-//   3. tokens: one BOS per document, whole documents held out for validation (shards.ts);
-//   4. model from a preset (gpt.ts), optimizer (Muon + AdamW, or AdamW), LR schedule;
-//   5. the loop: Trainer.trainStep() (trainer.ts), validation, samples, autosaves.
 //
 // Every model operation goes through `exclusive()`, a one-at-a-time queue: a prompt typed
 // while training runs waits for the current step to finish, generates, and training goes on.
@@ -20,22 +14,18 @@ import { cpu } from '../../src/backend/cpu.ts';
 import { setKernelSources } from '../../src/backend/kernels.ts';
 import { initWasmMatmul, setWasmMatmulBytes } from '../../src/backend/wasm-matmul.ts';
 import matmulWasmUrl from '../../kernels/cpu/matmul.wasm?url';
-import { createWebGPUBackend, type WebGPUBackend } from '../../src/backend/webgpu.ts';
-import { generateSyntheticCorpus } from '../../src/data/synthetic.ts';
-import { evaluate, tokenByteLengths, unigramLoss } from '../../src/eval/loss.ts';
-import { generate } from '../../src/model/engine.ts';
-import { GPT, countParams, presetConfig, type GPTConfig } from '../../src/model/gpt.ts';
-import { buildOptimizer, type BuiltOptimizer, type Schedule } from '../../src/optim/index.ts';
+import { createWebGPUBackend } from '../../src/backend/webgpu.ts';
+import { type CheckpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
+import { type GPT, countParams } from '../../src/model/gpt.ts';
 import * as T from '../../src/tensor/index.ts';
-import { Tokenizer } from '../../src/tokenizer/bpe.ts';
-import { trainTokenizer } from '../../src/tokenizer/train.ts';
-import { type Batch, BatchLoader, type TokenArray } from '../../src/data/loader.ts';
-import { fromTensors, toTensors, type SafeTensor } from '../../src/io/safetensors.ts';
-import { tokenizeDocuments } from '../../src/data/shards.ts';
-import { DivergedError, Trainer, languageModelLoss } from '../../src/train/trainer.ts';
-import { decodeCheckpoint, encodeCheckpoint } from './checkpoint.ts';
+import type { Tokenizer } from '../../src/tokenizer/bpe.ts';
+import {
+  type PretrainRun, type RunData, disposeRun, pretrainCheckpoint, runPretrain, sampleText, setupPretrain, syntheticData,
+} from '../../src/train/run.ts';
+import { type RunSpec, pickSpec, validateSpec } from '../../src/train/spec.ts';
 import { parseDocuments } from './documents.ts';
-import type { DataSource, FromWorker, History, ModelInfo, Settings, ToWorker } from './protocol.ts';
+import { type DataSource, type FromWorker, type History, type ModelInfo, SETTINGS_KEYS, type Settings, type ToWorker } from './protocol.ts';
+import { IndexedDBStore } from './store.ts';
 
 // The WGSL kernels, bundled by Vite as strings (kernels.ts reads them from disk in Node).
 setKernelSources(import.meta.glob('../../kernels/*.wgsl', { query: '?raw', import: 'default', eager: true }));
@@ -47,8 +37,6 @@ const scope = self as unknown as {
   navigator: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } };
 };
 const post = (msg: FromWorker, transfer: Transferable[] = []) => scope.postMessage(msg, transfer);
-
-const EVAL_BATCHES = 4;
 
 // ---------------------------------------------------------------------------------------
 // backend choice: WebGPU when the browser offers a GPU adapter, else the CPU reference
@@ -62,7 +50,8 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Prom
     backend = cpu;
     T.setDefaultBackend(cpu);
     // the WASM SIMD matmul (kernels/cpu/matmul.wat), 8-10x the JavaScript loop, when the
-    // browser runs WASM SIMD; the JavaScript loop otherwise
+    // browser runs WASM SIMD; the JavaScript loop otherwise. The CLI uses the same kernel, so
+    // a CPU run here and on the command line compute the same bits.
     const simd = await fetch(matmulWasmUrl)
       .then((r) => r.arrayBuffer())
       .then((b) => (setWasmMatmulBytes(b), initWasmMatmul()))
@@ -86,36 +75,29 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Prom
     post({ type: 'backend', name: 'webgpu', reason: 'navigator.gpu offered a GPU adapter', adapter: adapterName });
     void gpuBackend.device.lost.then((lost) => {
       fatal = `the GPU device was lost (${lost.reason || 'unknown reason'}: ${lost.message || 'no message'})`;
-      if (run) run.running = false;
+      running = false;
       post({ type: 'error', where: 'GPU', fatal: true, message: `${fatal}. Reload the page to start again, or add ?backend=cpu to the address to train on the CPU.` });
     });
   } catch (e) {
-    useCpu(`WebGPU failed to start, so the CPU is used instead: ${(e as Error).message}`);
+    await useCpu(`WebGPU failed to start, so the CPU is used instead: ${(e as Error).message}`);
   }
 }
 
 // ---------------------------------------------------------------------------------------
-// one run: data, tokenizer, model, optimizer, trainer
+// the current model: a training run, or a checkpoint loaded for generation only
 // ---------------------------------------------------------------------------------------
 
-interface Run {
-  settings: Settings;
-  tok: Tokenizer;
+interface Current {
   model: GPT;
-  opt: BuiltOptimizer;
-  loader: BatchLoader;
-  trainer: Trainer<Batch>;
-  val: TokenArray;
-  bytesPerToken: Int32Array;
-  info: ModelInfo;
-  history: History; // what the page has drawn: saved in the checkpoint
-  running: boolean;
-  trainSeconds: number; // for tokens/s: only time spent in trainStep
-  trainedSteps: number;
+  tok: Tokenizer;
+  run: PretrainRun | null; // null: generation only (the checkpoint's data is not in the page)
+  spec: RunSpec;
 }
 
-let run: Run | null = null;
+let current: Current | null = null;
+let running = false; // the loop continues while this is true (Pause sets it false)
 let looping = false;
+const store = new IndexedDBStore((step) => post({ type: 'saved', step }));
 
 /** One model operation at a time (see the header). */
 let chain: Promise<unknown> = Promise.resolve();
@@ -129,150 +111,91 @@ function exclusive<R>(fn: () => Promise<R>): Promise<R> {
 }
 
 const macrotask = () => new Promise<void>((r) => setTimeout(r, 0)); // lets queued messages in
+const status = (text: string) => post({ type: 'status', text });
 
-function loadDocuments(s: Settings, data: DataSource | null): { docs: string[]; name: string } {
-  if (data) return { docs: parseDocuments(data.name, data.text), name: data.name };
-  return { docs: generateSyntheticCorpus({ stories: s.stories, seed: 1234 }), name: `built-in synthetic corpus (${s.stories} stories)` };
+/** The run's documents: the file the user dropped, or the built-in corpus (as --data synthetic). */
+function runData(spec: RunSpec, data: DataSource | null): RunData {
+  if (data) return { kind: 'documents', docs: parseDocuments(data.name, data.text), source: data.name };
+  return syntheticData(spec.syntheticStories);
 }
 
-function scheduleOf(s: Settings): Schedule {
-  // as pretrain.ts's defaults: 10 warmup steps (fewer on very short runs), the last 30% decays to 0
-  return { lr: s.lr, warmupSteps: Math.min(10, Math.floor(s.steps / 10)), totalSteps: s.steps, warmdownFraction: 0.3, finalFraction: 0 };
+function settingsOf(spec: RunSpec): Settings {
+  return Object.fromEntries(SETTINGS_KEYS.map((k) => [k, spec[k]])) as Settings;
 }
 
-/**
- * Build a run. `restored` (from a checkpoint file) supplies the tokenizer, config, weights
- * and optimizer state; otherwise the tokenizer is trained and the model initialised.
- */
-async function buildRun(
-  s: Settings, data: DataSource | null,
-  restored?: { tok: Tokenizer; config: GPTConfig; step: number; history: History; weights: Map<string, SafeTensor>; optimizer: Map<string, SafeTensor> },
-): Promise<Run> {
-  const { docs, name } = loadDocuments(s, data);
-  post({ type: 'status', text: `data: ${docs.length} documents from ${name}` });
-  let tok = restored?.tok;
-  if (!tok) {
-    post({ type: 'status', text: `training a ${s.vocab}-token BPE tokenizer on the data…` });
-    await macrotask();
-    tok = await trainTokenizer(docs, { vocabSize: s.vocab });
-  }
-  post({ type: 'status', text: 'tokenizing…' });
-  await macrotask();
-  const corpus = tokenizeDocuments(docs, tok, { valFraction: 0.05 });
-  const config = restored?.config ?? presetConfig(s.preset, { qkNorm: s.qkNorm, vocabSize: tok.vocabSize, maxSeqLen: Math.max(s.seq, presetConfig(s.preset).maxSeqLen) });
-  if (s.seq > config.maxSeqLen) throw new Error(`sequence length ${s.seq} exceeds the model's context of ${config.maxSeqLen} tokens`);
-
-  const rng = new T.Rng(s.seed);
-  const model = new GPT(config, rng, backend);
-  if (restored) model.loadWeights(restored.weights, 'checkpoint');
-  const opt = buildOptimizer(model.trainableParams(), { kind: s.optimizer, lr: s.lr, weightDecay: 0 });
-  if (restored && restored.optimizer.size > 0) {
-    const state = toTensors(Object.fromEntries(restored.optimizer), backend);
-    try {
-      await opt.loadStateDict(state);
-    } catch (e) {
-      post({ type: 'error', where: 'load', fatal: false, message: `the optimizer state was not restored (${(e as Error).message}); training continues with a fresh optimizer` });
-    } finally {
-      Object.values(state).forEach((t) => t.dispose());
-    }
-  }
-  const loader = new BatchLoader(corpus.train, s.batch, s.seq, s.seed + 1);
-  const trainer = new Trainer(model, opt.paramGroups.map((g) => ({ ...g, schedule: scheduleOf(s) })), loader, { gradAccum: 1, gradClip: 1 });
-  trainer.step = restored?.step ?? 0;
-  const info: ModelInfo = {
-    preset: s.preset, params: countParams(config), vocab: tok.vocabSize, config: { ...config }, dataName: name,
-    trainTokens: corpus.train.length, valTokens: corpus.val.length,
-    unigram: unigramLoss(corpus.train, corpus.val, tok.vocabSize), steps: s.steps, step: trainer.step, settings: s,
-  };
+function info(c: Current, dataName: string): ModelInfo {
+  const r = c.run;
   return {
-    settings: s, tok, model, opt, loader, trainer, val: corpus.val, bytesPerToken: tokenByteLengths(tok), info,
-    history: restored?.history ?? { train: [], val: [], samples: [] },
-    running: false, trainSeconds: 0, trainedSteps: 0,
+    preset: c.spec.preset, params: countParams(c.model.config), vocab: c.tok.vocabSize, config: { ...c.model.config }, dataName,
+    trainTokens: r?.train.length ?? 0, valTokens: r?.val.length ?? 0, unigram: r?.unigram ?? NaN,
+    steps: c.spec.steps, step: r?.trainer.step ?? 0, settings: settingsOf(c.spec), trainable: !!r,
   };
 }
 
-function disposeRun(r: Run): void {
-  r.running = false;
-  for (const t of Object.values(r.opt.stateDict())) t.dispose();
-  r.model.dispose();
+async function drop(): Promise<void> {
+  running = false;
+  const c = current;
+  current = null;
+  if (c) await exclusive(async () => (c.run ? disposeRun(c.run) : c.model.dispose()));
 }
 
 // ---------------------------------------------------------------------------------------
-// the training loop
+// the training loop: the run core's, with the page's hooks
 // ---------------------------------------------------------------------------------------
 
 const memory = () => backend.bytesInUse();
 
-async function sampleText(r: Run, prompt: number[], maxTokens: number, temperature: number, seed: number): Promise<string> {
-  const ids = await generate(r.model, prompt, { maxTokens, temperature, topK: 40, rng: new T.Rng(seed), stopAt: [r.tok.bosId] });
-  return r.tok.decode(ids);
-}
+/** Thrown into a loop whose run was replaced (Start again, Load, Reset): it ends quietly. */
+class Dropped extends Error {}
 
-async function loop(r: Run): Promise<void> {
-  if (looping) return;
+async function loop(c: Current): Promise<void> {
+  if (looping || !c.run) return;
   looping = true;
+  running = true;
   post({ type: 'state', running: true, finished: false });
-  const s = r.settings;
-  const tokensPerStep = s.batch * s.seq;
+  const run = c.run;
   try {
-    while (r.running && run === r && r.trainer.step < s.steps) {
-      let res;
-      try {
-        res = await exclusive(() => r.trainer.trainStep(languageModelLoss));
-      } catch (e) {
-        if (e instanceof DivergedError) throw new Error(`${e.message}. Try a lower learning rate (now ${s.lr}).`);
-        throw e;
-      }
-      r.trainSeconds += res.seconds;
-      r.trainedSteps++;
-      const step = res.step, last = step === s.steps;
-      r.history.train.push([step, res.loss]);
-      post({ type: 'step', step, loss: res.loss, lr: res.lr, tokensPerSecond: (r.trainedSteps * tokensPerStep) / r.trainSeconds, memoryBytes: memory() });
-      if ((s.evalEvery > 0 && step % s.evalEvery === 0) || last) {
-        const v = await exclusive(() => evaluate(r.model, r.val, s.batch, s.seq, EVAL_BATCHES, r.bytesPerToken));
-        r.history.val.push([step, v.loss]);
-        post({ type: 'val', step, loss: v.loss, bpb: v.bpb });
-      }
-      if ((s.sampleEvery > 0 && step % s.sampleEvery === 0) || last) {
-        const text = await exclusive(() => sampleText(r, [r.tok.bosId], s.sampleTokens, 0.8, s.seed * 1000 + step));
-        r.history.samples.push({ step, text });
-        post({ type: 'sample', step, text });
-        await autosave(r);
-      }
-      await macrotask();
-    }
+    await runPretrain(run, {
+      store,
+      log: status,
+      onStep: (s) => post({ type: 'step', step: s.step, loss: s.loss, lr: s.lr, tokensPerSecond: s.tokensPerSecond, memoryBytes: memory() }),
+      onEval: (step, v) => post({ type: 'val', step, loss: v.loss, bpb: v.bpb }),
+      onSample: (step, text) => post({ type: 'sample', step, text }),
+      shouldStop: () => !running || current !== c,
+      // a dropped run's model is disposed: none of its queued operations (a validation, the
+      // save on stop) may touch it
+      exclusive: (fn) => exclusive(() => (current === c ? fn() : Promise.reject(new Dropped()))),
+      between: macrotask,
+    });
   } catch (e) {
-    r.running = false;
-    post({ type: 'error', where: 'training', fatal: !!fatal, message: (e as Error).message });
+    if (!(e instanceof Dropped)) post({ type: 'error', where: 'training', fatal: !!fatal, message: (e as Error).message });
   } finally {
     looping = false;
+    running = false;
   }
-  const finished = r.trainer.step >= s.steps;
-  if (run === r) {
-    r.running = false;
-    post({ type: 'state', running: false, finished });
-    if (!fatal) await autosave(r).catch(() => {});
-  }
+  if (current === c) post({ type: 'state', running: false, finished: run.trainer.step >= run.spec.steps });
 }
 
-// ---------------------------------------------------------------------------------------
-// checkpoints
-// ---------------------------------------------------------------------------------------
-
-async function checkpointBytes(r: Run): Promise<Uint8Array> {
-  return exclusive(async () => {
-    const weights = new Map(Object.entries(await fromTensors(Object.fromEntries(r.model.params))));
-    const optimizer = new Map(Object.entries(await fromTensors(r.opt.stateDict())));
-    return encodeCheckpoint({ config: r.model.config, tokenizer: r.tok, step: r.trainer.step, settings: r.settings, history: r.history, weights, optimizer });
-  });
-}
-
-let lastAutosaveStep = -1;
-async function autosave(r: Run): Promise<void> {
-  if (r.trainer.step === lastAutosaveStep) return;
-  lastAutosaveStep = r.trainer.step;
-  const bytes = await checkpointBytes(r);
-  post({ type: 'checkpoint', purpose: 'autosave', step: r.trainer.step, bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);
+/** Make `parts` the current model: a resumable run when its data is here, else generation only. */
+async function adopt(parts: CheckpointParts, name: string, data: DataSource | null): Promise<void> {
+  await drop();
+  const spec = validateSpec(pickSpec(parts.state?.spec ?? { preset: 'tiny' }), name);
+  const haveData = !!data || spec.data === 'synthetic';
+  let c: Current;
+  if (parts.state && haveData) {
+    const run = await exclusive(() =>
+      setupPretrain(spec, { data: runData(spec, data), store, backend, log: status, resume: parts, breathe: macrotask }),
+    );
+    c = { model: run.model, tok: run.tokenizer, run, spec };
+  } else {
+    const model = await exclusive(async () => modelFromParts(parts, backend, name));
+    c = { model, tok: parts.tokenizer, run: null, spec };
+    status(`loaded for generation only: ${parts.state ? `it was trained on ${spec.data}, which is not in the page (drop that file first to continue training)` : 'it holds no training state'}`);
+  }
+  current = c;
+  const history: History = c.run?.history ?? parts.state?.history ?? { train: [], val: [], samples: [] };
+  post({ type: 'ready', info: info(c, data?.name ?? (spec.data === 'synthetic' ? `built-in synthetic corpus (${spec.syntheticStories} stories)` : spec.data)), history });
+  post({ type: 'state', running: false, finished: !c.run || c.run.trainer.step >= spec.steps });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,68 +208,54 @@ async function handle(msg: ToWorker): Promise<void> {
       await chooseBackend(msg.backend, msg.reason);
       return;
     case 'start': {
-      if (run) {
-        await exclusive(async () => disposeRun(run!));
-        run = null;
-      }
-      lastAutosaveStep = -1;
-      const r = await exclusive(() => buildRun(msg.settings, msg.data));
-      run = r;
-      post({ type: 'ready', info: r.info, history: null });
-      r.running = true;
-      void loop(r);
+      await drop();
+      const spec = validateSpec({ ...msg.settings, data: msg.data?.name ?? 'synthetic' }, 'settings');
+      const data = runData(spec, msg.data);
+      status(`data: ${data.kind === 'documents' ? data.docs.length : 0} documents from ${data.source}`);
+      const run = await exclusive(() => setupPretrain(spec, { data, store, backend, log: status, breathe: macrotask }));
+      const c: Current = { model: run.model, tok: run.tokenizer, run, spec };
+      current = c;
+      post({ type: 'ready', info: info(c, msg.data?.name ?? `built-in synthetic corpus (${spec.syntheticStories} stories)`), history: null });
+      void loop(c);
       return;
     }
     case 'pause':
-      if (run) run.running = false; // the loop stops after the current step and autosaves
+      running = false; // the loop stops after the current step and saves to IndexedDB
       return;
     case 'resume':
-      if (run && !run.running && run.trainer.step < run.settings.steps) {
-        run.running = true;
-        void loop(run);
-      }
+      if (current?.run && !looping && current.run.trainer.step < current.spec.steps) void loop(current);
       return;
     case 'reset':
-      if (run) {
-        const r = run;
-        run = null;
-        r.running = false;
-        await exclusive(async () => disposeRun(r));
-      }
+      await drop();
       post({ type: 'state', running: false, finished: false });
       return;
     case 'generate': {
-      if (!run) throw new Error('there is no model yet: start training or load a checkpoint first');
-      const r = run;
+      const c = current;
+      if (!c) throw new Error('there is no model yet: start training or load a checkpoint first');
       const text = await exclusive(async () => {
-        const ids = [r.tok.bosId, ...r.tok.encode(msg.prompt)];
-        return msg.prompt + (await sampleText(r, ids, msg.maxTokens, msg.temperature, Date.now() % 1e9));
+        const ids = [c.tok.bosId, ...c.tok.encode(msg.prompt)];
+        return msg.prompt + (await sampleText(c.model, c.tok, ids, { maxTokens: msg.maxTokens, temperature: msg.temperature, seed: Date.now() % 1e9 }));
       });
       post({ type: 'generated', id: msg.id, text });
       return;
     }
     case 'save': {
-      if (!run) throw new Error('there is no model to save yet');
-      const bytes = await checkpointBytes(run);
-      post({ type: 'checkpoint', purpose: msg.purpose, step: run.trainer.step, bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);
+      const c = current;
+      if (!c?.run) throw new Error('there is no training run to save (a checkpoint loaded for generation only is already a file)');
+      const bytes = await exclusive(async () => encodeCheckpointFile(await pretrainCheckpoint(c.run!)));
+      post({ type: 'checkpoint', step: c.run.trainer.step, bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);
       return;
     }
     case 'load': {
-      const ck = decodeCheckpoint(new Uint8Array(msg.bytes), msg.name);
-      if (run) {
-        const old = run;
-        run = null;
-        await exclusive(async () => disposeRun(old));
-      }
-      const r = await exclusive(() =>
-        buildRun(ck.settings, msg.data, { tok: ck.tokenizer, config: ck.config, step: ck.step, history: ck.history, weights: ck.weights, optimizer: ck.optimizer }),
-      );
-      run = r;
-      post({ type: 'ready', info: r.info, history: r.history });
-      post({ type: 'state', running: false, finished: r.trainer.step >= r.settings.steps });
-      // a file the user loaded becomes "the last run" (kept in IndexedDB); a restore already is
-      lastAutosaveStep = msg.keep ? -1 : ck.step;
-      if (msg.keep) await autosave(r);
+      const parts = decodeCheckpointFile(new Uint8Array(msg.bytes), msg.name);
+      await adopt(parts, msg.name, msg.data);
+      // a file the user loaded becomes "the last run", kept in IndexedDB
+      await store.writeCheckpoint(parts);
+      return;
+    }
+    case 'restore': {
+      const parts = await store.readCheckpoint();
+      if (parts) await adopt(parts, 'the run kept in IndexedDB', null);
       return;
     }
   }
