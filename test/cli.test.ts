@@ -1,6 +1,8 @@
 // The command line as a user meets it: help, version, unknown flags, one-line errors with a
 // non-zero exit and no stack trace, and the demo job.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from './tmp.ts';
 
@@ -47,15 +49,22 @@ describe('minichat CLI', () => {
 
   it('speedrun can be run again: it replaces its own previous run', () => {
     const out = tempDir('mc-speedrun-');
-    const args = ['speedrun', '--steps', '2', '--batch-size', '2', '--seq-len', '16', '--synthetic-stories', '60', '--vocab-size', '300', '--eval-batches', '1', '--sample-tokens', '4', '--json', '--out', out];
+    const args = ['speedrun', '--steps', '2', '--batch-size', '2', '--seq-len', '16', '--synthetic-stories', '60', '--vocab-size', '300', '--eval-batches', '1', '--sample-tokens', '4',
+      '--sft-steps', '1', '--sft-batch-size', '1', '--eval-problems', '1', '--json', '--out', out];
     for (let i = 0; i < 2; i++) {
       const r = run(...args);
       expect(r.status, r.stderr).toBe(0);
-      expect(JSON.parse(r.stdout).steps).toBe(2);
+      const summary = JSON.parse(r.stdout);
+      expect(summary.pretrain.steps).toBe(2);
+      expect(summary.sft.steps).toBe(1);
+      // every stage of the pipeline left its mark: report, eval table for both models, the chat model
+      expect(existsSync(join(out, 'report.md'))).toBe(true);
+      expect(new Set(summary.eval.map((e: { model: string }) => e.model))).toEqual(new Set(['base', 'sft']));
+      expect(summary.chat).toBe(join(out, 'sft'));
       if (i === 1) expect(r.stderr).toMatch(/replacing the previous run/);
     }
     // pretrain still refuses to overwrite a run
-    const r = run('pretrain', '--steps', '1', '--out', out);
+    const r = run('pretrain', '--steps', '1', '--out', join(out, 'base'));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/already holds a checkpoint: pass --resume/);
   });

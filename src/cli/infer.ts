@@ -94,7 +94,7 @@ export function registerInfer(program: Command): void {
         else {
           const acc = r.value !== undefined ? `${r.value.toFixed(4)} bits/byte` : `pass@1 ${(100 * r.accuracy).toFixed(1)}% (chance ${(100 * r.baseline).toFixed(1)}%)`;
           const k = r.passAtK !== undefined ? `, pass@${r.k} ${(100 * r.passAtK).toFixed(1)}%` : '';
-          console.log(`${r.task}: ${acc}${k}, n=${r.n}, ${r.seconds.toFixed(1)}s`);
+          console.log(`${r.task}: ${acc}${k}, n=${r.n}${r.skipped ? ` (${r.skipped} skipped: prompt longer than the context)` : ''}, ${r.seconds.toFixed(1)}s`);
         }
       }
       const scored = rows.filter((r) => Number.isFinite(r.accuracy));

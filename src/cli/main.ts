@@ -14,6 +14,7 @@ import { registerExperiment } from './experiment.ts';
 import { registerReport } from './report.ts';
 import { registerSft } from './sft.ts';
 import { registerRl } from './rl.ts';
+import { registerSpeedrun } from './speedrun.ts';
 import { registerChat } from './chat.ts';
 import { registerServe } from './serve.ts';
 
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerTokenizer(program);
   registerData(program);
   registerPretrain(program);
+  registerSpeedrun(program);
   registerSft(program);
   registerRl(program);
   registerInfer(program);

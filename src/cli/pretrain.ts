@@ -8,7 +8,7 @@
 // continues the page's run exactly.
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type PretrainResult, checkpointSpec, pretrain } from '../train/pretrain.ts';
 import { type FieldKind, type RunSpec, SPEC_DEFAULTS, SPEC_FIELDS, flagName } from '../train/spec.ts';
@@ -31,7 +31,7 @@ function fraction(v: string): number {
 const PARSERS: Record<Exclude<FieldKind, 'string' | 'choice' | 'bool'>, (v: string) => number> = { posInt, nonNegInt, nonNeg, fraction };
 
 /** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
-function trainingFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
   const d = { ...SPEC_DEFAULTS, ...overrides };
   for (const [key, f] of Object.entries(SPEC_FIELDS) as [keyof RunSpec, (typeof SPEC_FIELDS)[keyof RunSpec]][]) {
     const flag = flagName(key), def = d[key] as string | number | undefined;
@@ -58,12 +58,20 @@ async function resolveFlags(f: Flags, cmd: Command): Promise<Flags> {
   return { ...f, ...saved, ...given };
 }
 
-async function run(f: Flags, cmd: Command): Promise<PretrainResult> {
+export type PretrainFlags = Flags;
+
+/** Run `minichat pretrain` with parsed flags; also writes summary.json (for the report card). */
+export async function runPretrainCommand(f: Flags, cmd: Command, o: { quietSummary?: boolean } = {}): Promise<PretrainResult> {
   const backend = await selectBackend(f.backend);
   const { json, backend: _b, ...rest } = await resolveFlags(f, cmd);
   const p = progressPrinter(false);
   const result = await pretrain({ ...rest, backend }, { log: p.log, progress: p.progress });
   p.done();
+  await writeFile(
+    join(result.run_dir, 'summary.json'),
+    JSON.stringify({ stage: 'pretrain', seconds: result.seconds, metrics: { steps: result.steps, params: result.params, train_loss: result.train_loss, val_loss: result.val_loss, val_bpb: result.val_bpb, unigram_loss: result.unigram_loss, tokens_per_second: Math.round(result.tokens_per_second) }, samples: result.samples.slice(-2) }, null, 2) + '\n',
+  );
+  if (o.quietSummary) return result;
   if (json) {
     const { samples, ...summary } = result;
     console.log(JSON.stringify({ ...summary, sample: samples.at(-1) ?? '' }));
@@ -78,32 +86,10 @@ async function run(f: Flags, cmd: Command): Promise<PretrainResult> {
 }
 
 export function registerPretrain(program: Command): void {
-  const pre = trainingFlags(program.command('pretrain').description('pretrain a GPT from a preset on a corpus'), 'runs/pretrain');
+  const pre = pretrainFlags(program.command('pretrain').description('pretrain a GPT from a preset on a corpus'), 'runs/pretrain');
   pre.action(async (f: Flags) => {
-    await run(f, pre);
+    await runPretrainCommand(f, pre);
   });
 
-  const speed = trainingFlags(
-    program
-      .command('speedrun')
-      .description('the whole pipeline offline in minutes: tokenizer on the built-in corpus, tiny GPT pretraining on CPU, eval, samples'),
-    'runs/speedrun',
-    // sized to finish in about 6 minutes on 2 CPU cores (measured: see README)
-    { steps: 120, batchSize: 16, evalEvery: 40, sampleEvery: 40, sampleTokens: 80 },
-  );
-  speed.action(async (f: Flags) => {
-    // The demo job is meant to be run again and again: it replaces its own previous run
-    // (a directory holding a minichat run's spec.json, or options.json from older versions),
-    // never anything else.
-    if (!f.resume && (existsSync(join(f.out, 'spec.json')) || existsSync(join(f.out, 'options.json')))) {
-      process.stderr.write(`replacing the previous run in ${f.out} (use --resume to continue it instead)\n`);
-      await rm(f.out, { recursive: true, force: true });
-    }
-    const r = await run(f, speed);
-    if (!f.json) {
-      console.log('\nsamples:');
-      r.samples.forEach((s) => console.log('  ' + JSON.stringify(s)));
-      console.log(`\nnext: minichat generate --ckpt ${r.run_dir} --prompt "Once upon a time"`);
-    }
-  });
+
 }

@@ -33,18 +33,25 @@ export interface GenEvalOptions {
 }
 
 export interface GenEvalResult {
-  n: number; // problems
+  n: number; // problems scored
+  skipped: number; // problems left out: prompt + maxTokens longer than the model's context
   passAt1: number; // fraction solved by the greedy reply
   passAtK?: number; // fraction solved by at least one of k samples
   k?: number;
   correct: boolean[]; // per problem, greedy
 }
 
-export async function evalGenerative(engine: Engine, problems: GenProblem[], o: GenEvalOptions): Promise<GenEvalResult> {
+export async function evalGenerative(engine: Engine, all: GenProblem[], o: GenEvalOptions): Promise<GenEvalResult> {
+  // a prompt that leaves no room for the reply in the model's context cannot be asked: such
+  // problems are left out and counted (never silently), not scored as wrong
+  const room = engine.model.config.maxSeqLen - o.maxTokens;
+  const problems = all.filter((p) => p.prompt.length <= room);
+  const skipped = all.length - problems.length;
+  if (problems.length === 0) return { n: 0, skipped, passAt1: NaN, correct: [] };
   const base = { maxTokens: o.maxTokens, stop: o.stop, suppress: o.suppress, afterToken: o.afterToken, topK: 0, topP: 1, seed: o.seed ?? 0 };
   const greedy = await engine.generate(problems.map((p) => p.prompt), { ...base, temperature: 0 });
   const correct = greedy.map((r, i) => problems[i].check(r));
-  const result: GenEvalResult = { n: problems.length, passAt1: mean(correct), correct };
+  const result: GenEvalResult = { n: problems.length, skipped, passAt1: mean(correct), correct };
   const k = o.k ?? 0;
   if (k > 0) {
     const rows = await engine.generate(problems.map((p) => p.prompt), { ...base, temperature: o.temperature ?? 1, samplesPerPrompt: k });

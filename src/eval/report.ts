@@ -4,7 +4,7 @@
 //   minichat report --run runs/speedrun        → runs/speedrun/report.md (+ report/*.svg)
 //
 // What it reads (every stage writes these into its own directory, see train/run.ts):
-//   <stage>/options.json     the stage's settings
+//   <stage>/spec.json or options.json   the stage's settings
 //   <stage>/metrics.jsonl    one JSON record per line: {step, loss}, {step, val_loss}, {step, sample}, ...
 //   <stage>/summary.json     {stage, seconds, metrics: {...}} written when the stage ends
 //   eval.json                the eval table (eval/tasks-run.ts): one row per (model, task)
@@ -79,7 +79,8 @@ function loadStage(dir: string, name: string): Stage {
   return {
     name,
     dir,
-    options: existsSync(join(dir, 'options.json')) ? (readJson(join(dir, 'options.json')) as Record<string, unknown>) : {},
+    // spec.json (pretraining's run spec) or options.json (the other stages)
+    options: ['spec.json', 'options.json'].map((f) => join(dir, f)).filter(existsSync).map((f) => readJson(f) as Record<string, unknown>)[0] ?? {},
     summary: existsSync(join(dir, 'summary.json')) ? (readJson(join(dir, 'summary.json')) as StageSummary) : null,
     metrics: readMetrics(join(dir, 'metrics.jsonl')),
   };
@@ -161,7 +162,7 @@ export async function writeReport(runDir: string, o: { title?: string } = {}): P
       const base = evals.rows.find((r) => r.task === t)!.baseline;
       const accs = models.map((m) => {
         const r = evals.rows.find((x) => x.task === t && x.model === m);
-        return r ? `${(100 * r.accuracy).toFixed(1)}% (n=${r.n})` : '—';
+        return r && r.n > 0 ? `${(100 * r.accuracy).toFixed(1)}% (n=${r.n})` : '—';
       });
       md.push(`| ${t} | ${(100 * base).toFixed(1)}% | ${accs.join(' | ')} |`);
     }

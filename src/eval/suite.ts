@@ -48,7 +48,8 @@ export interface EvalResult {
   task: string; // the task as reported, e.g. 'arithmetic (tool)'
   accuracy: number; // pass@1 (or 1 − normalised bpb for... no: bpb reports its value in `value`)
   baseline: number; // chance accuracy
-  n: number;
+  n: number; // problems scored
+  skipped?: number; // left out: prompt too long for the context
   passAtK?: number;
   k?: number;
   value?: number; // for bpb: bits per byte (accuracy is NaN)
@@ -95,13 +96,13 @@ export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promi
     const items = storyQA(spec.n, spec.seed, 'heldout');
     const problems = items.map((e) => ({ prompt: prompt(e.messages.slice(0, -1)), check: (r: { tokens: number[] }) => scoreStoryQA(replyParts(tok, r.tokens), e.answer) }));
     const r = await gen(problems, spec.tool);
-    return done({ task: 'story-qa', accuracy: r.passAt1, baseline: chanceBaseline({ kind: 'generative' }), n: r.n, passAtK: r.passAtK, k: r.k });
+    return done({ task: 'story-qa', accuracy: r.passAt1, baseline: chanceBaseline({ kind: 'generative' }), n: r.n, skipped: r.skipped, passAtK: r.passAtK, k: r.k });
   }
   if (spec.task === 'identity') {
     const items = identity();
     const problems = items.map((e) => ({ prompt: prompt(e.messages.slice(0, -1)), check: (r: { tokens: number[] }) => scoreIdentity(replyParts(tok, r.tokens)) }));
     const r = await gen(problems, false);
-    return done({ task: 'identity', accuracy: r.passAt1, baseline: 0, n: r.n, passAtK: r.passAtK, k: r.k });
+    return done({ task: 'identity', accuracy: r.passAt1, baseline: 0, n: r.n, skipped: r.skipped, passAtK: r.passAtK, k: r.k });
   }
   if (spec.task === 'arithmetic' || spec.task === 'countdown' || spec.task === 'gsm8k') {
     if (spec.task === 'gsm8k' && !spec.data) throw new UserError('--task gsm8k needs --data FILE.jsonl (GSM8K test.jsonl; `minichat data download gsm8k` fetches it)');
@@ -112,7 +113,7 @@ export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promi
       problems.push({ prompt: prompt(task.prompt(p, { tool: spec.tool })), check: (r) => task.reward(p, replyText(replyParts(tok, r.tokens))) >= 1 });
     }
     const r = await gen(problems, spec.tool);
-    return done({ task: withTool(spec.task), accuracy: r.passAt1, baseline: 0, n: r.n, passAtK: r.passAtK, k: r.k });
+    return done({ task: withTool(spec.task), accuracy: r.passAt1, baseline: 0, n: r.n, skipped: r.skipped, passAtK: r.passAtK, k: r.k });
   }
   if (spec.task.startsWith('mc:')) {
     const file = spec.task.slice(3);
