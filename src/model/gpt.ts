@@ -16,7 +16,6 @@
 // Parameter names are Hugging Face's, so exporting to a Qwen3ForCausalLM is a copy.
 //
 // Shapes: B batch, T time, C hidden, NH query heads, NKV KV heads, HS head size, V vocab.
-import { hasFused } from '../backend/fused.ts';
 import * as T from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
@@ -193,14 +192,10 @@ export class GPT {
     return this.rope;
   }
 
-  private useFused(): boolean {
-    return this.fused && T.fusedKernels(this.backend) !== null;
-  }
-
   /** RMSNorm over the last axis with a learnable weight. */
   private norm(x: T.Tensor, name: string): T.Tensor {
     const eps = this.config.rmsNormEps;
-    return this.useFused() ? T.rmsnormFused(x, this.p(name), eps) : T.rmsnorm(x, this.p(name), eps);
+    return T.rmsnormAuto(x, this.p(name), eps, this.fused); // fused or composed: FUSED_POLICY decides
   }
 
   /** x (N, in) @ Wᵀ with W stored (out, in), as in torch.nn.Linear. */
@@ -236,11 +231,8 @@ export class GPT {
       cache.k[l] = T.keep(k);
       cache.v[l] = T.keep(v);
     }
-    // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
-    // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
-    // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
-    const fusedAttention = this.fused && hasFused(this.backend);
-    const y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true); // (B, NH, T, HS)
+    // fused (never stores the (T, T) scores) or composed, per backend: FUSED_POLICY in src/backend/fused.ts
+    const y = T.attentionAuto(q, k, v, true, this.fused); // (B, NH, T, HS)
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
     return this.linear(merged, pre + 'o_proj.weight'); // (B*T, C)
   }
@@ -279,7 +271,7 @@ export class GPT {
   /** Mean next-token cross-entropy of idx (B, T) against targets (B*T, host ints; -1 = skip). */
   loss(idx: T.Tensor, targets: ArrayLike<number>): T.Tensor {
     const logits = this.forward(idx);
-    return this.useFused() ? T.crossEntropyFused(logits, targets, -1) : T.crossEntropy(logits, targets, -1);
+    return T.crossEntropyAuto(logits, targets, -1, this.fused);
   }
 
   newCache(): KVCache {
