@@ -127,41 +127,71 @@
   ;;   row broadcast   row stride 0, column stride 1  (b (C) against a (R, C): a norm weight)
   ;;   column bcast    row stride 1, column stride 0  (b (R, 1): one value per row, splatted)
   ;;   scalar          row stride 0, column stride 0
-  ;; so the JS side only classifies shapes and never computes an index per element. The op
-  ;; and the column strides are tested inside the loop: the branches always go the same way,
-  ;; so they cost little next to the loads and stores.
-  (func (export "binary") (param $op i32)
+  ;; so the JS side only classifies shapes and never computes an index per element.
+  (func $binary (export "binary") (param $op i32)
         (param $a i32) (param $aRow i32) (param $aCol i32)
         (param $b i32) (param $bRow i32) (param $bCol i32)
         (param $y i32) (param $R i32) (param $C i32)
     (local $r i32) (local $j i32) (local $C4 i32)
     (local $pa i32) (local $pb i32) (local $py i32) (local $va v128) (local $vb v128)
     (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
-    (local.set $py (local.get $y))
     (block $rows (loop $row
       (br_if $rows (i32.ge_u (local.get $r) (local.get $R)))
       (local.set $pa (i32.add (local.get $a) (i32.shl (i32.mul (local.get $r) (local.get $aRow)) (i32.const 2))))
       (local.set $pb (i32.add (local.get $b) (i32.shl (i32.mul (local.get $r) (local.get $bRow)) (i32.const 2))))
+      (local.set $py (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $C)) (i32.const 2))))
       ;; broadcast columns: the one value of this row, splatted once
       (local.set $va (v128.load32_splat (local.get $pa)))
       (local.set $vb (v128.load32_splat (local.get $pb)))
       (local.set $j (i32.const 0))
-      (block $cols (loop $col
-        (br_if $cols (i32.ge_u (local.get $j) (local.get $C4)))
-        (v128.store (local.get $py)
-          (call $op4 (local.get $op)
-            (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
-            (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
-        (local.set $py (i32.add (local.get $py) (i32.const 16)))
-        (local.set $j (i32.add (local.get $j) (i32.const 4)))
-        (br $col)))
+      ;; one vector loop per op, so each loop body is one arithmetic instruction (as cpu.ts
+      ;; specialises its fast path per op); the column-stride tests always go the same way
+      (block $done
+        (block $div (block $mul (block $sub (block $add
+          (br_table $add $sub $mul $div (local.get $op)))
+        (block $cols_add (loop $col_add
+          (br_if $cols_add (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.add
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_add)))
+          (br $done))
+        (block $cols_sub (loop $col_sub
+          (br_if $cols_sub (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.sub
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_sub)))
+          (br $done))
+        (block $cols_mul (loop $col_mul
+          (br_if $cols_mul (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.mul
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_mul)))
+          (br $done))
+        (block $cols_div (loop $col_div
+          (br_if $cols_div (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.div
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_div)))
+      )
+      ;; the last C % 4 columns, one float at a time
       (block $cols (loop $col
         (br_if $cols (i32.ge_u (local.get $j) (local.get $C)))
-        (f32.store (local.get $py)
+        (f32.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
           (call $op1 (local.get $op)
             (f32.load (i32.add (local.get $pa) (i32.shl (i32.mul (local.get $j) (local.get $aCol)) (i32.const 2))))
             (f32.load (i32.add (local.get $pb) (i32.shl (i32.mul (local.get $j) (local.get $bCol)) (i32.const 2))))))
-        (local.set $py (i32.add (local.get $py) (i32.const 4)))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br $col)))
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
@@ -183,7 +213,7 @@
       (return (f32x4.sqrt (local.get $x))))
     (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.sqrt (local.get $x))))
 
-  (func (export "unary") (param $op i32) (param $x i32) (param $y i32) (param $n i32) (param $param f32)
+  (func $unary (export "unary") (param $op i32) (param $x i32) (param $y i32) (param $n i32) (param $param f32)
     (local $i i32) (local $n4 i32) (local $p v128) (local $o i32)
     (local.set $p (f32x4.splat (local.get $param)))
     (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
@@ -210,7 +240,7 @@
   ;; max: like the reference, a NaN anywhere makes the result NaN (f32x4.max propagates NaN).
   ;; ---------------------------------------------------------------------------------------
 
-  (func (export "reduce") (param $op i32) (param $x i32) (param $y i32) (param $outer i32) (param $n i32) (param $inner i32)
+  (func $reduce (export "reduce") (param $op i32) (param $x i32) (param $y i32) (param $outer i32) (param $n i32) (param $inner i32)
     (local $o i32) (local $k i32) (local $j i32) (local $n4 i32) (local $in4 i32)
     (local $px i32) (local $py i32) (local $acc v128) (local $s f32) (local $v f32) (local $rowb i32)
     (local.set $rowb (i32.shl (local.get $inner) (i32.const 2)))  ;; bytes per x[o, k, :]
@@ -277,7 +307,7 @@
   ;; 0 for no weight; rstd (R).
   ;; ---------------------------------------------------------------------------------------
 
-  (func (export "rmsnorm_forward") (param $x i32) (param $w i32) (param $y i32) (param $rstd i32)
+  (func $rmsnorm_forward (export "rmsnorm_forward") (param $x i32) (param $w i32) (param $y i32) (param $rstd i32)
         (param $R i32) (param $C i32) (param $eps f32)
     (local $r i32) (local $j i32) (local $C4 i32) (local $px i32) (local $py i32) (local $rs f32) (local $rv v128) (local $wv f32)
     (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
@@ -310,7 +340,7 @@
 
   ;; with xhat = x rstd and g = dy w:  dx = rstd (g - xhat mean(g xhat));  dw += dy xhat.
   ;; dw must be zero on entry (JS allocates it zeroed); 0 = no weight.
-  (func (export "rmsnorm_backward") (param $dy i32) (param $x i32) (param $w i32) (param $rstd i32)
+  (func $rmsnorm_backward (export "rmsnorm_backward") (param $dy i32) (param $x i32) (param $w i32) (param $rstd i32)
         (param $dx i32) (param $dw i32) (param $R i32) (param $C i32)
     (local $r i32) (local $j i32) (local $C4 i32) (local $o i32) (local $rs f32) (local $rv v128)
     (local $acc v128) (local $dot f32) (local $mv v128) (local $g v128) (local $xh v128)
@@ -427,7 +457,7 @@
   ;; backward: dx (N, V) = scale (exp(x - lse) - onehot); 0 on ignored rows.
   ;; ---------------------------------------------------------------------------------------
 
-  (func (export "cross_entropy_forward") (param $x i32) (param $t i32) (param $lse i32) (param $scratch i32)
+  (func $cross_entropy_forward (export "cross_entropy_forward") (param $x i32) (param $t i32) (param $lse i32) (param $scratch i32)
         (param $N i32) (param $V i32) (result f64)
     (local $i i32) (local $row i32) (local $m f32) (local $l f32) (local $tgt i32) (local $total f64)
     (block $d (loop $lp
@@ -445,7 +475,7 @@
       (br $lp)))
     (local.get $total))
 
-  (func (export "cross_entropy_backward") (param $x i32) (param $t i32) (param $lse i32) (param $dx i32)
+  (func $cross_entropy_backward (export "cross_entropy_backward") (param $x i32) (param $t i32) (param $lse i32) (param $dx i32)
         (param $N i32) (param $V i32) (param $scale f32)
     (local $i i32) (local $k i32) (local $V4 i32) (local $row i32) (local $drow i32) (local $tgt i32)
     (local $lv v128) (local $sv v128) (local $p i32)
@@ -514,7 +544,7 @@
   ;; query t sees keys j <= t + (S - T) when causal.
   ;; ---------------------------------------------------------------------------------------
 
-  (func (export "attention_forward") (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
+  (func $attention_forward (export "attention_forward") (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
         (param $scratch i32) (param $B i32) (param $NH i32) (param $NKV i32) (param $T i32) (param $S i32) (param $HS i32)
         (param $causal i32)
     (local $b i32) (local $h i32) (local $t i32) (local $j i32) (local $last i32) (local $group i32)
@@ -570,7 +600,7 @@
   ;; dq (B, NH, T, HS); dk, dv (B, NKV, S, HS), all zero on entry (JS allocates them zeroed).
   ;; Per query row: P_j = exp(scale q.k_j - lse), D = dout . out,
   ;; dS_j = P_j (dout . v_j - D); dq += scale dS_j k_j; dk_j += scale dS_j q; dv_j += P_j dout.
-  (func (export "attention_backward") (param $dout i32) (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
+  (func $attention_backward (export "attention_backward") (param $dout i32) (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
         (param $dq i32) (param $dk i32) (param $dv i32)
         (param $scratch i32) (param $B i32) (param $NH i32) (param $NKV i32) (param $T i32) (param $S i32) (param $HS i32)
         (param $causal i32)
@@ -631,7 +661,7 @@
   ;;   w -= lr (wd w + (m / bc1) / (sqrt(v / bc2) + eps))
   ;; ---------------------------------------------------------------------------------------
 
-  (func (export "adamw") (param $w i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
+  (func $adamw (export "adamw") (param $w i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
         (param $lr f32) (param $b1 f32) (param $b2 f32) (param $eps f32) (param $wd f32) (param $bc1 f32) (param $bc2 f32)
     (local $i i32) (local $n4 i32) (local $o i32)
     (local $gv v128) (local $mv v128) (local $vv v128) (local $wv v128)
@@ -677,7 +707,7 @@
   ;; $transpose: dst (cols, rows) = src (rows, cols)ᵀ, in 4 x 4 blocks where possible (four
   ;; rows loaded as vectors, transposed with shuffles, stored as four columns), scalar at the
   ;; edges. Used by matmul to pack operands in the layout its kernel reads.
-  (func (export "transpose") (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
+  (func $transpose (export "transpose") (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
     (local $i i32) (local $j i32) (local $R4 i32) (local $C4 i32)
     (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
     (local $ps i32) (local $pd i32) (local $rb i32) (local $cb i32)

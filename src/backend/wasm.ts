@@ -11,7 +11,7 @@
 // the views: slower, never wrong. test/wasm-backend.test.ts checks each kernel against cpu.
 //
 // Threads (Node): `threads: N` starts N - 1 worker_threads running the same matmul kernel on
-// the same memory (kernels/cpu/matmul-worker.mjs); a large matmul is split into bands of rows.
+// the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
 // In a browser this backend is single-threaded for now (see docs/wasm.md).
 import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
 import { sizeOf } from './backend.ts';
@@ -42,10 +42,12 @@ type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: numb
 const BINARY_CODE: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScalar: 2, addScalar: 3, exp: 4, sigmoid: 5, sqrt: 6, rsqrt: 7 };
 
-/** One helper thread of the threaded matmul (see kernels/cpu/matmul-worker.mjs). */
+/** One helper thread of the threaded matmul (see kernels/cpu/wasm-worker.mjs). */
 interface Helper { worker: { terminate(): Promise<number> }; ctl: Int32Array }
-// slots of a helper's control block (the same constants are in matmul-worker.mjs)
-const GO = 0, DONE = 1, ARG_A = 2, ARG_BT = 3, ARG_C = 4, ARG_M = 5, ARG_K = 6, ARG_N = 7, FAILED = 8;
+// slots of a helper's control block (the same constants are in wasm-worker.mjs)
+const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, FAILED = 15;
+/** Kernel numbers of the worker protocol (only matmul.wat's kernel is split so far). */
+const K_DOT = 0;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
 
@@ -153,13 +155,17 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     if (M * N === 0) return c;
     if (K === 0) return c.fill(0);
     const ia = batchIndex(p.batchA, p.batch), ib = batchIndex(p.batchB, p.batch);
-    // The kernel reads A as (M, K) and B as Bᵀ (N, K). Operands already in that layout are
-    // used where they are; the others are transposed into scratch blocks first (by the SIMD
-    // transpose kernel), once per distinct batch entry.
+    // The kernel (matmul.wat) reads A as (M, K) and B as Bᵀ (N, K). Operands already in that
+    // layout are used where they are; the others are transposed into scratch blocks by the
+    // SIMD transpose kernel, once per distinct batch entry. Measured on the tiny preset's
+    // shapes, transpose + this kernel beat a kernel reading B (K, N) directly (SIMD over
+    // columns, 4 x 8 tiles): the transposes cost 1-5% of the matmul, while the column kernel
+    // ran at 18-38 GFLOP/s against 42-48 (its strided walk down B's columns misses the cache).
     const pa = p.transA ? this.raw(M * K) : null, pb = p.transB ? null : this.raw(N * K);
     let lastA = -1, lastB = -1;
     for (let z = 0; z < nb; z++) {
       let aPtr = a.byteOffset + ia[z] * M * K * 4, bPtr = b.byteOffset + ib[z] * K * N * 4;
+      const cPtr = c.byteOffset + z * M * N * 4;
       if (pa) {
         if (ia[z] !== lastA) this.ops.transpose(aPtr, pa.byteOffset, K, M);
         aPtr = pa.byteOffset;
@@ -170,38 +176,49 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
       }
       lastA = ia[z];
       lastB = ib[z];
-      this.matmulRows(aPtr, bPtr, c.byteOffset + z * M * N * 4, M, K, N);
+      const ap = aPtr, bp = bPtr;
+      this.split(K_DOT, M, K * N, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N]);
     }
     if (pa) this.free(pa);
     if (pb) this.free(pb);
     return c;
   }
 
-  /** c (M, N) = a (M, K) · bt (N, K)ᵀ, split into bands of rows over the threads when large. */
-  private matmulRows(a: number, bt: number, c: number, M: number, K: number, N: number): void {
+  /** Run one kernel directly (kernel numbers as in wasm-worker.mjs). */
+  private runKernel(kernel: number, args: number[]): void {
+    if (kernel === K_DOT) this.mm(args[0], args[1], args[2], args[3], args[4], args[5]);
+    else throw new Error(`internal: unknown kernel ${kernel}`);
+  }
+
+  /**
+   * Run a matmul kernel over rows [0, M), split into bands of rows over the threads when it
+   * is large enough (M · work ≥ THREADS_MIN_MACS multiply-adds): band 0 here, one per helper,
+   * then wait for all. `args(m0, m1)` gives the kernel's arguments for rows [m0, m1).
+   */
+  private split(kernel: number, M: number, workPerRow: number, args: (m0: number, m1: number) => number[]): void {
     const parts = this.helpers.length + 1;
-    if (parts === 1 || M * K * N < THREADS_MIN_MACS || M < 4 * parts) {
-      this.mm(a, bt, c, M, K, N);
+    if (parts === 1 || M * workPerRow < THREADS_MIN_MACS || M < 4 * parts) {
+      this.runKernel(kernel, args(0, M));
       return;
     }
-    const band = (Math.ceil(M / parts) + 1) & ~1; // rows per band, even so the 2-row tiles stay full
+    const band = (Math.ceil(M / parts) + 3) & ~3; // rows per band, a multiple of 4 so the tiles stay full
     this.goSeq = (this.goSeq + 1) | 0;
     this.helpers.forEach((h, t) => {
       const m0 = Math.min(M, band * (t + 1)), m1 = Math.min(M, band * (t + 2));
       const ctl = h.ctl;
-      ctl[ARG_A] = a + m0 * K * 4; ctl[ARG_BT] = bt; ctl[ARG_C] = c + m0 * N * 4;
-      ctl[ARG_M] = m1 - m0; ctl[ARG_K] = K; ctl[ARG_N] = N;
+      ctl[KERNEL] = kernel;
+      args(m0, m1).forEach((v, i) => (ctl[ARGS + i] = v));
       Atomics.store(ctl, GO, this.goSeq); // publishes the arguments above
       Atomics.notify(ctl, GO);
     });
-    this.mm(a, bt, c, Math.min(M, band), K, N); // band 0 on this thread
+    this.runKernel(kernel, args(0, Math.min(M, band)));
     for (const h of this.helpers) {
       while (Atomics.load(h.ctl, DONE) !== this.goSeq) {
         if (Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 60_000) === 'timed-out') {
-          throw new Error('wasm backend: a matmul worker did not answer within 60 s');
+          throw new Error('wasm backend: a worker thread did not answer within 60 s');
         }
       }
-      if (h.ctl[FAILED]) throw new Error('wasm backend: a matmul worker failed (see its message on stderr)');
+      if (h.ctl[FAILED]) throw new Error('wasm backend: a worker thread failed (see its message on stderr)');
     }
   }
 
@@ -286,7 +303,8 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
  */
 export function planBinary(shapes: number[][], outShape: number[]): { R: number; C: number; strides: [number, number][] } | null {
   const r = outShape.length;
-  for (let s = r; s >= 0; s--) {
+  // the first split that works has the most columns: the longest SIMD inner loops
+  for (let s = 0; s <= r; s++) {
     const R = sizeOf(outShape.slice(0, s)), C = sizeOf(outShape.slice(s));
     const strides: [number, number][] = [];
     for (const sh of shapes) {
@@ -355,11 +373,11 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Start one matmul worker on `memory` and wait until its kernel is instantiated. */
-async function startHelper(bytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
+async function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
   const wtName = 'node:worker_threads';
   const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
   const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
-  const worker = new Worker(await findKernelFile('matmul-worker.mjs'), { workerData: { bytes, memory, control: ctl.buffer } });
+  const worker = new Worker(await findKernelFile('wasm-worker.mjs'), { workerData: { matmulBytes, memory, control: ctl.buffer } });
   worker.unref(); // a sleeping helper must not keep the process alive
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
