@@ -1,4 +1,5 @@
 // `minichat experiment qknorm-muon`: the first claim behind minichat, as an experiment.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { runQkNormMuon } from '../train/experiment.ts';
@@ -26,9 +27,10 @@ export function registerExperiment(program: Command): void {
     .option('--threshold <x>', 'report the step where the smoothed train loss first reaches this', num, 3.0)
     .option('--seed <n>', 'seed shared by both arms', nonNegInt, 0)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);

@@ -1,4 +1,5 @@
 // `minichat generate`, `minichat eval loss` and `minichat export`: using a trained checkpoint.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { generate } from '../model/engine.ts';
@@ -19,10 +20,11 @@ export function registerInfer(program: Command): void {
     .option('--top-k <k>', 'sample among the K most likely tokens (0 = all)', nonNegInt, 40)
     .option('--seed <n>', 'sampling seed', nonNegInt, 0)
     .option('--tokenizer <dir>', "use this tokenizer instead of the checkpoint's")
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--json', 'print {"prompt", "completion", "tokens"} as JSON instead of streaming', false)
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const { model, tokenizer: tok } = await loadCheckpoint(o.ckpt, { backend, tokenizerDir: o.tokenizer });
       const prompt = [tok.bosId, ...tok.encode(o.prompt)];
       const stream = tok.streamDecoder();
@@ -46,10 +48,11 @@ export function registerInfer(program: Command): void {
     .description('mean next-token loss (nats) of one sequence of token ids, evaluated exactly as given (no BOS added)')
     .requiredOption('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
     .requiredOption('--tokens <file>', 'a JSON file holding one array of token ids')
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--json', 'print {"loss", "tokens"} as JSON', false)
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       let ids: unknown;
       try {
         ids = JSON.parse(await readFile(o.tokens, 'utf8'));

@@ -1,4 +1,5 @@
 // `minichat pretrain` and `minichat speedrun`: train a GPT from a preset on a corpus.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend }
 
 interface Flags extends Omit<PretrainOptions, 'backend'> {
   backend: string;
+  threads: number;
   json: boolean;
 }
 
@@ -41,16 +43,17 @@ function trainingFlags(cmd: Command, d: typeof D & { out: string }): Command {
     .option('--sample-tokens <n>', 'tokens per sample', posInt, d.sampleTokens)
     .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
     .option('--val-fraction <x>', 'fraction of documents held out for validation', num, d.valFraction)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--seed <n>', 'random seed (init, data order, samples)', nonNegInt, d.seed)
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
 async function run(f: Flags): Promise<PretrainResult> {
-  const backend = await selectBackend(f.backend);
+  const backend = await selectBackend(f.backend, f.threads);
   // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
-  const { json, backend: _b, ...rest } = f;
+  const { json, backend: _b, threads: _t, ...rest } = f;
   const p = progressPrinter(false);
   const result = await pretrain({ ...rest, backend }, { log: p.log, progress: p.progress });
   p.done();
