@@ -704,9 +704,53 @@
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $l))))
 
+  ;; $permute4: y (d0, d1, d2, d3), contiguous, = x read at x + 4 (i0 s0 + i1 s1 + i2 s2 + i3 s3)
+  ;; (element strides of x for each OUTPUT axis): a permutation of up to four axes (cpu.ts:
+  ;; permute, whose odometer computes the same offsets one element at a time). When the last
+  ;; axis stays last (s3 = 1, as when attention splits and merges heads) each innermost run
+  ;; is one memory.copy of d3 floats.
+  (func $permute4 (export "permute4") (param $x i32) (param $y i32)
+        (param $d0 i32) (param $d1 i32) (param $d2 i32) (param $d3 i32)
+        (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $s3 i32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $src i32) (local $py i32)
+    (local.set $py (local.get $y))
+    (block $d0d (loop $l0
+      (br_if $d0d (i32.ge_u (local.get $i0) (local.get $d0)))
+      (local.set $i1 (i32.const 0))
+      (block $d1d (loop $l1
+        (br_if $d1d (i32.ge_u (local.get $i1) (local.get $d1)))
+        (local.set $i2 (i32.const 0))
+        (block $d2d (loop $l2
+          (br_if $d2d (i32.ge_u (local.get $i2) (local.get $d2)))
+          ;; byte address of x[i0, i1, i2, 0]
+          (local.set $src (i32.add (local.get $x) (i32.shl (i32.add (i32.add
+            (i32.mul (local.get $i0) (local.get $s0)) (i32.mul (local.get $i1) (local.get $s1))) (i32.mul (local.get $i2) (local.get $s2)))
+            (i32.const 2))))
+          (if (i32.eq (local.get $s3) (i32.const 1))
+            (then
+              (memory.copy (local.get $py) (local.get $src) (i32.shl (local.get $d3) (i32.const 2)))
+              (local.set $py (i32.add (local.get $py) (i32.shl (local.get $d3) (i32.const 2)))))
+            (else
+              (local.set $i3 (i32.const 0))
+              (block $d3d (loop $l3
+                (br_if $d3d (i32.ge_u (local.get $i3) (local.get $d3)))
+                (f32.store (local.get $py) (f32.load (i32.add (local.get $src) (i32.shl (i32.mul (local.get $i3) (local.get $s3)) (i32.const 2)))))
+                (local.set $py (i32.add (local.get $py) (i32.const 4)))
+                (local.set $i3 (i32.add (local.get $i3) (i32.const 1)))
+                (br $l3)))))
+          (local.set $i2 (i32.add (local.get $i2) (i32.const 1)))
+          (br $l2)))
+        (local.set $i1 (i32.add (local.get $i1) (i32.const 1)))
+        (br $l1)))
+      (local.set $i0 (i32.add (local.get $i0) (i32.const 1)))
+      (br $l0))))
+
   ;; $transpose: dst (cols, rows) = src (rows, cols)ᵀ, in 4 x 4 blocks where possible (four
   ;; rows loaded as vectors, transposed with shuffles, stored as four columns), scalar at the
-  ;; edges. Used by matmul to pack operands in the layout its kernel reads.
+  ;; edges. Used by matmul to pack operands in the layout its kernel reads. The loop over
+  ;; source rows is the inner one, so each destination row is written front to back: with
+  ;; the other order, the four stores of a block land a power-of-two stride apart (rows x 4
+  ;; bytes) in the same cache set, and a 2048-row transpose ran ~5x slower.
   (func $transpose (export "transpose") (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
     (local $i i32) (local $j i32) (local $R4 i32) (local $C4 i32)
     (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
@@ -715,11 +759,11 @@
     (local.set $C4 (i32.and (local.get $cols) (i32.const -4)))
     (local.set $cb (i32.shl (local.get $cols) (i32.const 2)))  ;; bytes per src row
     (local.set $rb (i32.shl (local.get $rows) (i32.const 2)))  ;; bytes per dst row
-    (block $di (loop $li
-      (br_if $di (i32.ge_u (local.get $i) (local.get $R4)))
-      (local.set $j (i32.const 0))
-      (block $dj (loop $lj
-        (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+    (block $dj (loop $lj
+      (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+      (local.set $i (i32.const 0))
+      (block $di (loop $li
+        (br_if $di (i32.ge_u (local.get $i) (local.get $R4)))
         (local.set $ps (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $cols)) (local.get $j)) (i32.const 2))))
         (local.set $r0 (v128.load (local.get $ps)))
         (local.set $r1 (v128.load (i32.add (local.get $ps) (local.get $cb))))
@@ -735,10 +779,10 @@
         (v128.store (i32.add (local.get $pd) (local.get $rb)) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
         (v128.store (i32.add (local.get $pd) (i32.shl (local.get $rb) (i32.const 1))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
         (v128.store (i32.add (local.get $pd) (i32.mul (local.get $rb) (i32.const 3))) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
-        (local.set $j (i32.add (local.get $j) (i32.const 4)))
-        (br $lj)))
-      (local.set $i (i32.add (local.get $i) (i32.const 4)))
-      (br $li)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $li)))
+      (local.set $j (i32.add (local.get $j) (i32.const 4)))
+      (br $lj)))
     ;; edges: rows [R4, rows) x all columns, and rows [0, R4) x columns [C4, cols)
     (local.set $i (i32.const 0))
     (block $di (loop $li

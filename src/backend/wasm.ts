@@ -6,7 +6,7 @@
 // Built on the reference. WasmBackend EXTENDS CpuBackend: its storages are Float32Array /
 // Int32Array views over the wasm memory, so every CpuBackend method works on them unchanged.
 // This class overrides allocation (so fallbacks allocate in wasm memory too) and the ops that
-// have a kernel; an op or shape without one (where, permute, gather, log, a broadcast the
+// have a kernel; an op or shape without one (where, slice, gather, log, a broadcast the
 // kernels do not cover, and any Backend method added later) runs the CPU backend's loop over
 // the views: slower, never wrong. test/wasm-backend.test.ts checks each kernel against cpu.
 //
@@ -14,7 +14,7 @@
 // the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
 // In a browser this backend is single-threaded for now (see docs/wasm.md).
 import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
-import { sizeOf } from './backend.ts';
+import { sizeOf, stridesOf } from './backend.ts';
 import { CpuFused } from './cpu-fused.ts';
 import { CpuBackend, batchIndex } from './cpu.ts';
 import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
@@ -34,6 +34,7 @@ interface OpsExports {
   attention_backward(dout: number, q: number, k: number, v: number, out: number, lse: number, dq: number, dk: number, dv: number, scratch: number, B: number, NH: number, NKV: number, T: number, S: number, HS: number, causal: number): void;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
   transpose(src: number, dst: number, rows: number, cols: number): void;
+  permute4(x: number, y: number, d0: number, d1: number, d2: number, d3: number, s0: number, s1: number, s2: number, s3: number): void;
 }
 
 type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: number) => void;
@@ -131,6 +132,21 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const [sx] = plan.strides;
     this.ops.binary(0, x.byteOffset, sx[0], sx[1], zero.byteOffset, 0, 0, y.byteOffset, plan.R, plan.C);
     this.free(zero);
+    return y;
+  }
+
+  // ---- layout ----
+
+  override permute(xs: Storage, shape: number[], perm: number[]): Storage {
+    if (shape.length > 4) return super.permute(xs, shape, perm);
+    const x = xs as F32, y = this.raw(x.length);
+    if (x.length === 0) return y;
+    const inStr = stridesOf(shape);
+    // output dims and the input stride of each, padded at the front to rank 4
+    const pad = 4 - shape.length;
+    const d = [...new Array<number>(pad).fill(1), ...perm.map((p) => shape[p])];
+    const s = [...new Array<number>(pad).fill(0), ...perm.map((p) => inStr[p])];
+    this.ops.permute4(x.byteOffset, y.byteOffset, d[0], d[1], d[2], d[3], s[0], s[1], s[2], s[3]);
     return y;
   }
 
