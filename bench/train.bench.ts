@@ -262,19 +262,25 @@ export default {
       rows.push(await timeTrainStep(cpu, { ...c, steps: 2, maxSeconds: 4 }, async () => {})); // the reference is slow: fewer steps
       for (const w of wasmBackends) rows.push({ ...(await timeTrainStep(w, c, async () => {})), threads: w.threads });
       if (python) {
-        const threads = N > 1 ? `1,${N}` : '1';
-        try {
-          const out = execFileSync(python, [join(here, 'torch_bench.py'), '--cpu-train', `${c.preset}:${c.B}:${c.T}:${c.optimizer}`, '--threads', threads, '--steps', '5', '--warmup', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-          const line = out.split('\n').find((l) => l.startsWith('TORCH_JSON '));
-          const r = JSON.parse(line!.slice('TORCH_JSON '.length)) as { torch: string; blas: string; rows: { ms: number; ms_min: number; tokens_per_sec: number; steps: number; params: number; loss_last: number; threads: number }[] };
-          blas = `torch ${r.torch}, BLAS ${r.blas}`;
-          for (const t of r.rows) {
-            const row: TrainRow = { backend: 'torch', preset: c.preset, optimizer: c.optimizer, B: c.B, T: c.T, params: t.params, steps: t.steps, ms: t.ms, msMin: t.ms_min, tokensPerSec: t.tokens_per_sec, loss: t.loss_last, threads: t.threads };
-            console.log(`torch  ${c.preset.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${t.threads} thread(s): ${t.ms.toFixed(1)} ms/step, ${t.tokens_per_sec.toFixed(0)} tok/s`);
-            torchRows.push(row);
+        // one process per thread count, with the BLAS and OpenMP pools sized to match:
+        // torch.set_num_threads alone leaves OpenBLAS's own pthread pool at the core count
+        for (const n of N > 1 ? [1, N] : [1]) {
+          try {
+            const nt = String(n);
+            const out = execFileSync(python, [join(here, 'torch_bench.py'), '--cpu-train', `${c.preset}:${c.B}:${c.T}:${c.optimizer}`, '--threads', nt, '--steps', '5', '--warmup', '1'], {
+              encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: nt, OPENBLAS_NUM_THREADS: nt, MKL_NUM_THREADS: nt },
+            });
+            const line = out.split('\n').find((l) => l.startsWith('TORCH_JSON '));
+            const r = JSON.parse(line!.slice('TORCH_JSON '.length)) as { torch: string; blas: string; rows: { ms: number; ms_min: number; tokens_per_sec: number; steps: number; params: number; loss_last: number; threads: number }[] };
+            blas = `torch ${r.torch}, BLAS ${r.blas}`;
+            for (const t of r.rows) {
+              const row: TrainRow = { backend: 'torch', preset: c.preset, optimizer: c.optimizer, B: c.B, T: c.T, params: t.params, steps: t.steps, ms: t.ms, msMin: t.ms_min, tokensPerSec: t.tokens_per_sec, loss: t.loss_last, threads: t.threads };
+              console.log(`torch  ${c.preset.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${t.threads} thread(s): ${t.ms.toFixed(1)} ms/step, ${t.tokens_per_sec.toFixed(0)} tok/s`);
+              torchRows.push(row);
+            }
+          } catch (e) {
+            console.log(`torch ${c.preset} ${c.optimizer} ${n} thread(s): failed (${String((e as Error).message).split('\n')[0]})`);
           }
-        } catch (e) {
-          console.log(`torch ${c.preset} ${c.optimizer}: failed (${String((e as Error).message).split('\n')[0]})`);
         }
       }
     }

@@ -95,7 +95,7 @@ export function hasFused<B extends Backend>(b: B): b is B & FusedKernels {
 }
 
 /** The fused ops the model may use instead of their composed definitions. */
-export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy';
+export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'adamw';
 
 /**
  * Which fused ops each backend uses, by backend name: the one place this choice is made.
@@ -105,14 +105,16 @@ export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy';
  *     while cpu-fused.ts's attention is plain reference loops.
  *   wasm: all three are SIMD kernels (kernels/cpu/ops.wat); attention never stores (T, T).
  *   webgpu: all three are WGSL kernels.
- * The optimizer kernels (adamwUpdate, newtonSchulz) and rope are not used by training yet:
- * AdamW and Muon run composed tensor ops on every backend (see docs/wasm.md).
+ *   adamw (the optimizer's update in place, src/optim/adamw.ts): wasm and webgpu; on cpu the
+ *     composed update stays, as the reference the fused ones are tested against.
+ * newtonSchulz and rope kernels exist (and are tested) but training does not call them:
+ * Muon and RoPE run composed tensor ops, whose matmuls are the fast part anyway.
  */
 export const FUSED_POLICY: Record<string, Record<FusedOp, boolean>> = {
-  cpu: { rmsnorm: true, crossEntropy: true, attention: false },
-  cpu64: { rmsnorm: true, crossEntropy: true, attention: false },
-  wasm: { rmsnorm: true, crossEntropy: true, attention: true },
-  webgpu: { rmsnorm: true, crossEntropy: true, attention: true },
+  cpu: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
+  cpu64: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
+  wasm: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
+  webgpu: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
 };
 
 /** Should `op` run fused on backend b? (FUSED_POLICY, else whether b has the kernels.) */

@@ -10,7 +10,7 @@
 import type { Backend } from '../backend/backend.ts';
 import { CpuBackend } from '../backend/cpu.ts';
 import { CpuFused } from '../backend/cpu-fused.ts';
-import { type AttentionShape, type FusedKernels, type FusedOp, hasFused, prefersFused } from '../backend/fused.ts';
+import { type AdamWParams, type AttentionShape, type FusedKernels, type FusedOp, hasFused, prefersFused } from '../backend/fused.ts';
 import { attention, crossEntropy, rmsnorm } from './composed.ts';
 import { ShapeError, record, sameBackend, tensor, wantFloat } from './ops.ts';
 import { type Tensor, fromStorage } from './tensor.ts';
@@ -109,6 +109,21 @@ export function attentionAuto(q: Tensor, k: Tensor, v: Tensor, causal = true, al
 /** Cross-entropy: crossEntropyFused where FUSED_POLICY says so, else the composed one. */
 export function crossEntropyAuto(logits: Tensor, targets: ArrayLike<number>, ignoreIndex = -1, allowFused = true): Tensor {
   return useFused('crossEntropy', logits, allowFused) ? crossEntropyFused(logits, targets, ignoreIndex) : crossEntropy(logits, targets, ignoreIndex);
+}
+
+/**
+ * One AdamW step IN PLACE on param p and its moments m, v (same shape, float32), by the
+ * backend's fused kernel where FUSED_POLICY has 'adamw' for it. Returns false (and does
+ * nothing) otherwise: the caller then runs the composed update. Not recorded on the tape.
+ */
+export function adamwUpdateFused(p: Tensor, g: Tensor, m: Tensor, v: Tensor, hp: AdamWParams): boolean {
+  const b = p.backend;
+  if (!prefersFused(b, 'adamw') || !hasFused(b)) return false;
+  for (const t of [g, m, v]) {
+    if (t.backend !== b || t.size !== p.size) throw new ShapeError(`adamwUpdateFused: ${t.describe()} does not match the parameter ${p.describe()}`);
+  }
+  b.adamwUpdate(p.storage, g.storage, m.storage, v.storage, p.size, hp);
+  return true;
 }
 
 /** The kernels' backward passes, for the rules in grad.ts. */
