@@ -454,7 +454,8 @@
   ;; forward: lse (N); returns the SUM of (lse - logit[target]) over kept rows (JS divides by
   ;; the count and checks the targets' range before calling). The forward does not write into
   ;; the logits; it uses scratch (V floats) for the exponentials.
-  ;; backward: dx (N, V) = scale (exp(x - lse) - onehot); 0 on ignored rows.
+  ;; backward: dx (N, V) = scale (exp(x - lse) - onehot); 0 on ignored rows (written here: JS
+  ;; does not clear dx, which for an LM head is N x V floats).
   ;; ---------------------------------------------------------------------------------------
 
   (func $cross_entropy_forward (export "cross_entropy_forward") (param $x i32) (param $t i32) (param $lse i32) (param $scratch i32)
@@ -505,7 +506,11 @@
           (br $lk)))
         ;; the one-hot term
         (local.set $p (i32.add (local.get $drow) (i32.shl (local.get $tgt) (i32.const 2))))
-        (f32.store (local.get $p) (f32.sub (f32.load (local.get $p)) (local.get $scale)))))
+        (f32.store (local.get $p) (f32.sub (f32.load (local.get $p)) (local.get $scale))))
+      (else
+        ;; an ignored row: zero gradient (dx is not cleared beforehand)
+        (memory.fill (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))) (i32.const 0)
+                     (i32.shl (local.get $V) (i32.const 2)))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $lp))))
 

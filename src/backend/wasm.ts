@@ -259,7 +259,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const t = targets as I32;
     let count = 0;
     for (let i = 0; i < N; i++) if (t[i] !== -1) count++;
-    const dx = this.newFloat(N * V); // ignored rows stay 0
+    const dx = this.raw(N * V); // every row written by the kernel (ignored rows as zeros)
     const scale = (dloss as F32)[0] / Math.max(1, count);
     this.ops.cross_entropy_backward((logits as F32).byteOffset, t.byteOffset, (lse as F32).byteOffset, dx.byteOffset, N, V, scale);
     return dx;
