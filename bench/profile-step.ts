@@ -28,5 +28,5 @@ if (args[0] === '--summary') {
     backend = await createWasmBackend({ threads: 1 });
   } else await initWasmMatmul();
   const [B, Tn] = preset === 'tiny' ? [16, 128] : [4, 256];
-  await timeTrainStep(backend, { preset, B, T: Tn, optimizer: 'adamw', warmup: 1, steps: Number(steps) }, async () => {});
+  await timeTrainStep(backend, { preset, B, T: Tn, optimizer: (process.env.OPT ?? 'adamw') as 'adamw' | 'muon', warmup: 1, steps: Number(steps) }, async () => {});
 }

@@ -81,8 +81,35 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   private raw(n: number): F32 {
     return this.heap.f32(this.heap.alloc(n * 4), n);
   }
+  /** Whether newFloat clears; off while a reference loop that writes every output runs. */
+  private clear = true;
   protected override newFloat(n: number): F32 {
-    return this.raw(n).fill(0);
+    return this.clear ? this.raw(n).fill(0) : this.raw(n);
+  }
+  /**
+   * Run a CpuBackend loop whose output it fully overwrites, without clearing that output
+   * first (clearing an N x V block costs as much as a pass of the op itself). Only for the
+   * ops listed below; pad and scatterAdd rely on the zeros and keep them.
+   */
+  private overwriting<R>(f: () => R): R {
+    this.clear = false;
+    try {
+      return f();
+    } finally {
+      this.clear = true;
+    }
+  }
+  override slice(x: Storage, shape: number[], axis: number, start: number, end: number): Storage {
+    return this.overwriting(() => super.slice(x, shape, axis, start, end));
+  }
+  override concat(xs: Storage[], shapes: number[][], axis: number): Storage {
+    return this.overwriting(() => super.concat(xs, shapes, axis));
+  }
+  override gather(table: Storage, V: number, C: number, idx: Storage, N: number): Storage {
+    return this.overwriting(() => super.gather(table, V, C, idx, N));
+  }
+  override where(c: Storage, cShape: number[], a: Storage, aShape: number[], b: Storage, bShape: number[], outShape: number[]): Storage {
+    return this.overwriting(() => super.where(c, cShape, a, aShape, b, bShape, outShape));
   }
   override zeros(length: number, dtype: DType): Storage {
     if (dtype === 'float32') return this.newFloat(length);
