@@ -32,6 +32,9 @@ and the output files are written after each):
     python3 bench/torch_bench.py [OUT_DIR]   # writes OUT_DIR/torch.json and OUT_DIR/torch.md
     python3 bench/torch_bench.py --dry-run   # no torch needed: checks the table merging
     python3 bench/torch_bench.py --cpu-smoke # torch on the CPU, micro model: checks the model code
+    python3 bench/torch_bench.py --cpu-train tiny:16:128:adamw --threads 1,2 --steps 5 --warmup 1
+        # torch on the CPU beside minichat's cpu/wasm backends (bench/train.bench.ts calls this):
+        # one preset:B:T:optimizer at each thread count; prints one JSON line (prefix TORCH_JSON)
 
 If OUT_DIR/webgpu.json exists (from bench/gpu.ts), torch.md puts the WebGPU numbers beside
 the torch ones, with the ratio torch / webgpu; a row WebGPU lacks is shown as "—".
@@ -211,7 +214,7 @@ def forward(p, cfg, idx, cos, sin):
         q, k = apply_rope(q, cos[:T], sin[:T]), apply_rope(k, cos[:T], sin[:T])
         k = k.repeat_interleave(NH // NKV, dim=1)  # query head h reads KV head h // (NH/NKV)
         v = v.repeat_interleave(NH // NKV, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, NH, T, HS), scale 1/sqrt(HS)
+        y = causal_attention(q, k, v)  # (B, NH, T, HS), scale 1/sqrt(HS)
         y = y.transpose(1, 2).reshape(B, T, NH * HS)
         x = x + F.linear(y, p[pre + "self_attn.o_proj.weight"])
         h = rms_norm(x, p[pre + "post_attention_layernorm.weight"])
@@ -220,6 +223,17 @@ def forward(p, cfg, idx, cos, sin):
         x = x + F.linear(F.silu(gate) * up, p[pre + "mlp.down_proj.weight"])
     x = rms_norm(x, p["model.norm.weight"])
     return F.linear(x, p["model.embed_tokens.weight"])  # tied LM head
+
+
+def causal_attention(q, k, v):
+    """softmax(q kᵀ / sqrt(HS), causal) v: PyTorch's fused kernel where it exists (torch >= 2.0),
+    else the same maths written out (Debian's torch 1.13 has no scaled_dot_product_attention)."""
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    T = q.shape[-2]
+    att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(q.shape[-1]))
+    mask = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    return att.masked_fill(mask, float("-inf")).softmax(-1) @ v
 
 
 def newton_schulz5(G, steps=5):
@@ -496,11 +510,24 @@ def dry_run(out_dir):
 # ---------------------------------------------------------------------------------------
 
 
+def blas_name():
+    """The BLAS library this process actually loaded (torch's build info often says 'generic')."""
+    torch.ones(64, 64) @ torch.ones(64, 64)
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {os.path.basename(line.split()[-1]) for line in f if re.search(r"blas|mkl|lapack", line.split()[-1] if line.split() else "")}
+        return ", ".join(sorted(libs)) or "unknown"
+    except OSError:
+        return "unknown"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out_dir", nargs="?", default=os.path.join(os.environ.get("OUT", "."), "gpu-results"))
     ap.add_argument("--dry-run", action="store_true", help="check the table merging without torch")
     ap.add_argument("--cpu-smoke", action="store_true", help="run the training step on the CPU with the micro model")
+    ap.add_argument("--cpu-train", help="PRESET:B:T:OPTIMIZER, timed on the CPU at each of --threads")
+    ap.add_argument("--threads", default="1", help="comma-separated CPU thread counts for --cpu-train")
     ap.add_argument("--skip-matmul", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per configuration")
@@ -512,6 +539,16 @@ def main():
     if torch is None:
         sys.exit("torch_bench: PyTorch is not installed (use --dry-run to check the table code)")
     errors = []
+    if args.cpu_train:
+        preset, B, T, optimizer = args.cpu_train.split(":")
+        rows = []
+        for n in [int(x) for x in args.threads.split(",")]:
+            torch.set_num_threads(n)
+            row = time_train(preset, optimizer, "fp32", int(B), int(T), "cpu", args.warmup, args.steps)
+            row["threads"] = n
+            rows.append(row)
+        print("TORCH_JSON " + json.dumps({"torch": torch.__version__, "blas": blas_name(), "rows": rows}))
+        return
     if args.cpu_smoke:
         rows = run_train("cpu", ["micro"], ["fp32", "bf16"], 2, 32, 1, 3, errors)
         record = {"device": "cpu (smoke test)", "torch": torch.__version__, "train": rows, "train_B": 2, "train_T": 32, "errors": errors}

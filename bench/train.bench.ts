@@ -13,12 +13,21 @@
 //
 // Data: random token ids (throughput does not depend on the values).
 //
-// This suite (`npm run bench -- train`, CPU machine): the CPU backend with the WASM SIMD
-// matmul — tiny at B=8, T=128 and small at B=2, T=128 — and WebGPU when an adapter exists:
+// This suite (`npm run bench -- train`, CPU machine): CPU training side by side — the `cpu`
+// reference (with the WASM SIMD matmul), the `wasm` backend at 1 and N threads (N = the core
+// count) and, when a python3 with torch is found, PyTorch on the CPU (the same model in
+// bench/torch_bench.py, eager fp32) at 1 and N threads — for tiny at B=16, T=128 and small at
+// B=4, T=256, AdamW and Muon. Each case runs all of them back to back, so a loaded machine
+// slows them alike and the ratios stay fair. Then WebGPU when an adapter exists:
 // on SwiftShader (a CPU Vulkan driver) only a micro model, since it runs ~1 GFLOP/s at best;
 // on a real GPU the small preset at B=8, T=512. bench/gpu.ts runs the GPU configurations.
+import { execFileSync } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Backend } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
+import { createWasmBackend } from '../src/backend/wasm.ts';
 import { initWasmMatmul } from '../src/backend/wasm-matmul.ts';
 import { type WebGPUBackend, type WebGPUOptions, createWebGPUBackend } from '../src/backend/webgpu.ts';
 import { GPT, type GPTConfig, presetConfig } from '../src/model/gpt.ts';
@@ -58,6 +67,7 @@ export interface TrainRow {
   tokensPerSec: number; // B*T / median step time
   loss: number; // loss of the last step (sanity: ~ln V at the start)
   note?: string; // e.g. a batch fallback
+  threads?: number; // CPU threads (wasm, torch)
 }
 
 /** The run spec's optimizer defaults (src/train/spec.ts), not restated here. */
@@ -178,6 +188,49 @@ export function gpuTrainCases(size: 'tiny' | 'full'): TrainCase[] {
   return out.sort((a, b) => (a.label ?? a.preset).localeCompare(b.label ?? b.preset) || a.optimizer.localeCompare(b.optimizer));
 }
 
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** A python3 that can import torch: $MINICHAT_PYTHON, python3 on the PATH, or /usr/bin/python3 (Debian's python3-torch). */
+function findTorchPython(): string | null {
+  for (const py of [process.env.MINICHAT_PYTHON, 'python3', '/usr/bin/python3']) {
+    if (!py) continue;
+    try {
+      execFileSync(py, ['-c', 'import torch'], { stdio: 'ignore' });
+      return py;
+    } catch {
+      // not this one
+    }
+  }
+  return null;
+}
+
+/** The CPU comparison: tokens/s per backend and thread count, and wasm's best over torch's best. */
+export function cpuVsTorchMarkdown(rows: TrainRow[], N: number, blas: string): string {
+  const key = (r: TrainRow) => `${r.preset} ${r.optimizer}`;
+  const cases = [...new Set(rows.map(key))];
+  const cols: [string, (r: TrainRow) => boolean][] = [
+    ['cpu', (r) => r.backend === 'cpu'],
+    ['wasm ×1', (r) => r.backend === 'wasm' && r.threads === 1],
+    [`wasm ×${N}`, (r) => r.backend === 'wasm' && r.threads === N && N > 1],
+    ['torch ×1', (r) => r.backend === 'torch' && r.threads === 1],
+    [`torch ×${N}`, (r) => r.backend === 'torch' && r.threads === N && N > 1],
+  ];
+  const lines = [
+    `tokens/s of one training step (median), ${blas || 'no torch'}; ×n = threads`,
+    '',
+    `| preset | optimizer | B×T | ${cols.map((c) => c[0]).join(' | ')} | wasm best / torch best |`,
+    `|---|---|---|${cols.map(() => '---:').join('|')}|---:|`,
+  ];
+  for (const k of cases) {
+    const rs = rows.filter((r) => key(r) === k);
+    const cell = (f: (r: TrainRow) => boolean) => rs.find(f)?.tokensPerSec;
+    const best = (b: string) => Math.max(0, ...rs.filter((r) => r.backend === b).map((r) => r.tokensPerSec));
+    const ratio = best('torch') > 0 ? (best('wasm') / best('torch')).toFixed(2) : '—';
+    lines.push(`| ${rs[0].preset} | ${rs[0].optimizer} | ${rs[0].B}×${rs[0].T} | ${cols.map(([, f]) => (cell(f) === undefined ? '—' : cell(f)!.toFixed(0))).join(' | ')} | ${ratio} |`);
+  }
+  return lines.join('\n') + '\n';
+}
+
 /** A markdown table of training rows. */
 export function trainMarkdown(rows: TrainRow[], header = ''): string {
   const lines = [
@@ -194,13 +247,50 @@ export default {
   async run(): Promise<Record<string, unknown>> {
     const wasm = await initWasmMatmul();
     console.log(`cpu: WASM SIMD matmul ${wasm ? 'on' : 'unavailable (JS kernel)'}`);
+    const N = availableParallelism();
+    const wasmBackends = [await createWasmBackend({ threads: 1 })];
+    if (N > 1) wasmBackends.push(await createWasmBackend({ threads: N }));
+    const python = findTorchPython();
+    console.log(python ? `torch: ${python}` : 'torch: no python3 with torch found (set MINICHAT_PYTHON); PyTorch columns skipped');
+    const rows: TrainRow[] = [], torchRows: TrainRow[] = [];
+    let blas = '';
     const cpuCases: TrainCase[] = [];
-    for (const optimizer of ['muon', 'adamw'] as const) {
-      cpuCases.push({ preset: 'tiny', B: 8, T: 128, optimizer, warmup: 1, steps: 5, maxSeconds: 10 });
-      cpuCases.push({ preset: 'small', B: 2, T: 128, optimizer, warmup: 1, steps: 3, minSteps: 2, maxSeconds: 10 });
+    for (const preset of ['tiny', 'small']) {
+      for (const optimizer of ['adamw', 'muon'] as const) {
+        const [B, Tn] = preset === 'tiny' ? [16, 128] : [4, 256];
+        cpuCases.push({ preset, B, T: Tn, optimizer, warmup: 1, steps: 5, minSteps: 2, maxSeconds: 8 });
+      }
     }
-    const rows: TrainRow[] = [];
-    for (const c of cpuCases) rows.push(await timeTrainStep(cpu, c, async () => {}));
+    for (const c of cpuCases) {
+      rows.push(await timeTrainStep(cpu, { ...c, steps: 2, maxSeconds: 4 }, async () => {})); // the reference is slow: fewer steps
+      for (const w of wasmBackends) rows.push({ ...(await timeTrainStep(w, c, async () => {})), threads: w.threads });
+      if (python) {
+        // one process per thread count, with the BLAS and OpenMP pools sized to match:
+        // torch.set_num_threads alone leaves OpenBLAS's own pthread pool at the core count
+        for (const n of N > 1 ? [1, N] : [1]) {
+          try {
+            const nt = String(n);
+            const out = execFileSync(python, [join(here, 'torch_bench.py'), '--cpu-train', `${c.preset}:${c.B}:${c.T}:${c.optimizer}`, '--threads', nt, '--steps', '5', '--warmup', '1'], {
+              encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: nt, OPENBLAS_NUM_THREADS: nt, MKL_NUM_THREADS: nt },
+            });
+            const line = out.split('\n').find((l) => l.startsWith('TORCH_JSON '));
+            const r = JSON.parse(line!.slice('TORCH_JSON '.length)) as { torch: string; blas: string; rows: { ms: number; ms_min: number; tokens_per_sec: number; steps: number; params: number; loss_last: number; threads: number }[] };
+            blas = `torch ${r.torch}, BLAS ${r.blas}`;
+            for (const t of r.rows) {
+              const row: TrainRow = { backend: 'torch', preset: c.preset, optimizer: c.optimizer, B: c.B, T: c.T, params: t.params, steps: t.steps, ms: t.ms, msMin: t.ms_min, tokensPerSec: t.tokens_per_sec, loss: t.loss_last, threads: t.threads };
+              console.log(`torch  ${c.preset.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${t.threads} thread(s): ${t.ms.toFixed(1)} ms/step, ${t.tokens_per_sec.toFixed(0)} tok/s`);
+              torchRows.push(row);
+            }
+          } catch (e) {
+            console.log(`torch ${c.preset} ${c.optimizer} ${n} thread(s): failed (${String((e as Error).message).split('\n')[0]})`);
+          }
+        }
+      }
+    }
+    for (const w of wasmBackends) w.destroy();
+    T.setDefaultBackend(cpu);
+    const table = cpuVsTorchMarkdown([...rows, ...torchRows], N, blas);
+    console.log('\n' + table);
 
     // WebGPU, when there is an adapter: probe once, pick the cases by what the adapter is.
     let webgpu: Record<string, unknown> = { skipped: true };
@@ -221,7 +311,6 @@ export default {
       webgpu = { skipped: true, reason: String((e as Error).message) };
     }
     T.setDefaultBackend(cpu);
-    console.log('\n' + trainMarkdown(rows));
-    return { defaults: PRETRAIN_DEFAULTS, webgpu, rows };
+    return { defaults: PRETRAIN_DEFAULTS, threads: N, torch: blas || null, cpuTable: table, webgpu, rows: [...rows, ...torchRows] };
   },
 };

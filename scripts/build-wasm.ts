@@ -1,4 +1,4 @@
-// `npm run build:wasm`: assemble kernels/cpu/matmul.wat (WebAssembly text, read by people)
+// `npm run build:wasm`: assemble kernels/cpu/ops.wat (the wasm backend's kernels) into ops.wasm, and kernels/cpu/matmul.wat (WebAssembly text, read by people)
 // into kernels/cpu/matmul.wasm (the binary the CPU backend loads; see src/backend/wasm-matmul.ts)
 // and kernels/cpu/matmul-shared.wasm (the same kernel over an imported shared memory, for the
 // optional two-thread path; see WASM_KERNELS below).
@@ -45,6 +45,9 @@ export const WASM_KERNELS: WasmBuild[] = [
       return text.replace(OWN_MEMORY, SHARED_MEMORY);
     },
   },
+  // The wasm backend's other kernels (src/backend/wasm.ts): they always import the shared
+  // memory that holds every tensor of that backend, so there is one build.
+  { wat: 'kernels/cpu/ops.wat', wasm: 'kernels/cpu/ops.wasm' },
 ];
 
 /** The bytes of one build, from the source on disk. */
@@ -54,13 +57,13 @@ export async function buildOne(b: WasmBuild): Promise<Uint8Array> {
 }
 
 /**
- * The binary for a module in WebAssembly text. Only the SIMD and threads (shared memory)
- * features are enabled (anything else in the text is an error). Function and local names are kept (the "name" section), so
+ * The binary for a module in WebAssembly text. Only the SIMD, threads (shared memory) and
+ * bulk-memory (memory.copy / memory.fill) features are enabled (anything else in the text is an error). Function and local names are kept (the "name" section), so
  * profilers and stack traces say `$matmul` rather than `func[3]`; the output is deterministic.
  */
 export async function assembleWat(text: string, filename = 'module.wat'): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const features = { simd: true, threads: true };
+  const features = { simd: true, threads: true, bulk_memory: true };
   const mod = wabt.parseWat(filename, text, features);
   try {
     // validate() takes the same features as parseWat (its typings omit the argument).

@@ -117,7 +117,7 @@ describe('wasm matmul, two threads (shared memory + one worker)', () => {
 
 describe('wasm matmul build', () => {
   it('the committed .wasm files are exactly what scripts/build-wasm.ts makes from the .wat', async () => {
-    expect(WASM_KERNELS.map((b) => b.wasm)).toEqual(['kernels/cpu/matmul.wasm', 'kernels/cpu/matmul-shared.wasm']);
+    expect(WASM_KERNELS.map((b) => b.wasm)).toEqual(['kernels/cpu/matmul.wasm', 'kernels/cpu/matmul-shared.wasm', 'kernels/cpu/ops.wasm']);
     for (const b of WASM_KERNELS) {
       const fresh = await buildOne(b);
       const committed = new Uint8Array(readFileSync(join(root, b.wasm)));

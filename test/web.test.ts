@@ -4,7 +4,7 @@
 //      built-in corpus, wait for some steps, check the loss fell and a sample appeared;
 //      prompt the model; download a checkpoint and load it back; reload and find the run
 //      restored from IndexedDB.
-//   2. WebGPU unavailable (navigator.gpu removed): the page falls back to the CPU backend,
+//   2. WebGPU unavailable (navigator.gpu removed): the page falls back to the CPU (the wasm backend: the test server sends COOP/COEP),
 //      says so in the banner, rejects a bad data file in its error panel, and trains, with a
 //      pause and a resume on the way.
 //   3. One checkpoint format, page <-> CLI (CPU): a run paused in the page is downloaded, loads
@@ -171,7 +171,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       const steps = 8;
       await page.goto(`${url}?${SMALL_RUN}&steps=${steps}&sampleEvery=4`);
       await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent !== 'starting…', null, { timeout: 60_000 });
-      expect(await text(page, 'backend-name')).toBe('cpu');
+      expect(await text(page, 'backend-name')).toBe('wasm'); // the test server sends COOP/COEP, so the page is cross-origin isolated and runs the wasm backend
       expect(await page.locator('#backend-reason').textContent()).toMatch(/navigator\.gpu is missing/);
 
       // a bad data file: the error is in the page, naming the file and line

@@ -3,7 +3,11 @@
 //   - server.fs.allow: the page imports ../src, ../data and ../kernels (the CLI's own code);
 //   - worker.format 'es': the training worker is an ES module (it imports like the page does);
 //   - build.outDir 'dist' (web/dist, git-ignored);
-//   - nodeBuiltinStubs: see below.
+//   - nodeBuiltinStubs: see below;
+//   - headers COOP/COEP: make the page cross-origin isolated, which shared WebAssembly memory
+//     (the wasm backend) requires. A static host must send the same two headers on every file
+//     (Cross-Origin-Opener-Policy: same-origin, Cross-Origin-Embedder-Policy: require-corp);
+//     without them the page still works, on the plain-TypeScript CPU backend.
 import { defineConfig, type Plugin } from 'vite';
 import { fileURLToPath } from 'node:url';
 
@@ -40,10 +44,13 @@ function nodeBuiltinStubs(): Plugin {
   };
 }
 
+const ISOLATION_HEADERS = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
+
 export default defineConfig({
   base: './',
   plugins: [nodeBuiltinStubs()],
-  server: { fs: { allow: [projectRoot] } },
+  server: { fs: { allow: [projectRoot] }, headers: ISOLATION_HEADERS },
+  preview: { headers: ISOLATION_HEADERS },
   worker: { format: 'es', plugins: () => [nodeBuiltinStubs()] },
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', chunkSizeWarningLimit: 2000 },
 });

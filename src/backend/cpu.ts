@@ -44,7 +44,7 @@ export class CpuBackend implements Backend {
   }
 
   /** A zero-filled float array of n elements, from the pool when one is free. */
-  private newFloat(n: number): FloatArray {
+  protected newFloat(n: number): FloatArray {
     this.live += n * this.F.BYTES_PER_ELEMENT;
     const reuse = this.pool.get(n)?.pop();
     if (reuse) {
@@ -326,7 +326,7 @@ const BINARY_FNS: Record<BinaryOp, (a: number, b: number) => number> = {
 };
 
 /** True when `shape` (same rank as outShape) is all 1s followed by outShape's trailing dims. */
-function isTrailingBroadcast(shape: number[], outShape: number[]): boolean {
+export function isTrailingBroadcast(shape: number[], outShape: number[]): boolean {
   let i = 0;
   while (i < shape.length && shape[i] === 1 && outShape[i] !== 1) i++;
   for (; i < shape.length; i++) if (shape[i] !== outShape[i]) return false;
@@ -334,7 +334,7 @@ function isTrailingBroadcast(shape: number[], outShape: number[]): boolean {
 }
 
 /** For each flat output index, the flat index into an input broadcast to outShape. */
-function broadcastIndex(shape: number[], outShape: number[]): Int32Array {
+export function broadcastIndex(shape: number[], outShape: number[]): Int32Array {
   const n = sizeOf(outShape);
   const out = new Int32Array(n);
   if (sizeOf(shape) === n) {
@@ -359,7 +359,7 @@ function broadcastIndex(shape: number[], outShape: number[]): Int32Array {
 }
 
 /** For each flat batch index of `batch`, the flat batch index into `own` (broadcast). */
-function batchIndex(own: number[], batch: number[]): Int32Array {
+export function batchIndex(own: number[], batch: number[]): Int32Array {
   const padded = [...new Array(batch.length - own.length).fill(1), ...own];
   return broadcastIndex(padded, batch);
 }

@@ -6,9 +6,9 @@
 // reference in cpu-fused.ts and a composed definition in src/tensor/composed.ts (or in the
 // optimizer); test/webgpu-fused.test.ts checks the GPU against the reference.
 //
-// The interface works on raw storages, like Backend: the model code decides when to call a
-// fused kernel (when `hasFused(backend)`) and wires forward and backward into autograd
-// itself. Shapes are passed as plain numbers; all float tensors are float32, contiguous,
+// The interface works on raw storages, like Backend. WHICH fused op a backend uses is one
+// table, FUSED_POLICY below; the tensor layer (src/tensor/fused.ts: rmsnormAuto,
+// attentionAuto, crossEntropyAuto) reads it, so the model never asks which backend it runs on. Shapes are passed as plain numbers; all float tensors are float32, contiguous,
 // row-major; token ids and targets are int32.
 import type { Backend, Storage } from './backend.ts';
 
@@ -92,4 +92,32 @@ export interface FusedKernels {
 export function hasFused<B extends Backend>(b: B): b is B & FusedKernels {
   const f = b as Partial<FusedKernels>;
   return typeof f.crossEntropyForward === 'function' && typeof f.attentionForward === 'function' && typeof f.newtonSchulz === 'function';
+}
+
+/** The fused ops the model may use instead of their composed definitions. */
+export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'adamw';
+
+/**
+ * Which fused ops each backend uses, by backend name: the one place this choice is made.
+ * A backend not listed uses every fused op when it implements the kernels (hasFused).
+ *   cpu, cpu64: RMSNorm and cross-entropy run cpu-fused.ts's loops (one pass instead of
+ *     several); attention stays composed, because its two matmuls use the WASM SIMD matmul
+ *     while cpu-fused.ts's attention is plain reference loops.
+ *   wasm: all three are SIMD kernels (kernels/cpu/ops.wat); attention never stores (T, T).
+ *   webgpu: all three are WGSL kernels.
+ *   adamw (the optimizer's update in place, src/optim/adamw.ts): wasm and webgpu; on cpu the
+ *     composed update stays, as the reference the fused ones are tested against.
+ * newtonSchulz and rope kernels exist (and are tested) but training does not call them:
+ * Muon and RoPE run composed tensor ops, whose matmuls are the fast part anyway.
+ */
+export const FUSED_POLICY: Record<string, Record<FusedOp, boolean>> = {
+  cpu: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
+  cpu64: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
+  wasm: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
+  webgpu: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
+};
+
+/** Should `op` run fused on backend b? (FUSED_POLICY, else whether b has the kernels.) */
+export function prefersFused(b: Backend, op: FusedOp): boolean {
+  return FUSED_POLICY[b.name]?.[op] ?? hasFused(b);
 }

@@ -229,7 +229,7 @@ function isNode(): boolean {
 }
 
 /** Node only: the bytes of kernels/cpu/NAME. */
-async function readKernelFile(name: string): Promise<Uint8Array<ArrayBuffer>> {
+export async function readKernelFile(name: string): Promise<Uint8Array<ArrayBuffer>> {
   if (!isNode()) {
     throw new Error(`wasm-matmul: no bytes for ${name}: in a browser, call setWasmMatmulBytes(...) before initWasmMatmul()`);
   }
@@ -243,7 +243,7 @@ async function readKernelFile(name: string): Promise<Uint8Array<ArrayBuffer>> {
  * → the project root), one level above (a bundle in a folder beside the project),
  * $MINICHAT_KERNEL_DIR, and the working directory, as kernels.ts does.
  */
-async function findKernelFile(name: string): Promise<string> {
+export async function findKernelFile(name: string): Promise<string> {
   // Module names in variables keep bundlers (Vite) from pulling Node built-ins into a browser build.
   const fsName = 'node:fs', pathName = 'node:path', urlName = 'node:url';
   const fs = (await import(/* @vite-ignore */ fsName)) as typeof import('node:fs');

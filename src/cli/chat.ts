@@ -6,6 +6,7 @@
 // The conversation is kept here as a list of messages and sent whole every turn; the
 // ChatModel (src/serve/chat-model.ts) renders it with the chat specials, drops the oldest
 // turns if it outgrows the context, and streams the reply back.
+import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { CHAT_DEFAULTS, defaultMaxTokens, loadChatModel, type ChatModel, type CompleteOptions, type Message } from '../serve/chat-model.ts';
@@ -38,11 +39,12 @@ export function registerChat(program: Command): void {
     .option('--top-k <k>', 'sample among the K most likely tokens (0 = all)', nonNegInt, CHAT_DEFAULTS.topK)
     .option('--max-tokens <n>', `tokens per reply at most (default: ${CHAT_DEFAULTS.maxTokens}, or half the context if smaller)`, posInt)
     .option('--seed <n>', 'sampling seed (default: a new random seed for every reply)', nonNegInt)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
     .option('--json', 'with -p: print {"reply", "finish_reason", "usage"} as JSON instead of streaming', false)
     .action(async (o) => {
       if (o.json && o.prompt === undefined) throw new UserError('--json needs -p/--prompt (the interactive chat streams text)');
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const model = await loadChatModel(o.ckpt, backend);
       try {
         const opts: CompleteOptions = {

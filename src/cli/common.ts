@@ -38,14 +38,31 @@ export function oneOf<T extends string>(...choices: T[]) {
   };
 }
 
-/** The backend named by --backend, made the default for new tensors. */
-export async function selectBackend(name: string): Promise<Backend> {
+const made = new Map<string, Backend>();
+
+/** The backend named by --backend, made the default for new tensors. One instance per
+ *  (name, threads) in a process: the speedrun's stages share it (and its worker threads). */
+export async function selectBackend(name: string, threads = 1): Promise<Backend> {
+  const key = `${name}:${threads}`;
+  const known = made.get(key);
+  if (known) {
+    T.setDefaultBackend(known);
+    return known;
+  }
   let b: Backend;
   if (name === 'cpu') b = cpu;
-  else if (name === 'webgpu') {
+  else if (name === 'wasm') {
+    const { createWasmBackend } = await import('../backend/wasm.ts');
+    try {
+      b = await createWasmBackend({ threads });
+    } catch (e) {
+      throw new UserError(`${(e as Error).message}; run with --backend cpu instead`);
+    }
+  } else if (name === 'webgpu') {
     const { createWebGPUBackend } = await import('../backend/webgpu.ts');
     b = await createWebGPUBackend();
-  } else throw new UserError(`--backend must be cpu or webgpu, got ${name}`);
+  } else throw new UserError(`--backend must be wasm, cpu or webgpu, got ${name}`);
+  made.set(key, b);
   T.setDefaultBackend(b);
   return b;
 }

@@ -1,4 +1,5 @@
 // `minichat experiment qknorm-muon`: the first claim behind minichat, as an experiment.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { EXPERIMENT_DEFAULTS as D, runQkNormMuon } from '../train/experiment.ts';
@@ -30,9 +31,10 @@ export function registerExperiment(program: Command): void {
     .option('--threshold <x>', 'report the step where the smoothed train loss first reaches this', num, D.threshold)
     .option('--seed <n>', 'seed shared by both arms', nonNegInt, D.seed)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);
@@ -58,10 +60,11 @@ export function registerExperiment(program: Command): void {
     .option('--seeds <list>', 'seeds (comma-separated)', '0')
     .option('--arms <list>', `arms (comma-separated): ${Object.keys(arms(24)).join(', ')}`, Object.keys(arms(24)).join(','))
     .option('--out <dir>', 'where the table, plots and runs.json go', 'runs/experiment-grpo-vs-dapo')
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
     .action(async (o) => {
       if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const seeds = String(o.seeds).split(',').map(Number);
       if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds must be comma-separated integers >= 0, got ${o.seeds}`);
       const names = String(o.arms).split(',').map((x: string) => x.trim());

@@ -1,4 +1,5 @@
 // `minichat generate`, `minichat eval loss` and `minichat export`: using a trained checkpoint.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { Engine } from '../model/engine.ts';
@@ -37,10 +38,11 @@ export function registerInfer(program: Command): void {
     .option('--top-p <p>', 'sample among the most likely tokens holding probability P (1 = all)', unitInterval, 1)
     .option('--seed <n>', 'sampling seed', nonNegInt, 0)
     .option('--tokenizer <dir>', "use this tokenizer instead of the checkpoint's")
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--json', 'print {"prompt", "completion", "tokens"} as JSON instead of streaming (with --samples > 1, also "samples": [...])', false)
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const { model, tokenizer: tok } = await loadCheckpoint(o.ckpt, { backend, tokenizerDir: o.tokenizer });
       const prompt = [tok.bosId, ...tok.encode(o.prompt)];
       // one sample streams as it is generated; several are printed one after another at the end
@@ -80,11 +82,12 @@ export function registerInfer(program: Command): void {
     .option('--data <file>', 'gsm8k: the JSONL file; bpb: a text file (default: the built-in corpus)')
     .option('--max-tokens <n>', 'reply length limit', posInt, EVAL_DEFAULTS.maxTokens)
     .option('--seed <n>', 'which held-out problems are drawn', nonNegInt, EVAL_DEFAULTS.seed)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
     .option('--json', 'print one JSON object per task', false)
     .action(async (o) => {
       if (!o.ckpt) throw new UserError('eval: --ckpt DIR is required (or use the subcommand: minichat eval loss)');
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       const { model, tokenizer } = await loadCheckpoint(o.ckpt, { backend });
       const rows = [];
       for (const task of String(o.task).split(',').map((t: string) => t.trim()).filter(Boolean)) {
@@ -106,10 +109,11 @@ export function registerInfer(program: Command): void {
     .description('mean next-token loss (nats) of one sequence of token ids, evaluated exactly as given (no BOS added)')
     .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .requiredOption('--tokens <file>', 'a JSON file holding one array of token ids')
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--json', 'print {"loss", "tokens"} as JSON', false)
     .action(async (o) => {
-      const backend = await selectBackend(o.backend);
+      const backend = await selectBackend(o.backend, o.threads);
       let ids: unknown;
       try {
         ids = JSON.parse(await readFile(o.tokens, 'utf8'));

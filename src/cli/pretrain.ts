@@ -6,6 +6,7 @@
 // page downloads): the checkpoint's own spec is the starting point and only the flags given on
 // the command line change it, so `minichat pretrain --resume page.safetensors --out runs/x`
 // continues the page's run exactly.
+import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -19,6 +20,7 @@ interface Flags extends RunSpec {
   out: string;
   backend: string;
   resume: boolean | string;
+  threads: number;
   json: boolean;
 }
 
@@ -44,7 +46,8 @@ export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunS
   }
   return cmd
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
     .option('--resume [ckpt]', "continue --out's checkpoint exactly where it stopped; with a path (a checkpoint file or directory), continue that one into --out", false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
@@ -62,8 +65,8 @@ export type PretrainFlags = Flags;
 
 /** Run `minichat pretrain` with parsed flags; also writes summary.json (for the report card). */
 export async function runPretrainCommand(f: Flags, cmd: Command, o: { quietSummary?: boolean } = {}): Promise<PretrainResult> {
-  const backend = await selectBackend(f.backend);
-  const { json, backend: _b, ...rest } = await resolveFlags(f, cmd);
+  const backend = await selectBackend(f.backend, f.threads);
+  const { json, backend: _b, threads: _t, ...rest } = await resolveFlags(f, cmd);
   const p = progressPrinter(false);
   const result = await pretrain({ ...rest, backend }, { log: p.log, progress: p.progress });
   p.done();

@@ -1,11 +1,13 @@
 // `minichat rl`: reinforcement learning with verifiable rewards (GRPO / DAPO) on an SFT
 // checkpoint (src/rl/run.ts, src/rl/train.ts).
 import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
 
 interface Flags extends Omit<RLOptions, 'backend'> {
   backend: string;
+  threads: number;
   json: boolean;
 }
 
@@ -41,14 +43,15 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, d.evalProblems)
     .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
     .option('--seed <n>', 'random seed', nonNegInt, d.seed)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
 export async function runRlCommand(f: Flags): Promise<RLResult> {
-  const backend = await selectBackend(f.backend);
-  const { json, backend: _b, ...rest } = f;
+  const backend = await selectBackend(f.backend, f.threads);
+  const { json, backend: _b, threads: _t, ...rest } = f;
   const r = await runRL({ ...rest, backend }, {
     log: (l) => process.stderr.write(l + '\n'),
     progress: (s) =>

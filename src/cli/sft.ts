@@ -1,10 +1,12 @@
 // `minichat sft`: supervised fine-tuning of a base checkpoint on conversations (src/train/sft.ts).
 import type { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import { SFT_DEFAULTS as D, type SftOptions, type SftResult, sft } from '../train/sft.ts';
 import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
 
 interface Flags extends Omit<SftOptions, 'backend'> {
   backend: string;
+  threads: number;
   json: boolean;
 }
 
@@ -26,14 +28,15 @@ export function sftFlags(cmd: Command, d: typeof D & { out?: string }): Command 
     .option('--val-fraction <x>', 'fraction of conversations held out for validation', num, d.valFraction)
     .option('--too-long <what>', 'a conversation longer than a row: truncate or skip (counted either way)', oneOf('truncate', 'skip'), d.tooLong)
     .option('--seed <n>', 'random seed (data order, held-out split)', nonNegInt, d.seed)
-    .option('--backend <name>', 'cpu or webgpu', 'cpu')
+    .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
+    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
 export async function runSft(f: Flags): Promise<SftResult> {
-  const backend = await selectBackend(f.backend);
-  const { json, backend: _b, ...rest } = f;
+  const backend = await selectBackend(f.backend, f.threads);
+  const { json, backend: _b, threads: _t, ...rest } = f;
   const p = progressPrinter(false);
   const r = await sft({ ...rest, backend }, { log: p.log, progress: p.progress });
   p.done();

@@ -76,7 +76,7 @@ export function registerSpeedrun(program: Command): void {
       sftResult = await sft(
         {
           ...SFT_DEFAULTS, builtinExamples: SPEEDRUN.sft.builtinExamples, init: join(root, 'base'), out: join(root, 'sft'), steps: f.sftSteps,
-          batchSize: f.sftBatchSize, seed: f.seed, backend: await selectBackend(f.backend), resume: false,
+          batchSize: f.sftBatchSize, seed: f.seed, backend: await selectBackend(f.backend, f.threads), resume: false,
         },
         { log: p.log, progress: p.progress },
       );

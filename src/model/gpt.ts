@@ -16,7 +16,6 @@
 // Parameter names are Hugging Face's, so exporting to a Qwen3ForCausalLM is a copy.
 //
 // Shapes: B batch, T time, C hidden, NH query heads, NKV KV heads, HS head size, V vocab.
-import { hasFused } from '../backend/fused.ts';
 import * as T from '../tensor/index.ts';
 import type { NamedParam, ParamRole } from '../optim/types.ts';
 import { UserError } from '../util/errors.ts';
@@ -250,14 +249,10 @@ export class GPT {
     return this.rope;
   }
 
-  private useFused(): boolean {
-    return this.fused && T.fusedKernels(this.backend) !== null;
-  }
-
   /** RMSNorm over the last axis with a learnable weight. */
   private norm(x: T.Tensor, name: string): T.Tensor {
     const eps = this.config.rmsNormEps;
-    return this.useFused() ? T.rmsnormFused(x, this.p(name), eps) : T.rmsnorm(x, this.p(name), eps);
+    return T.rmsnormAuto(x, this.p(name), eps, this.fused); // fused or composed: FUSED_POLICY decides
   }
 
   /** x (N, in) @ Wᵀ with W stored (out, in), as in torch.nn.Linear. */
@@ -297,19 +292,11 @@ export class GPT {
         v = T.slice(cache.v[l], 2, 0, start + Tn); // (B, NKV, S, HS)
       }
     }
-    // Fused attention where the backend has its own kernel (the GPU's never stores the (T, T)
-    // scores). On the CPU the composed version is faster: its two matmuls run on the WASM
-    // SIMD kernel, while cpu-fused.ts's attention is plain reference loops.
-    const fusedAttention = this.fused && hasFused(this.backend);
-    let y: T.Tensor; // (B, NH, T, HS)
-    if (mask) {
-      // The cache path, composed: padded rows need their per-row key mask, which the fused
-      // kernels do not take (so every padded batch runs here, on every backend); and without
-      // padding on the CPU, this version skips composed attention's copies of the KV heads.
-      y = maskedAttention(q, k, v, mask);
-    } else {
-      y = fusedAttention ? T.attentionFused(q, k, v, true) : T.attention(q, k, v, true);
-    }
+    // The cache path with padding needs a per-row key mask, which the fused kernels do not
+    // take: every padded batch runs the composed masked attention, on every backend. Otherwise
+    // fused (never stores the (T, T) scores) or composed, per backend: FUSED_POLICY in
+    // src/backend/fused.ts.
+    const y = mask ? maskedAttention(q, k, v, mask) : T.attentionAuto(q, k, v, true, this.fused); // (B, NH, T, HS)
     const merged = T.reshape(T.permute(y, [0, 2, 1, 3]), [B * Tn, NH * HS]);
     return this.linear(merged, pre + 'o_proj.weight'); // (B*T, C)
   }
@@ -341,7 +328,7 @@ export class GPT {
       // The cache path attends with an explicit mask (see attention) unless an unpadded batch
       // can use the fused kernel. Per input row: where its real tokens start (all 0 without
       // padding, and the mask is just causal).
-      if (cache.start || !(this.fused && hasFused(this.backend))) {
+      if (cache.start || !T.attentionRunsFused(this.backend, this.fused)) {
         const starts = Array.from({ length: B }, (_, b) => cache.start?.[b * (cache.rows / B)] ?? 0);
         mask = padMask(starts, start, Tn, this.backend);
       }
@@ -363,7 +350,7 @@ export class GPT {
   /** Mean next-token cross-entropy of idx (B, T) against targets (B*T, host ints; -1 = skip). */
   loss(idx: T.Tensor, targets: ArrayLike<number>): T.Tensor {
     const logits = this.forward(idx);
-    return this.useFused() ? T.crossEntropyFused(logits, targets, -1) : T.crossEntropy(logits, targets, -1);
+    return T.crossEntropyAuto(logits, targets, -1, this.fused);
   }
 
   /**

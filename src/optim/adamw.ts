@@ -76,6 +76,9 @@ export class AdamW implements Optimizer {
         this.params.forEach(({ param: p }, i) => {
           const g = p.grad;
           if (!g) return; // unused this step (torch skips params whose grad is None too)
+          // the backend's fused kernel where FUSED_POLICY says so: the same maths, one pass, in place
+          const wd = this.decays[i] ? this.weightDecay : 0;
+          if (T.adamwUpdateFused(p, g, this.expAvg[i], this.expAvgSq[i], { lr, beta1: b1, beta2: b2, eps: this.eps, weightDecay: wd, step: this.t })) return;
           const m = T.add(T.mulScalar(this.expAvg[i], b1), T.mulScalar(g, 1 - b1));
           const v = T.add(T.mulScalar(this.expAvgSq[i], b2), T.mulScalar(T.mul(g, g), 1 - b2));
           this.expAvg[i].assign(m);

@@ -10,7 +10,8 @@
 import type { Backend } from '../backend/backend.ts';
 import { CpuBackend } from '../backend/cpu.ts';
 import { CpuFused } from '../backend/cpu-fused.ts';
-import { type AttentionShape, type FusedKernels, hasFused } from '../backend/fused.ts';
+import { type AdamWParams, type AttentionShape, type FusedKernels, type FusedOp, hasFused, prefersFused } from '../backend/fused.ts';
+import { attention, crossEntropy, rmsnorm } from './composed.ts';
 import { ShapeError, record, sameBackend, tensor, wantFloat } from './ops.ts';
 import { type Tensor, fromStorage } from './tensor.ts';
 
@@ -86,6 +87,49 @@ export function attentionFused(q: Tensor, k: Tensor, v: Tensor, causal = true): 
   const r = kernels('attentionFused', b).attentionForward(q.storage, k.storage, v.storage, shape);
   const out = fromStorage(r.out, [B, NH, T, HS], 'float32', b, 'attentionFused');
   return record('attentionFused', [q, k, v], out, { lse: fromStorage(r.lse, [B, NH, T], 'float32', b, 'attentionFused.lse'), shape });
+}
+
+// ---- the model's entry points: fused or composed, chosen by the one table ----
+
+/** Whether `op` runs fused on this tensor's backend (FUSED_POLICY, and the kernels exist). */
+function useFused(op: FusedOp, x: Tensor, allowFused: boolean): boolean {
+  return allowFused && prefersFused(x.backend, op) && fusedKernels(x.backend) !== null;
+}
+
+/** Would attentionAuto run the fused kernel on this backend? (The KV-cache path asks, since
+ *  the fused kernel takes no per-row mask: without one it needs the mask built explicitly.) */
+export function attentionRunsFused(backend: Tensor['backend'], allowFused = true): boolean {
+  return allowFused && prefersFused(backend, 'attention') && fusedKernels(backend) !== null;
+}
+
+/** RMSNorm: rmsnormFused where FUSED_POLICY says so, else the composed `rmsnorm`. */
+export function rmsnormAuto(x: Tensor, weight: Tensor | null, eps = 1e-6, allowFused = true): Tensor {
+  return useFused('rmsnorm', x, allowFused) ? rmsnormFused(x, weight, eps) : rmsnorm(x, weight, eps);
+}
+
+/** Attention: attentionFused where FUSED_POLICY says so, else the composed `attention`. */
+export function attentionAuto(q: Tensor, k: Tensor, v: Tensor, causal = true, allowFused = true): Tensor {
+  return useFused('attention', q, allowFused) ? attentionFused(q, k, v, causal) : attention(q, k, v, causal);
+}
+
+/** Cross-entropy: crossEntropyFused where FUSED_POLICY says so, else the composed one. */
+export function crossEntropyAuto(logits: Tensor, targets: ArrayLike<number>, ignoreIndex = -1, allowFused = true): Tensor {
+  return useFused('crossEntropy', logits, allowFused) ? crossEntropyFused(logits, targets, ignoreIndex) : crossEntropy(logits, targets, ignoreIndex);
+}
+
+/**
+ * One AdamW step IN PLACE on param p and its moments m, v (same shape, float32), by the
+ * backend's fused kernel where FUSED_POLICY has 'adamw' for it. Returns false (and does
+ * nothing) otherwise: the caller then runs the composed update. Not recorded on the tape.
+ */
+export function adamwUpdateFused(p: Tensor, g: Tensor, m: Tensor, v: Tensor, hp: AdamWParams): boolean {
+  const b = p.backend;
+  if (!prefersFused(b, 'adamw') || !hasFused(b)) return false;
+  for (const t of [g, m, v]) {
+    if (t.backend !== b || t.size !== p.size) throw new ShapeError(`adamwUpdateFused: ${t.describe()} does not match the parameter ${p.describe()}`);
+  }
+  b.adamwUpdate(p.storage, g.storage, m.storage, v.storage, p.size, hp);
+  return true;
 }
 
 /** The kernels' backward passes, for the rules in grad.ts. */

@@ -72,7 +72,7 @@ export interface ModelInfo {
 }
 
 export type FromWorker =
-  | { type: 'backend'; name: 'webgpu' | 'cpu'; reason: string; adapter: string }
+  | { type: 'backend'; name: 'webgpu' | 'wasm' | 'cpu'; reason: string; adapter: string }
   | { type: 'status'; text: string }
   | { type: 'ready'; info: ModelInfo; history: History | null }
   | { type: 'step'; step: number; loss: number; lr: number; tokensPerSecond: number; memoryBytes: number }

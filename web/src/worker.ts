@@ -14,6 +14,9 @@ import { cpu } from '../../src/backend/cpu.ts';
 import { setKernelSources } from '../../src/backend/kernels.ts';
 import { initWasmMatmul, setWasmMatmulBytes } from '../../src/backend/wasm-matmul.ts';
 import matmulWasmUrl from '../../kernels/cpu/matmul.wasm?url';
+import matmulSharedWasmUrl from '../../kernels/cpu/matmul-shared.wasm?url';
+import opsWasmUrl from '../../kernels/cpu/ops.wasm?url';
+import { createWasmBackend, setWasmBackendBytes, wasmBackendSupported } from '../../src/backend/wasm.ts';
 import { createWebGPUBackend } from '../../src/backend/webgpu.ts';
 import { type CheckpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
 import { type GPT, countParams } from '../../src/model/gpt.ts';
@@ -47,6 +50,23 @@ let fatal: string | null = null; // set when the GPU device is lost: nothing can
 
 async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Promise<void> {
   const useCpu = async (reason: string) => {
+    // the wasm backend (src/backend/wasm.ts), one thread: tensors in shared WebAssembly memory
+    if ((scope as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated && wasmBackendSupported()) {
+      try {
+        const bytes = (url: string) => fetch(url).then((r) => r.arrayBuffer());
+        const [ops, mm] = await Promise.all([bytes(opsWasmUrl), bytes(matmulSharedWasmUrl)]);
+        setWasmBackendBytes(ops, mm);
+        const w = await createWasmBackend({ threads: 1 });
+        backend = w;
+        T.setDefaultBackend(w);
+        post({ type: 'backend', name: 'wasm', reason, adapter: 'WebAssembly SIMD kernels on this CPU (src/backend/wasm.ts)' });
+        return;
+      } catch (e) {
+        reason += `; the wasm backend failed to start (${(e as Error).message}), so the reference runs`;
+      }
+    } else {
+      reason += '; the page is not cross-origin isolated (no COOP/COEP headers), so the wasm backend cannot run';
+    }
     backend = cpu;
     T.setDefaultBackend(cpu);
     // the WASM SIMD matmul (kernels/cpu/matmul.wat), 8-10x the JavaScript loop, when the

@@ -1,0 +1,804 @@
+;; ops.wat: the wasm backend's kernels other than matmul (src/backend/wasm.ts), in
+;; WebAssembly text with 128-bit SIMD. Read matmul.wat first: it explains lanes, v128 loads
+;; and horizontal sums. Each function here computes what a loop of src/backend/cpu.ts or
+;; cpu-fused.ts computes (named beside it); test/wasm-backend.test.ts checks every one against
+;; that reference on fresh random inputs.
+;;
+;; Memory. The module imports ONE shared memory, the same one matmul-shared.wasm imports and
+;; every tensor of the wasm backend lives in (see src/backend/wasm-memory.ts). So a kernel
+;; reads its inputs where they are and writes its output into a storage JS has already
+;; allocated: no copy in or out. All pointers are BYTE offsets; all counts are ELEMENTS;
+;; every float is float32.
+;;
+;; Vector loops and tails. A loop body handles four floats (one v128); the last n % 4 are
+;; done by a scalar loop. Nothing assumes 16-byte alignment (v128.load does not need it).
+;;
+;; exp. WebAssembly has no exp instruction, so $exp4 computes it for four lanes at once:
+;; e^x = 2^n * e^r with n = round(x / ln 2) and |r| <= ln 2 / 2, e^r by a degree-6
+;; polynomial (the coefficients of the Cephes library's expf, relative error ~1e-7), and 2^n
+;; made directly in the float's exponent bits. Softmax, cross-entropy, sigmoid and attention
+;; use it; results agree with Math.exp to a few float32 ulps, not bit for bit.
+(module
+  (import "env" "memory" (memory 1 32768 shared))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; exp
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $exp4 (param $x v128) (result v128)
+    (local $xc v128) (local $n v128) (local $r v128) (local $p v128) (local $pow2 v128)
+    ;; clamp into the range where 2^n is a normal float (fixed up below)
+    (local.set $xc (f32x4.max (f32x4.min (local.get $x) (v128.const f32x4 88 88 88 88))
+                              (v128.const f32x4 -87 -87 -87 -87)))
+    (local.set $n (f32x4.nearest (f32x4.mul (local.get $xc) (v128.const f32x4 1.44269504 1.44269504 1.44269504 1.44269504))))
+    ;; r = x - n ln2, with ln2 split in two parts so n * part1 is exact (Cody and Waite)
+    (local.set $r (f32x4.sub (local.get $xc) (f32x4.mul (local.get $n) (v128.const f32x4 0.693359375 0.693359375 0.693359375 0.693359375))))
+    (local.set $r (f32x4.add (local.get $r) (f32x4.mul (local.get $n) (v128.const f32x4 2.12194440e-4 2.12194440e-4 2.12194440e-4 2.12194440e-4))))
+    ;; p = ((((c6 r + c5) r + c4) r + c3) r + c2) r + c1) r^2 + r + 1  (Horner)
+    (local.set $p (v128.const f32x4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4 1.9875691500e-4))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3 1.3981999507e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3 8.3334519073e-3)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2 4.1665795894e-2)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1 1.6666665459e-1)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $r)) (v128.const f32x4 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1 5.0000001201e-1)))
+    (local.set $p (f32x4.add (f32x4.add (f32x4.mul (local.get $p) (f32x4.mul (local.get $r) (local.get $r))) (local.get $r))
+                             (v128.const f32x4 1 1 1 1)))
+    ;; 2^n: the biased exponent n + 127 shifted into bits 23..30
+    (local.set $pow2 (i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $n)) (v128.const i32x4 127 127 127 127)) (i32.const 23)))
+    (local.set $p (f32x4.mul (local.get $p) (local.get $pow2)))
+    ;; outside the clamp: overflow to +inf, underflow to 0; NaN stays NaN
+    (local.set $p (v128.bitselect (v128.const f32x4 inf inf inf inf) (local.get $p)
+                    (f32x4.gt (local.get $x) (v128.const f32x4 88.7228 88.7228 88.7228 88.7228))))
+    (local.set $p (v128.bitselect (v128.const f32x4 0 0 0 0) (local.get $p)
+                    (f32x4.lt (local.get $x) (v128.const f32x4 -87.3365 -87.3365 -87.3365 -87.3365))))
+    (v128.bitselect (local.get $x) (local.get $p) (f32x4.ne (local.get $x) (local.get $x))))
+
+  ;; one float's exp, through the vector version (used on scalar tails)
+  (func $exp1 (param $x f32) (result f32)
+    (f32x4.extract_lane 0 (call $exp4 (f32x4.splat (local.get $x)))))
+
+  ;; horizontal sum of four lanes
+  (func $hsum (param $v v128) (result f32)
+    (f32.add (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+             (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; horizontal max of four lanes
+  (func $hmax (param $v v128) (result f32)
+    (f32.max (f32.max (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+             (f32.max (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; SIMD dot product of two rows of n floats (n % 4 == 0 not required)
+  (func $dot (param $a i32) (param $b i32) (param $n i32) (result f32)
+    (local $i i32) (local $acc v128) (local $s f32) (local $n4 i32)
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n4)))
+      (local.set $acc (f32x4.add (local.get $acc)
+        (f32x4.mul (v128.load (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2))))
+                   (v128.load (i32.add (local.get $b) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (local.set $s (call $hsum (local.get $acc)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $s (f32.add (local.get $s)
+        (f32.mul (f32.load (i32.add (local.get $a) (i32.shl (local.get $i) (i32.const 2))))
+                 (f32.load (i32.add (local.get $b) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (local.get $s))
+
+  ;; y[0:n] += alpha * x[0:n]  (axpy)
+  (func $axpy (param $y i32) (param $alpha f32) (param $x i32) (param $n i32)
+    (local $i i32) (local $av v128) (local $p i32) (local $n4 i32)
+    (local.set $av (f32x4.splat (local.get $alpha)))
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n4)))
+      (local.set $p (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2))))
+      (v128.store (local.get $p) (f32x4.add (v128.load (local.get $p))
+        (f32x4.mul (local.get $av) (v128.load (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $p (i32.add (local.get $y) (i32.shl (local.get $i) (i32.const 2))))
+      (f32.store (local.get $p) (f32.add (f32.load (local.get $p))
+        (f32.mul (local.get $alpha) (f32.load (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; elementwise (cpu.ts: unary, binary)
+  ;; ---------------------------------------------------------------------------------------
+
+  ;; The four arithmetic ops on four lanes / one float. op: 0 add, 1 sub, 2 mul, 3 div.
+  (func $op4 (param $op i32) (param $a v128) (param $b v128) (result v128)
+    (if (result v128) (i32.eqz (local.get $op)) (then (f32x4.add (local.get $a) (local.get $b)))
+      (else (if (result v128) (i32.eq (local.get $op) (i32.const 1)) (then (f32x4.sub (local.get $a) (local.get $b)))
+        (else (if (result v128) (i32.eq (local.get $op) (i32.const 2)) (then (f32x4.mul (local.get $a) (local.get $b)))
+          (else (f32x4.div (local.get $a) (local.get $b)))))))))
+  (func $op1 (param $op i32) (param $a f32) (param $b f32) (result f32)
+    (f32x4.extract_lane 0 (call $op4 (local.get $op) (f32x4.splat (local.get $a)) (f32x4.splat (local.get $b)))))
+
+  ;; $binary: y (R, C) = a op b, where each operand is read as a (R, C) matrix with a row
+  ;; stride and a column stride of 0 or 1 (in elements). That covers, for either operand:
+  ;;   same shape      row stride C, column stride 1
+  ;;   row broadcast   row stride 0, column stride 1  (b (C) against a (R, C): a norm weight)
+  ;;   column bcast    row stride 1, column stride 0  (b (R, 1): one value per row, splatted)
+  ;;   scalar          row stride 0, column stride 0
+  ;; so the JS side only classifies shapes and never computes an index per element.
+  (func $binary (export "binary") (param $op i32)
+        (param $a i32) (param $aRow i32) (param $aCol i32)
+        (param $b i32) (param $bRow i32) (param $bCol i32)
+        (param $y i32) (param $R i32) (param $C i32)
+    (local $r i32) (local $j i32) (local $C4 i32)
+    (local $pa i32) (local $pb i32) (local $py i32) (local $va v128) (local $vb v128)
+    (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
+    (block $rows (loop $row
+      (br_if $rows (i32.ge_u (local.get $r) (local.get $R)))
+      (local.set $pa (i32.add (local.get $a) (i32.shl (i32.mul (local.get $r) (local.get $aRow)) (i32.const 2))))
+      (local.set $pb (i32.add (local.get $b) (i32.shl (i32.mul (local.get $r) (local.get $bRow)) (i32.const 2))))
+      (local.set $py (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $C)) (i32.const 2))))
+      ;; broadcast columns: the one value of this row, splatted once
+      (local.set $va (v128.load32_splat (local.get $pa)))
+      (local.set $vb (v128.load32_splat (local.get $pb)))
+      (local.set $j (i32.const 0))
+      ;; one vector loop per op, so each loop body is one arithmetic instruction (as cpu.ts
+      ;; specialises its fast path per op); the column-stride tests always go the same way
+      (block $done
+        (block $div (block $mul (block $sub (block $add
+          (br_table $add $sub $mul $div (local.get $op)))
+        (block $cols_add (loop $col_add
+          (br_if $cols_add (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.add
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_add)))
+          (br $done))
+        (block $cols_sub (loop $col_sub
+          (br_if $cols_sub (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.sub
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_sub)))
+          (br $done))
+        (block $cols_mul (loop $col_mul
+          (br_if $cols_mul (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.mul
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_mul)))
+          (br $done))
+        (block $cols_div (loop $col_div
+          (br_if $cols_div (i32.ge_u (local.get $j) (local.get $C4)))
+          (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.div
+              (if (result v128) (local.get $aCol) (then (v128.load (i32.add (local.get $pa) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $va)))
+              (if (result v128) (local.get $bCol) (then (v128.load (i32.add (local.get $pb) (i32.shl (local.get $j) (i32.const 2))))) (else (local.get $vb)))))
+          (local.set $j (i32.add (local.get $j) (i32.const 4)))
+          (br $col_div)))
+      )
+      ;; the last C % 4 columns, one float at a time
+      (block $cols (loop $col
+        (br_if $cols (i32.ge_u (local.get $j) (local.get $C)))
+        (f32.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+          (call $op1 (local.get $op)
+            (f32.load (i32.add (local.get $pa) (i32.shl (i32.mul (local.get $j) (local.get $aCol)) (i32.const 2))))
+            (f32.load (i32.add (local.get $pb) (i32.shl (i32.mul (local.get $j) (local.get $bCol)) (i32.const 2))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $col)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $row))))
+
+  ;; $unary: y[i] = f(x[i]) for the ops with a SIMD form. op: 0 neg, 1 relu, 2 mulScalar,
+  ;; 3 addScalar, 4 exp, 5 sigmoid = 1 / (1 + exp(-x)), 6 sqrt, 7 rsqrt = 1 / sqrt(x).
+  ;; (log, tanh and powScalar stay in JS: Math.log etc.)
+  (func $unary4 (param $op i32) (param $x v128) (param $p v128) (result v128)
+    (block $b7 (block $b6 (block $b5 (block $b4 (block $b3 (block $b2 (block $b1 (block $b0
+      (br_table $b0 $b1 $b2 $b3 $b4 $b5 $b6 $b7 (local.get $op)))
+      (return (f32x4.neg (local.get $x))))
+      (return (f32x4.max (local.get $x) (v128.const f32x4 0 0 0 0))))
+      (return (f32x4.mul (local.get $x) (local.get $p))))
+      (return (f32x4.add (local.get $x) (local.get $p))))
+      (return (call $exp4 (local.get $x))))
+      (return (f32x4.div (v128.const f32x4 1 1 1 1)
+                (f32x4.add (v128.const f32x4 1 1 1 1) (call $exp4 (f32x4.neg (local.get $x)))))))
+      (return (f32x4.sqrt (local.get $x))))
+    (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.sqrt (local.get $x))))
+
+  (func $unary (export "unary") (param $op i32) (param $x i32) (param $y i32) (param $n i32) (param $param f32)
+    (local $i i32) (local $n4 i32) (local $p v128) (local $o i32)
+    (local.set $p (f32x4.splat (local.get $param)))
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n4)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (v128.store (i32.add (local.get $y) (local.get $o))
+        (call $unary4 (local.get $op) (v128.load (i32.add (local.get $x) (local.get $o))) (local.get $p)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (f32.store (i32.add (local.get $y) (local.get $o))
+        (f32x4.extract_lane 0 (call $unary4 (local.get $op) (v128.load32_splat (i32.add (local.get $x) (local.get $o))) (local.get $p))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; reductions (cpu.ts: reduce). x is (outer, n, inner); y (outer, inner) = sum or max over n.
+  ;; op: 0 sum, 1 max. With inner == 1 (the last axis) each output is a SIMD pass over a
+  ;; contiguous row; otherwise the inner axis is the SIMD one: y[o, :] accumulates the n rows
+  ;; x[o, k, :] four columns at a time.
+  ;; max: like the reference, a NaN anywhere makes the result NaN (f32x4.max propagates NaN).
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $reduce (export "reduce") (param $op i32) (param $x i32) (param $y i32) (param $outer i32) (param $n i32) (param $inner i32)
+    (local $o i32) (local $k i32) (local $j i32) (local $n4 i32) (local $in4 i32)
+    (local $px i32) (local $py i32) (local $acc v128) (local $s f32) (local $v f32) (local $rowb i32)
+    (local.set $rowb (i32.shl (local.get $inner) (i32.const 2)))  ;; bytes per x[o, k, :]
+    (block $outs (loop $out
+      (br_if $outs (i32.ge_u (local.get $o) (local.get $outer)))
+      (if (i32.eq (local.get $inner) (i32.const 1))
+        (then
+          ;; one contiguous row of n
+          (local.set $px (i32.add (local.get $x) (i32.shl (i32.mul (local.get $o) (local.get $n)) (i32.const 2))))
+          (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+          (local.set $acc (if (result v128) (local.get $op) (then (v128.const f32x4 -inf -inf -inf -inf)) (else (v128.const f32x4 0 0 0 0))))
+          (local.set $k (i32.const 0))
+          (block $d (loop $l
+            (br_if $d (i32.ge_u (local.get $k) (local.get $n4)))
+            (local.set $acc (if (result v128) (local.get $op)
+              (then (f32x4.max (local.get $acc) (v128.load (i32.add (local.get $px) (i32.shl (local.get $k) (i32.const 2))))))
+              (else (f32x4.add (local.get $acc) (v128.load (i32.add (local.get $px) (i32.shl (local.get $k) (i32.const 2))))))))
+            (local.set $k (i32.add (local.get $k) (i32.const 4)))
+            (br $l)))
+          (local.set $s (if (result f32) (local.get $op) (then (call $hmax (local.get $acc))) (else (call $hsum (local.get $acc)))))
+          (block $d (loop $l
+            (br_if $d (i32.ge_u (local.get $k) (local.get $n)))
+            (local.set $v (f32.load (i32.add (local.get $px) (i32.shl (local.get $k) (i32.const 2)))))
+            (local.set $s (if (result f32) (local.get $op) (then (f32.max (local.get $s) (local.get $v))) (else (f32.add (local.get $s) (local.get $v)))))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $l)))
+          (f32.store (i32.add (local.get $y) (i32.shl (local.get $o) (i32.const 2))) (local.get $s)))
+        (else
+          ;; y[o, :] = first row, then combine each further row into it
+          (local.set $py (i32.add (local.get $y) (i32.mul (local.get $o) (local.get $rowb))))
+          (local.set $px (i32.add (local.get $x) (i32.mul (i32.mul (local.get $o) (local.get $n)) (local.get $rowb))))
+          (memory.copy (local.get $py) (local.get $px) (local.get $rowb))
+          (local.set $in4 (i32.and (local.get $inner) (i32.const -4)))
+          (local.set $k (i32.const 1))
+          (block $d (loop $l
+            (br_if $d (i32.ge_u (local.get $k) (local.get $n)))
+            (local.set $px (i32.add (local.get $px) (local.get $rowb)))
+            (local.set $j (i32.const 0))
+            (block $dj (loop $lj
+              (br_if $dj (i32.ge_u (local.get $j) (local.get $in4)))
+              (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+                (if (result v128) (local.get $op)
+                  (then (f32x4.max (v128.load (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2))))
+                                   (v128.load (i32.add (local.get $px) (i32.shl (local.get $j) (i32.const 2))))))
+                  (else (f32x4.add (v128.load (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2))))
+                                   (v128.load (i32.add (local.get $px) (i32.shl (local.get $j) (i32.const 2))))))))
+              (local.set $j (i32.add (local.get $j) (i32.const 4)))
+              (br $lj)))
+            (block $dj (loop $lj
+              (br_if $dj (i32.ge_u (local.get $j) (local.get $inner)))
+              (local.set $v (f32.load (i32.add (local.get $px) (i32.shl (local.get $j) (i32.const 2)))))
+              (local.set $s (f32.load (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))))
+              (f32.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+                (if (result f32) (local.get $op) (then (f32.max (local.get $s) (local.get $v))) (else (f32.add (local.get $s) (local.get $v)))))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br $lj)))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $l)))))
+      (local.set $o (i32.add (local.get $o) (i32.const 1)))
+      (br $out))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; RMSNorm (cpu-fused.ts: rmsnormForward / rmsnormBackward). x, y, dy, dx (R, C); w (C) or
+  ;; 0 for no weight; rstd (R).
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $rmsnorm_forward (export "rmsnorm_forward") (param $x i32) (param $w i32) (param $y i32) (param $rstd i32)
+        (param $R i32) (param $C i32) (param $eps f32)
+    (local $r i32) (local $j i32) (local $C4 i32) (local $px i32) (local $py i32) (local $rs f32) (local $rv v128) (local $wv f32)
+    (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $r) (local.get $R)))
+      (local.set $px (i32.add (local.get $x) (i32.shl (i32.mul (local.get $r) (local.get $C)) (i32.const 2))))
+      (local.set $py (i32.add (local.get $y) (i32.shl (i32.mul (local.get $r) (local.get $C)) (i32.const 2))))
+      (local.set $rs (f32.div (f32.const 1)
+        (f32.sqrt (f32.add (f32.div (call $dot (local.get $px) (local.get $px) (local.get $C)) (f32.convert_i32_u (local.get $C)))
+                           (local.get $eps)))))
+      (f32.store (i32.add (local.get $rstd) (i32.shl (local.get $r) (i32.const 2))) (local.get $rs))
+      (local.set $rv (f32x4.splat (local.get $rs)))
+      (local.set $j (i32.const 0))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+        (v128.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+          (f32x4.mul (f32x4.mul (v128.load (i32.add (local.get $px) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rv))
+            (if (result v128) (local.get $w) (then (v128.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))) (else (v128.const f32x4 1 1 1 1)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $lj)))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C)))
+        (local.set $wv (if (result f32) (local.get $w) (then (f32.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))) (else (f32.const 1))))
+        (f32.store (i32.add (local.get $py) (i32.shl (local.get $j) (i32.const 2)))
+          (f32.mul (f32.mul (f32.load (i32.add (local.get $px) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rs)) (local.get $wv)))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $lj)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $l))))
+
+  ;; with xhat = x rstd and g = dy w:  dx = rstd (g - xhat mean(g xhat));  dw += dy xhat.
+  ;; dw must be zero on entry (JS allocates it zeroed); 0 = no weight.
+  (func $rmsnorm_backward (export "rmsnorm_backward") (param $dy i32) (param $x i32) (param $w i32) (param $rstd i32)
+        (param $dx i32) (param $dw i32) (param $R i32) (param $C i32)
+    (local $r i32) (local $j i32) (local $C4 i32) (local $o i32) (local $rs f32) (local $rv v128)
+    (local $acc v128) (local $dot f32) (local $mv v128) (local $g v128) (local $xh v128)
+    (local $gs f32) (local $xs f32)
+    (local.set $C4 (i32.and (local.get $C) (i32.const -4)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $r) (local.get $R)))
+      (local.set $o (i32.shl (i32.mul (local.get $r) (local.get $C)) (i32.const 2)))
+      (local.set $rs (f32.load (i32.add (local.get $rstd) (i32.shl (local.get $r) (i32.const 2)))))
+      (local.set $rv (f32x4.splat (local.get $rs)))
+      ;; pass 1: dot = sum_j g_j xhat_j
+      (local.set $acc (v128.const f32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+        (local.set $g (f32x4.mul (v128.load (i32.add (i32.add (local.get $dy) (local.get $o)) (i32.shl (local.get $j) (i32.const 2))))
+          (if (result v128) (local.get $w) (then (v128.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))) (else (v128.const f32x4 1 1 1 1)))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $g)
+          (f32x4.mul (v128.load (i32.add (i32.add (local.get $x) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rv)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $lj)))
+      (local.set $dot (call $hsum (local.get $acc)))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C)))
+        (local.set $gs (f32.mul (f32.load (i32.add (i32.add (local.get $dy) (local.get $o)) (i32.shl (local.get $j) (i32.const 2))))
+          (if (result f32) (local.get $w) (then (f32.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))) (else (f32.const 1)))))
+        (local.set $dot (f32.add (local.get $dot) (f32.mul (local.get $gs)
+          (f32.mul (f32.load (i32.add (i32.add (local.get $x) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rs)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $lj)))
+      (local.set $mv (f32x4.splat (f32.div (local.get $dot) (f32.convert_i32_u (local.get $C)))))
+      ;; pass 2: dx = rstd (g - xhat mean); dw += dy xhat
+      (local.set $j (i32.const 0))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+        (local.set $xh (f32x4.mul (v128.load (i32.add (i32.add (local.get $x) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rv)))
+        (local.set $g (v128.load (i32.add (i32.add (local.get $dy) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))))
+        (if (local.get $w) (then
+          (v128.store (i32.add (local.get $dw) (i32.shl (local.get $j) (i32.const 2)))
+            (f32x4.add (v128.load (i32.add (local.get $dw) (i32.shl (local.get $j) (i32.const 2)))) (f32x4.mul (local.get $g) (local.get $xh))))
+          (local.set $g (f32x4.mul (local.get $g) (v128.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))))))
+        (v128.store (i32.add (i32.add (local.get $dx) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))
+          (f32x4.mul (local.get $rv) (f32x4.sub (local.get $g) (f32x4.mul (local.get $xh) (local.get $mv)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $lj)))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $C)))
+        (local.set $xs (f32.mul (f32.load (i32.add (i32.add (local.get $x) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rs)))
+        (local.set $gs (f32.load (i32.add (i32.add (local.get $dy) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))))
+        (if (local.get $w) (then
+          (f32.store (i32.add (local.get $dw) (i32.shl (local.get $j) (i32.const 2)))
+            (f32.add (f32.load (i32.add (local.get $dw) (i32.shl (local.get $j) (i32.const 2)))) (f32.mul (local.get $gs) (local.get $xs))))
+          (local.set $gs (f32.mul (local.get $gs) (f32.load (i32.add (local.get $w) (i32.shl (local.get $j) (i32.const 2))))))))
+        (f32.store (i32.add (i32.add (local.get $dx) (local.get $o)) (i32.shl (local.get $j) (i32.const 2)))
+          (f32.mul (local.get $rs) (f32.sub (local.get $gs) (f32.mul (local.get $xs) (f32x4.extract_lane 0 (local.get $mv))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $lj)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $l))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; softmax over a row, in place helpers
+  ;; ---------------------------------------------------------------------------------------
+
+  ;; max of row[0:n]
+  (func $rowmax (param $p i32) (param $n i32) (result f32)
+    (local $k i32) (local $n4 i32) (local $acc v128) (local $m f32)
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (local.set $acc (v128.const f32x4 -inf -inf -inf -inf))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $k) (local.get $n4)))
+      (local.set $acc (f32x4.max (local.get $acc) (v128.load (i32.add (local.get $p) (i32.shl (local.get $k) (i32.const 2))))))
+      (local.set $k (i32.add (local.get $k) (i32.const 4)))
+      (br $l)))
+    (local.set $m (call $hmax (local.get $acc)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $k) (local.get $n)))
+      (local.set $m (f32.max (local.get $m) (f32.load (i32.add (local.get $p) (i32.shl (local.get $k) (i32.const 2))))))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br $l)))
+    (local.get $m))
+
+  ;; dst[k] = exp(src[k] * scale - shift) for k < n; returns the sum of dst (dst may be src)
+  (func $expshift (param $src i32) (param $dst i32) (param $n i32) (param $scale f32) (param $shift f32) (result f32)
+    (local $k i32) (local $n4 i32) (local $acc v128) (local $e v128) (local $s f32) (local $es f32)
+    (local $sv v128) (local $hv v128)
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (local.set $sv (f32x4.splat (local.get $scale)))
+    (local.set $hv (f32x4.splat (local.get $shift)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $k) (local.get $n4)))
+      (local.set $e (call $exp4 (f32x4.sub (f32x4.mul (v128.load (i32.add (local.get $src) (i32.shl (local.get $k) (i32.const 2)))) (local.get $sv))
+                                           (local.get $hv))))
+      (v128.store (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 2))) (local.get $e))
+      (local.set $acc (f32x4.add (local.get $acc) (local.get $e)))
+      (local.set $k (i32.add (local.get $k) (i32.const 4)))
+      (br $l)))
+    (local.set $s (call $hsum (local.get $acc)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $k) (local.get $n)))
+      (local.set $es (call $exp1 (f32.sub (f32.mul (f32.load (i32.add (local.get $src) (i32.shl (local.get $k) (i32.const 2)))) (local.get $scale))
+                                          (local.get $shift))))
+      (f32.store (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 2))) (local.get $es))
+      (local.set $s (f32.add (local.get $s) (local.get $es)))
+      (local.set $k (i32.add (local.get $k) (i32.const 1)))
+      (br $l)))
+    (local.get $s))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; softmax cross-entropy (cpu-fused.ts). logits (N, V), targets int32 (N) with -1 = ignore.
+  ;; forward: lse (N); returns the SUM of (lse - logit[target]) over kept rows (JS divides by
+  ;; the count and checks the targets' range before calling). The forward does not write into
+  ;; the logits; it uses scratch (V floats) for the exponentials.
+  ;; backward: dx (N, V) = scale (exp(x - lse) - onehot); 0 on ignored rows (written here: JS
+  ;; does not clear dx, which for an LM head is N x V floats).
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $cross_entropy_forward (export "cross_entropy_forward") (param $x i32) (param $t i32) (param $lse i32) (param $scratch i32)
+        (param $N i32) (param $V i32) (result f64)
+    (local $i i32) (local $row i32) (local $m f32) (local $l f32) (local $tgt i32) (local $total f64)
+    (block $d (loop $lp
+      (br_if $d (i32.ge_u (local.get $i) (local.get $N)))
+      (local.set $row (i32.add (local.get $x) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+      (local.set $m (call $rowmax (local.get $row) (local.get $V)))
+      (local.set $l (f32.add (local.get $m)
+        (f32.demote_f64 (call $log (f64.promote_f32 (call $expshift (local.get $row) (local.get $scratch) (local.get $V) (f32.const 1) (local.get $m)))))))
+      (f32.store (i32.add (local.get $lse) (i32.shl (local.get $i) (i32.const 2))) (local.get $l))
+      (local.set $tgt (i32.load (i32.add (local.get $t) (i32.shl (local.get $i) (i32.const 2)))))
+      (if (i32.ge_s (local.get $tgt) (i32.const 0)) (then
+        (local.set $total (f64.add (local.get $total) (f64.promote_f32
+          (f32.sub (local.get $l) (f32.load (i32.add (local.get $row) (i32.shl (local.get $tgt) (i32.const 2))))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $lp)))
+    (local.get $total))
+
+  (func $cross_entropy_backward (export "cross_entropy_backward") (param $x i32) (param $t i32) (param $lse i32) (param $dx i32)
+        (param $N i32) (param $V i32) (param $scale f32)
+    (local $i i32) (local $k i32) (local $V4 i32) (local $row i32) (local $drow i32) (local $tgt i32)
+    (local $lv v128) (local $sv v128) (local $p i32)
+    (local.set $V4 (i32.and (local.get $V) (i32.const -4)))
+    (local.set $sv (f32x4.splat (local.get $scale)))
+    (block $d (loop $lp
+      (br_if $d (i32.ge_u (local.get $i) (local.get $N)))
+      (local.set $tgt (i32.load (i32.add (local.get $t) (i32.shl (local.get $i) (i32.const 2)))))
+      (if (i32.ge_s (local.get $tgt) (i32.const 0)) (then
+        (local.set $row (i32.add (local.get $x) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+        (local.set $drow (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+        (local.set $lv (f32x4.splat (f32.load (i32.add (local.get $lse) (i32.shl (local.get $i) (i32.const 2))))))
+        (local.set $k (i32.const 0))
+        (block $dk (loop $lk
+          (br_if $dk (i32.ge_u (local.get $k) (local.get $V4)))
+          (local.set $p (i32.shl (local.get $k) (i32.const 2)))
+          (v128.store (i32.add (local.get $drow) (local.get $p))
+            (f32x4.mul (local.get $sv) (call $exp4 (f32x4.sub (v128.load (i32.add (local.get $row) (local.get $p))) (local.get $lv)))))
+          (local.set $k (i32.add (local.get $k) (i32.const 4)))
+          (br $lk)))
+        (block $dk (loop $lk
+          (br_if $dk (i32.ge_u (local.get $k) (local.get $V)))
+          (local.set $p (i32.shl (local.get $k) (i32.const 2)))
+          (f32.store (i32.add (local.get $drow) (local.get $p))
+            (f32.mul (local.get $scale) (call $exp1 (f32.sub (f32.load (i32.add (local.get $row) (local.get $p))) (f32x4.extract_lane 0 (local.get $lv))))))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br $lk)))
+        ;; the one-hot term
+        (local.set $p (i32.add (local.get $drow) (i32.shl (local.get $tgt) (i32.const 2))))
+        (f32.store (local.get $p) (f32.sub (f32.load (local.get $p)) (local.get $scale))))
+      (else
+        ;; an ignored row: zero gradient (dx is not cleared beforehand)
+        (memory.fill (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))) (i32.const 0)
+                     (i32.shl (local.get $V) (i32.const 2)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $lp))))
+
+  ;; natural log in float64, for the per-row log-sum-exp only (one call per row, so a simple
+  ;; method is fine): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log x = e ln2 + 2 atanh(s),
+  ;; s = (m - 1) / (m + 1), atanh by its odd series (|s| < 0.172: 12 terms reach 1e-17).
+  (func $log (param $x f64) (result f64)
+    (local $e i32) (local $bits i64) (local $m f64) (local $s f64) (local $s2 f64) (local $term f64) (local $sum f64) (local $k i32)
+    (if (f64.le (local.get $x) (f64.const 0)) (then
+      (return (select (f64.const -inf) (f64.const nan) (f64.eq (local.get $x) (f64.const 0))))))
+    (if (f64.eq (local.get $x) (f64.const inf)) (then (return (local.get $x))))
+    (if (f64.ne (local.get $x) (local.get $x)) (then (return (local.get $x))))
+    ;; split the exponent off (inputs here are sums of exps >= 1, so normal numbers)
+    (local.set $bits (i64.reinterpret_f64 (local.get $x)))
+    (local.set $e (i32.sub (i32.wrap_i64 (i64.shr_u (local.get $bits) (i64.const 52))) (i32.const 1023)))
+    (local.set $m (f64.reinterpret_i64 (i64.or (i64.and (local.get $bits) (i64.const 0x000fffffffffffff)) (i64.const 0x3ff0000000000000))))
+    (if (f64.gt (local.get $m) (f64.const 1.4142135623730951)) (then
+      (local.set $m (f64.mul (local.get $m) (f64.const 0.5)))
+      (local.set $e (i32.add (local.get $e) (i32.const 1)))))
+    (local.set $s (f64.div (f64.sub (local.get $m) (f64.const 1)) (f64.add (local.get $m) (f64.const 1))))
+    (local.set $s2 (f64.mul (local.get $s) (local.get $s)))
+    (local.set $term (local.get $s))
+    (local.set $k (i32.const 1))
+    (block $d (loop $l
+      (br_if $d (i32.gt_u (local.get $k) (i32.const 25)))
+      (local.set $sum (f64.add (local.get $sum) (f64.div (local.get $term) (f64.convert_i32_u (local.get $k)))))
+      (local.set $term (f64.mul (local.get $term) (local.get $s2)))
+      (local.set $k (i32.add (local.get $k) (i32.const 2)))
+      (br $l)))
+    (f64.add (f64.mul (f64.convert_i32_s (local.get $e)) (f64.const 0.6931471805599453)) (f64.mul (f64.const 2) (local.get $sum))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; causal attention (cpu-fused.ts: attentionForward / attentionBackward), one query row at a
+  ;; time: its scores against the visible keys go into `scratch` (S floats), never a (T, S)
+  ;; matrix. q (B, NH, T, HS); k, v (B, NKV, S, HS); query head h reads KV head h / (NH/NKV);
+  ;; query t sees keys j <= t + (S - T) when causal.
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $attention_forward (export "attention_forward") (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
+        (param $scratch i32) (param $B i32) (param $NH i32) (param $NKV i32) (param $T i32) (param $S i32) (param $HS i32)
+        (param $causal i32)
+    (local $b i32) (local $h i32) (local $t i32) (local $j i32) (local $last i32) (local $group i32)
+    (local $kv i32) (local $qo i32) (local $row i32) (local $HSb i32) (local $scale f32) (local $m f32) (local $l f32) (local $d i32)
+    (local.set $HSb (i32.shl (local.get $HS) (i32.const 2)))
+    (local.set $scale (f32.div (f32.const 1) (f32.sqrt (f32.convert_i32_u (local.get $HS)))))
+    (local.set $group (i32.div_u (local.get $NH) (local.get $NKV)))
+    (block $db (loop $lb
+      (br_if $db (i32.ge_u (local.get $b) (local.get $B)))
+      (local.set $h (i32.const 0))
+      (block $dh (loop $lh
+        (br_if $dh (i32.ge_u (local.get $h) (local.get $NH)))
+        (local.set $kv (i32.mul (i32.mul (i32.add (i32.mul (local.get $b) (local.get $NKV)) (i32.div_u (local.get $h) (local.get $group))) (local.get $S)) (local.get $HSb)))
+        (local.set $t (i32.const 0))
+        (block $dt (loop $lt
+          (br_if $dt (i32.ge_u (local.get $t) (local.get $T)))
+          (local.set $row (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $NH)) (local.get $h)) (local.get $T)) (local.get $t)))
+          (local.set $qo (i32.mul (local.get $row) (local.get $HSb)))
+          (local.set $last (if (result i32) (local.get $causal)
+            (then (i32.add (local.get $t) (i32.sub (local.get $S) (local.get $T))))
+            (else (i32.sub (local.get $S) (i32.const 1)))))
+          ;; scores s_j = q . k_j (unscaled) for j <= last, into scratch
+          (local.set $j (i32.const 0))
+          (block $dj (loop $lj
+            (br_if $dj (i32.gt_s (local.get $j) (local.get $last)))
+            (f32.store (i32.add (local.get $scratch) (i32.shl (local.get $j) (i32.const 2)))
+              (call $dot (i32.add (local.get $q) (local.get $qo))
+                         (i32.add (i32.add (local.get $k) (local.get $kv)) (i32.mul (local.get $j) (local.get $HSb))) (local.get $HS)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $lj)))
+          ;; p_j = exp(scale s_j - scale max), l = sum p_j
+          (local.set $m (f32.mul (local.get $scale) (call $rowmax (local.get $scratch) (i32.add (local.get $last) (i32.const 1)))))
+          (local.set $l (call $expshift (local.get $scratch) (local.get $scratch) (i32.add (local.get $last) (i32.const 1)) (local.get $scale) (local.get $m)))
+          ;; out = sum_j p_j v_j / l
+          (memory.fill (i32.add (local.get $out) (local.get $qo)) (i32.const 0) (local.get $HSb))
+          (local.set $j (i32.const 0))
+          (block $dj (loop $lj
+            (br_if $dj (i32.gt_s (local.get $j) (local.get $last)))
+            (call $axpy (i32.add (local.get $out) (local.get $qo))
+              (f32.div (f32.load (i32.add (local.get $scratch) (i32.shl (local.get $j) (i32.const 2)))) (local.get $l))
+              (i32.add (i32.add (local.get $v) (local.get $kv)) (i32.mul (local.get $j) (local.get $HSb))) (local.get $HS))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $lj)))
+          (f32.store (i32.add (local.get $lse) (i32.shl (local.get $row) (i32.const 2)))
+            (f32.add (local.get $m) (f32.demote_f64 (call $log (f64.promote_f32 (local.get $l))))))
+          (local.set $t (i32.add (local.get $t) (i32.const 1)))
+          (br $lt)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $lh)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $lb))))
+
+  ;; dq (B, NH, T, HS); dk, dv (B, NKV, S, HS), all zero on entry (JS allocates them zeroed).
+  ;; Per query row: P_j = exp(scale q.k_j - lse), D = dout . out,
+  ;; dS_j = P_j (dout . v_j - D); dq += scale dS_j k_j; dk_j += scale dS_j q; dv_j += P_j dout.
+  (func $attention_backward (export "attention_backward") (param $dout i32) (param $q i32) (param $k i32) (param $v i32) (param $out i32) (param $lse i32)
+        (param $dq i32) (param $dk i32) (param $dv i32)
+        (param $scratch i32) (param $B i32) (param $NH i32) (param $NKV i32) (param $T i32) (param $S i32) (param $HS i32)
+        (param $causal i32)
+    (local $b i32) (local $h i32) (local $t i32) (local $j i32) (local $last i32) (local $group i32)
+    (local $kv i32) (local $qo i32) (local $row i32) (local $HSb i32) (local $scale f32) (local $D f32) (local $P f32) (local $dS f32)
+    (local $kj i32) (local $vj i32)
+    (local.set $HSb (i32.shl (local.get $HS) (i32.const 2)))
+    (local.set $scale (f32.div (f32.const 1) (f32.sqrt (f32.convert_i32_u (local.get $HS)))))
+    (local.set $group (i32.div_u (local.get $NH) (local.get $NKV)))
+    (block $db (loop $lb
+      (br_if $db (i32.ge_u (local.get $b) (local.get $B)))
+      (local.set $h (i32.const 0))
+      (block $dh (loop $lh
+        (br_if $dh (i32.ge_u (local.get $h) (local.get $NH)))
+        (local.set $kv (i32.mul (i32.mul (i32.add (i32.mul (local.get $b) (local.get $NKV)) (i32.div_u (local.get $h) (local.get $group))) (local.get $S)) (local.get $HSb)))
+        (local.set $t (i32.const 0))
+        (block $dt (loop $lt
+          (br_if $dt (i32.ge_u (local.get $t) (local.get $T)))
+          (local.set $row (i32.add (i32.mul (i32.add (i32.mul (local.get $b) (local.get $NH)) (local.get $h)) (local.get $T)) (local.get $t)))
+          (local.set $qo (i32.mul (local.get $row) (local.get $HSb)))
+          (local.set $last (if (result i32) (local.get $causal)
+            (then (i32.add (local.get $t) (i32.sub (local.get $S) (local.get $T))))
+            (else (i32.sub (local.get $S) (i32.const 1)))))
+          (local.set $D (call $dot (i32.add (local.get $dout) (local.get $qo)) (i32.add (local.get $out) (local.get $qo)) (local.get $HS)))
+          ;; P_j for the visible keys, into scratch (scores, then exp in one SIMD pass)
+          (local.set $j (i32.const 0))
+          (block $dj (loop $lj
+            (br_if $dj (i32.gt_s (local.get $j) (local.get $last)))
+            (f32.store (i32.add (local.get $scratch) (i32.shl (local.get $j) (i32.const 2)))
+              (call $dot (i32.add (local.get $q) (local.get $qo))
+                         (i32.add (i32.add (local.get $k) (local.get $kv)) (i32.mul (local.get $j) (local.get $HSb))) (local.get $HS)))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $lj)))
+          (drop (call $expshift (local.get $scratch) (local.get $scratch) (i32.add (local.get $last) (i32.const 1)) (local.get $scale)
+            (f32.load (i32.add (local.get $lse) (i32.shl (local.get $row) (i32.const 2))))))
+          (local.set $j (i32.const 0))
+          (block $dj (loop $lj
+            (br_if $dj (i32.gt_s (local.get $j) (local.get $last)))
+            (local.set $kj (i32.add (local.get $kv) (i32.mul (local.get $j) (local.get $HSb))))
+            (local.set $P (f32.load (i32.add (local.get $scratch) (i32.shl (local.get $j) (i32.const 2)))))
+            (local.set $dS (f32.mul (local.get $P)
+              (f32.sub (call $dot (i32.add (local.get $dout) (local.get $qo)) (i32.add (local.get $v) (local.get $kj)) (local.get $HS)) (local.get $D))))
+            (call $axpy (i32.add (local.get $dq) (local.get $qo)) (f32.mul (local.get $dS) (local.get $scale)) (i32.add (local.get $k) (local.get $kj)) (local.get $HS))
+            (call $axpy (i32.add (local.get $dk) (local.get $kj)) (f32.mul (local.get $dS) (local.get $scale)) (i32.add (local.get $q) (local.get $qo)) (local.get $HS))
+            (call $axpy (i32.add (local.get $dv) (local.get $kj)) (local.get $P) (i32.add (local.get $dout) (local.get $qo)) (local.get $HS))
+            (local.set $j (i32.add (local.get $j) (i32.const 1)))
+            (br $lj)))
+          (local.set $t (i32.add (local.get $t) (i32.const 1)))
+          (br $lt)))
+        (local.set $h (i32.add (local.get $h) (i32.const 1)))
+        (br $lh)))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br $lb))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; AdamW (cpu-fused.ts: adamwUpdate), in place on w, m, v over n elements:
+  ;;   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
+  ;;   w -= lr (wd w + (m / bc1) / (sqrt(v / bc2) + eps))
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $adamw (export "adamw") (param $w i32) (param $g i32) (param $m i32) (param $v i32) (param $n i32)
+        (param $lr f32) (param $b1 f32) (param $b2 f32) (param $eps f32) (param $wd f32) (param $bc1 f32) (param $bc2 f32)
+    (local $i i32) (local $n4 i32) (local $o i32)
+    (local $gv v128) (local $mv v128) (local $vv v128) (local $wv v128)
+    (local $gs f32) (local $ms f32) (local $vs f32) (local $ws f32)
+    (local.set $n4 (i32.and (local.get $n) (i32.const -4)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i) (local.get $n4)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $gv (v128.load (i32.add (local.get $g) (local.get $o))))
+      (local.set $mv (f32x4.add (f32x4.mul (f32x4.splat (local.get $b1)) (v128.load (i32.add (local.get $m) (local.get $o))))
+                                (f32x4.mul (f32x4.splat (f32.sub (f32.const 1) (local.get $b1))) (local.get $gv))))
+      (local.set $vv (f32x4.add (f32x4.mul (f32x4.splat (local.get $b2)) (v128.load (i32.add (local.get $v) (local.get $o))))
+                                (f32x4.mul (f32x4.splat (f32.sub (f32.const 1) (local.get $b2))) (f32x4.mul (local.get $gv) (local.get $gv)))))
+      (v128.store (i32.add (local.get $m) (local.get $o)) (local.get $mv))
+      (v128.store (i32.add (local.get $v) (local.get $o)) (local.get $vv))
+      (local.set $wv (v128.load (i32.add (local.get $w) (local.get $o))))
+      (v128.store (i32.add (local.get $w) (local.get $o))
+        (f32x4.sub (local.get $wv) (f32x4.mul (f32x4.splat (local.get $lr))
+          (f32x4.add (f32x4.mul (f32x4.splat (local.get $wd)) (local.get $wv))
+            (f32x4.div (f32x4.div (local.get $mv) (f32x4.splat (local.get $bc1)))
+                       (f32x4.add (f32x4.sqrt (f32x4.div (local.get $vv) (f32x4.splat (local.get $bc2)))) (f32x4.splat (local.get $eps))))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (block $d (loop $l
+      (br_if $d (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $gs (f32.load (i32.add (local.get $g) (local.get $o))))
+      (local.set $ms (f32.add (f32.mul (local.get $b1) (f32.load (i32.add (local.get $m) (local.get $o))))
+                              (f32.mul (f32.sub (f32.const 1) (local.get $b1)) (local.get $gs))))
+      (local.set $vs (f32.add (f32.mul (local.get $b2) (f32.load (i32.add (local.get $v) (local.get $o))))
+                              (f32.mul (f32.sub (f32.const 1) (local.get $b2)) (f32.mul (local.get $gs) (local.get $gs)))))
+      (f32.store (i32.add (local.get $m) (local.get $o)) (local.get $ms))
+      (f32.store (i32.add (local.get $v) (local.get $o)) (local.get $vs))
+      (local.set $ws (f32.load (i32.add (local.get $w) (local.get $o))))
+      (f32.store (i32.add (local.get $w) (local.get $o))
+        (f32.sub (local.get $ws) (f32.mul (local.get $lr)
+          (f32.add (f32.mul (local.get $wd) (local.get $ws))
+            (f32.div (f32.div (local.get $ms) (local.get $bc1))
+                     (f32.add (f32.sqrt (f32.div (local.get $vs) (local.get $bc2))) (local.get $eps)))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+
+  ;; $permute4: y (d0, d1, d2, d3), contiguous, = x read at x + 4 (i0 s0 + i1 s1 + i2 s2 + i3 s3)
+  ;; (element strides of x for each OUTPUT axis): a permutation of up to four axes (cpu.ts:
+  ;; permute, whose odometer computes the same offsets one element at a time). When the last
+  ;; axis stays last (s3 = 1, as when attention splits and merges heads) each innermost run
+  ;; is one memory.copy of d3 floats.
+  (func $permute4 (export "permute4") (param $x i32) (param $y i32)
+        (param $d0 i32) (param $d1 i32) (param $d2 i32) (param $d3 i32)
+        (param $s0 i32) (param $s1 i32) (param $s2 i32) (param $s3 i32)
+    (local $i0 i32) (local $i1 i32) (local $i2 i32) (local $i3 i32) (local $src i32) (local $py i32)
+    (local.set $py (local.get $y))
+    (block $d0d (loop $l0
+      (br_if $d0d (i32.ge_u (local.get $i0) (local.get $d0)))
+      (local.set $i1 (i32.const 0))
+      (block $d1d (loop $l1
+        (br_if $d1d (i32.ge_u (local.get $i1) (local.get $d1)))
+        (local.set $i2 (i32.const 0))
+        (block $d2d (loop $l2
+          (br_if $d2d (i32.ge_u (local.get $i2) (local.get $d2)))
+          ;; byte address of x[i0, i1, i2, 0]
+          (local.set $src (i32.add (local.get $x) (i32.shl (i32.add (i32.add
+            (i32.mul (local.get $i0) (local.get $s0)) (i32.mul (local.get $i1) (local.get $s1))) (i32.mul (local.get $i2) (local.get $s2)))
+            (i32.const 2))))
+          (if (i32.eq (local.get $s3) (i32.const 1))
+            (then
+              (memory.copy (local.get $py) (local.get $src) (i32.shl (local.get $d3) (i32.const 2)))
+              (local.set $py (i32.add (local.get $py) (i32.shl (local.get $d3) (i32.const 2)))))
+            (else
+              (local.set $i3 (i32.const 0))
+              (block $d3d (loop $l3
+                (br_if $d3d (i32.ge_u (local.get $i3) (local.get $d3)))
+                (f32.store (local.get $py) (f32.load (i32.add (local.get $src) (i32.shl (i32.mul (local.get $i3) (local.get $s3)) (i32.const 2)))))
+                (local.set $py (i32.add (local.get $py) (i32.const 4)))
+                (local.set $i3 (i32.add (local.get $i3) (i32.const 1)))
+                (br $l3)))))
+          (local.set $i2 (i32.add (local.get $i2) (i32.const 1)))
+          (br $l2)))
+        (local.set $i1 (i32.add (local.get $i1) (i32.const 1)))
+        (br $l1)))
+      (local.set $i0 (i32.add (local.get $i0) (i32.const 1)))
+      (br $l0))))
+
+  ;; $transpose: dst (cols, rows) = src (rows, cols)ᵀ, in 4 x 4 blocks where possible (four
+  ;; rows loaded as vectors, transposed with shuffles, stored as four columns), scalar at the
+  ;; edges. Used by matmul to pack operands in the layout its kernel reads. The loop over
+  ;; source rows is the inner one, so each destination row is written front to back: with
+  ;; the other order, the four stores of a block land a power-of-two stride apart (rows x 4
+  ;; bytes) in the same cache set, and a 2048-row transpose ran ~5x slower.
+  (func $transpose (export "transpose") (param $src i32) (param $dst i32) (param $rows i32) (param $cols i32)
+    (local $i i32) (local $j i32) (local $R4 i32) (local $C4 i32)
+    (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128) (local $t0 v128) (local $t1 v128) (local $t2 v128) (local $t3 v128)
+    (local $ps i32) (local $pd i32) (local $rb i32) (local $cb i32)
+    (local.set $R4 (i32.and (local.get $rows) (i32.const -4)))
+    (local.set $C4 (i32.and (local.get $cols) (i32.const -4)))
+    (local.set $cb (i32.shl (local.get $cols) (i32.const 2)))  ;; bytes per src row
+    (local.set $rb (i32.shl (local.get $rows) (i32.const 2)))  ;; bytes per dst row
+    (block $dj (loop $lj
+      (br_if $dj (i32.ge_u (local.get $j) (local.get $C4)))
+      (local.set $i (i32.const 0))
+      (block $di (loop $li
+        (br_if $di (i32.ge_u (local.get $i) (local.get $R4)))
+        (local.set $ps (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $cols)) (local.get $j)) (i32.const 2))))
+        (local.set $r0 (v128.load (local.get $ps)))
+        (local.set $r1 (v128.load (i32.add (local.get $ps) (local.get $cb))))
+        (local.set $r2 (v128.load (i32.add (local.get $ps) (i32.shl (local.get $cb) (i32.const 1)))))
+        (local.set $r3 (v128.load (i32.add (local.get $ps) (i32.mul (local.get $cb) (i32.const 3)))))
+        ;; interleave pairs, then halves: column c of the block gathers lane c of each row
+        (local.set $t0 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r0) (local.get $r1)))    ;; a0 b0 a1 b1
+        (local.set $t1 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r0) (local.get $r1))) ;; a2 b2 a3 b3
+        (local.set $t2 (i8x16.shuffle 0 1 2 3 16 17 18 19 4 5 6 7 20 21 22 23 (local.get $r2) (local.get $r3)))    ;; c0 d0 c1 d1
+        (local.set $t3 (i8x16.shuffle 8 9 10 11 24 25 26 27 12 13 14 15 28 29 30 31 (local.get $r2) (local.get $r3))) ;; c2 d2 c3 d3
+        (local.set $pd (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $rows)) (local.get $i)) (i32.const 2))))
+        (v128.store (local.get $pd) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t0) (local.get $t2)))
+        (v128.store (i32.add (local.get $pd) (local.get $rb)) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t0) (local.get $t2)))
+        (v128.store (i32.add (local.get $pd) (i32.shl (local.get $rb) (i32.const 1))) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $t1) (local.get $t3)))
+        (v128.store (i32.add (local.get $pd) (i32.mul (local.get $rb) (i32.const 3))) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $t1) (local.get $t3)))
+        (local.set $i (i32.add (local.get $i) (i32.const 4)))
+        (br $li)))
+      (local.set $j (i32.add (local.get $j) (i32.const 4)))
+      (br $lj)))
+    ;; edges: rows [R4, rows) x all columns, and rows [0, R4) x columns [C4, cols)
+    (local.set $i (i32.const 0))
+    (block $di (loop $li
+      (br_if $di (i32.ge_u (local.get $i) (local.get $rows)))
+      (local.set $j (if (result i32) (i32.lt_u (local.get $i) (local.get $R4)) (then (local.get $C4)) (else (i32.const 0))))
+      (block $dj (loop $lj
+        (br_if $dj (i32.ge_u (local.get $j) (local.get $cols)))
+        (f32.store (i32.add (local.get $dst) (i32.shl (i32.add (i32.mul (local.get $j) (local.get $rows)) (local.get $i)) (i32.const 2)))
+          (f32.load (i32.add (local.get $src) (i32.shl (i32.add (i32.mul (local.get $i) (local.get $cols)) (local.get $j)) (i32.const 2)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $lj)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $li))))
+)

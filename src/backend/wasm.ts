@@ -1,0 +1,431 @@
+// The wasm backend: the fast CPU path. Tensors live in one shared WebAssembly memory
+// (wasm-memory.ts) and the hot ops run as WebAssembly SIMD kernels on them in place:
+// kernels/cpu/matmul.wat (matmul) and kernels/cpu/ops.wat (elementwise, reductions, RMSNorm,
+// cross-entropy, attention, AdamW, transpose). docs/wasm.md is the learner's guide.
+//
+// Built on the reference. WasmBackend EXTENDS CpuBackend: its storages are Float32Array /
+// Int32Array views over the wasm memory, so every CpuBackend method works on them unchanged.
+// This class overrides allocation (so fallbacks allocate in wasm memory too) and the ops that
+// have a kernel; an op or shape without one (where, slice, gather, log, a broadcast the
+// kernels do not cover, and any Backend method added later) runs the CPU backend's loop over
+// the views: slower, never wrong. test/wasm-backend.test.ts checks each kernel against cpu.
+//
+// Threads (Node): `threads: N` starts N - 1 worker_threads running the same matmul kernel on
+// the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
+// In a browser this backend is single-threaded for now (see docs/wasm.md).
+import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
+import { sizeOf, stridesOf } from './backend.ts';
+import { CpuFused } from './cpu-fused.ts';
+import { CpuBackend, batchIndex } from './cpu.ts';
+import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
+import { findKernelFile, readKernelFile } from './wasm-matmul.ts';
+import { WasmHeap } from './wasm-memory.ts';
+
+/** ops.wasm's exports (see kernels/cpu/ops.wat for each one's contract). Pointers are bytes. */
+interface OpsExports {
+  binary(op: number, a: number, aRow: number, aCol: number, b: number, bRow: number, bCol: number, y: number, R: number, C: number): void;
+  unary(op: number, x: number, y: number, n: number, param: number): void;
+  reduce(op: number, x: number, y: number, outer: number, n: number, inner: number): void;
+  rmsnorm_forward(x: number, w: number, y: number, rstd: number, R: number, C: number, eps: number): void;
+  rmsnorm_backward(dy: number, x: number, w: number, rstd: number, dx: number, dw: number, R: number, C: number): void;
+  cross_entropy_forward(x: number, t: number, lse: number, scratch: number, N: number, V: number): number;
+  cross_entropy_backward(x: number, t: number, lse: number, dx: number, N: number, V: number, scale: number): void;
+  attention_forward(q: number, k: number, v: number, out: number, lse: number, scratch: number, B: number, NH: number, NKV: number, T: number, S: number, HS: number, causal: number): void;
+  attention_backward(dout: number, q: number, k: number, v: number, out: number, lse: number, dq: number, dk: number, dv: number, scratch: number, B: number, NH: number, NKV: number, T: number, S: number, HS: number, causal: number): void;
+  adamw(w: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
+  transpose(src: number, dst: number, rows: number, cols: number): void;
+  permute4(x: number, y: number, d0: number, d1: number, d2: number, d3: number, s0: number, s1: number, s2: number, s3: number): void;
+}
+
+type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: number) => void;
+
+/** The op codes of ops.wat's `binary` and `unary`. */
+const BINARY_CODE: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
+const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScalar: 2, addScalar: 3, exp: 4, sigmoid: 5, sqrt: 6, rsqrt: 7 };
+
+/** One helper thread of the threaded matmul (see kernels/cpu/wasm-worker.mjs). */
+interface Helper { worker: { terminate(): Promise<number> }; ctl: Int32Array }
+// slots of a helper's control block (the same constants are in wasm-worker.mjs)
+const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, FAILED = 15;
+/** Kernel numbers of the worker protocol (only matmul.wat's kernel is split so far). */
+const K_DOT = 0;
+/** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
+export const THREADS_MIN_MACS = 1 << 19;
+
+type F32 = Float32Array;
+type I32 = Int32Array;
+type View = F32 | I32;
+
+export class WasmBackend extends CpuBackend implements FusedKernels {
+  private readonly reference: CpuFused;
+  private goSeq = 0;
+
+  constructor(
+    readonly heap: WasmHeap,
+    private readonly ops: OpsExports,
+    private readonly mm: MatmulFn,
+    private readonly helpers: Helper[] = [],
+  ) {
+    super(Float32Array, 'wasm');
+    this.reference = new CpuFused(this); // rope and Newton–Schulz: the reference loops, over our views
+  }
+
+  /** Threads matmul uses (1 = no workers). */
+  get threads(): number {
+    return this.helpers.length + 1;
+  }
+
+  // ---- memory ----
+
+  /** A float view of n elements in wasm memory, NOT zeroed (for kernels that write all of it). */
+  private raw(n: number): F32 {
+    return this.heap.f32(this.heap.alloc(n * 4), n);
+  }
+  /** Whether newFloat clears; off while a reference loop that writes every output runs. */
+  private clear = true;
+  protected override newFloat(n: number): F32 {
+    return this.clear ? this.raw(n).fill(0) : this.raw(n);
+  }
+  /**
+   * Run a CpuBackend loop whose output it fully overwrites, without clearing that output
+   * first (clearing an N x V block costs as much as a pass of the op itself). Only for the
+   * ops listed below; pad and scatterAdd rely on the zeros and keep them.
+   */
+  private overwriting<R>(f: () => R): R {
+    this.clear = false;
+    try {
+      return f();
+    } finally {
+      this.clear = true;
+    }
+  }
+  override slice(x: Storage, shape: number[], axis: number, start: number, end: number): Storage {
+    return this.overwriting(() => super.slice(x, shape, axis, start, end));
+  }
+  override concat(xs: Storage[], shapes: number[][], axis: number): Storage {
+    return this.overwriting(() => super.concat(xs, shapes, axis));
+  }
+  override gather(table: Storage, V: number, C: number, idx: Storage, N: number): Storage {
+    return this.overwriting(() => super.gather(table, V, C, idx, N));
+  }
+  override where(c: Storage, cShape: number[], a: Storage, aShape: number[], b: Storage, bShape: number[], outShape: number[]): Storage {
+    return this.overwriting(() => super.where(c, cShape, a, aShape, b, bShape, outShape));
+  }
+  override zeros(length: number, dtype: DType): Storage {
+    if (dtype === 'float32') return this.newFloat(length);
+    return this.heap.i32(this.heap.alloc(length * 4), length).fill(0);
+  }
+  override free(s: Storage): void {
+    const v = s as View;
+    this.heap.release(v.byteOffset, v.byteLength);
+  }
+  override bytesInUse(): number {
+    return this.heap.bytesInUse();
+  }
+  destroy(): void {
+    for (const h of this.helpers) void h.worker.terminate();
+    this.helpers.length = 0;
+  }
+
+  // ---- elementwise ----
+
+  override unary(op: UnaryOp, xs: Storage, p: number): Storage {
+    const code = UNARY_CODE[op];
+    if (code === undefined) return super.unary(op, xs, p); // log, tanh, powScalar: Math.* in JS
+    const x = xs as F32, y = this.raw(x.length);
+    this.ops.unary(code, x.byteOffset, y.byteOffset, x.length, p);
+    return y;
+  }
+
+  override binary(op: BinaryOp, as: Storage, aShape: number[], bs: Storage, bShape: number[], outShape: number[]): Storage {
+    const code = BINARY_CODE[op];
+    const plan = code === undefined ? null : planBinary([aShape, bShape], outShape);
+    if (!plan) return super.binary(op, as, aShape, bs, bShape, outShape);
+    const a = as as F32, b = bs as F32;
+    const y = this.raw(plan.R * plan.C);
+    if (y.length === 0) return y;
+    const [sa, sb] = plan.strides;
+    this.ops.binary(code!, a.byteOffset, sa[0], sa[1], b.byteOffset, sb[0], sb[1], y.byteOffset, plan.R, plan.C);
+    return y;
+  }
+
+  override expand(xs: Storage, xShape: number[], outShape: number[]): Storage {
+    const plan = planBinary([xShape], outShape);
+    if (!plan || plan.R * plan.C === 0) return super.expand(xs, xShape, outShape);
+    // x + 0 with x read broadcast: the binary kernel does the indexing (adding 0 is exact,
+    // except that -0 becomes +0, which no op distinguishes)
+    const zero = this.newFloat(1);
+    const x = xs as F32, y = this.raw(plan.R * plan.C);
+    const [sx] = plan.strides;
+    this.ops.binary(0, x.byteOffset, sx[0], sx[1], zero.byteOffset, 0, 0, y.byteOffset, plan.R, plan.C);
+    this.free(zero);
+    return y;
+  }
+
+  // ---- layout ----
+
+  override permute(xs: Storage, shape: number[], perm: number[]): Storage {
+    if (shape.length > 4) return super.permute(xs, shape, perm);
+    const x = xs as F32, y = this.raw(x.length);
+    if (x.length === 0) return y;
+    const inStr = stridesOf(shape);
+    // output dims and the input stride of each, padded at the front to rank 4
+    const pad = 4 - shape.length;
+    const d = [...new Array<number>(pad).fill(1), ...perm.map((p) => shape[p])];
+    const s = [...new Array<number>(pad).fill(0), ...perm.map((p) => inStr[p])];
+    this.ops.permute4(x.byteOffset, y.byteOffset, d[0], d[1], d[2], d[3], s[0], s[1], s[2], s[3]);
+    return y;
+  }
+
+  // ---- reductions ----
+
+  override reduce(op: ReduceOp, xs: Storage, shape: number[], axis: number): Storage {
+    const x = xs as F32;
+    const outer = sizeOf(shape.slice(0, axis)), n = shape[axis], inner = sizeOf(shape.slice(axis + 1));
+    if (n === 0 || outer * inner === 0) return super.reduce(op, xs, shape, axis);
+    const y = this.raw(outer * inner);
+    this.ops.reduce(op === 'sum' ? 0 : 1, x.byteOffset, y.byteOffset, outer, n, inner);
+    return y;
+  }
+
+  // ---- matmul ----
+
+  override matmul(as: Storage, bs: Storage, p: MatmulParams): Storage {
+    const a = as as F32, b = bs as F32;
+    const { M, K, N } = p;
+    const nb = sizeOf(p.batch);
+    const c = this.raw(nb * M * N);
+    if (M * N === 0) return c;
+    if (K === 0) return c.fill(0);
+    const ia = batchIndex(p.batchA, p.batch), ib = batchIndex(p.batchB, p.batch);
+    // The kernel (matmul.wat) reads A as (M, K) and B as Bᵀ (N, K). Operands already in that
+    // layout are used where they are; the others are transposed into scratch blocks by the
+    // SIMD transpose kernel, once per distinct batch entry. Measured on the tiny preset's
+    // shapes, transpose + this kernel beat a kernel reading B (K, N) directly (SIMD over
+    // columns, 4 x 8 tiles): the transposes cost 1-5% of the matmul, while the column kernel
+    // ran at 18-38 GFLOP/s against 42-48 (its strided walk down B's columns misses the cache).
+    const pa = p.transA ? this.raw(M * K) : null, pb = p.transB ? null : this.raw(N * K);
+    let lastA = -1, lastB = -1;
+    for (let z = 0; z < nb; z++) {
+      let aPtr = a.byteOffset + ia[z] * M * K * 4, bPtr = b.byteOffset + ib[z] * K * N * 4;
+      const cPtr = c.byteOffset + z * M * N * 4;
+      if (pa) {
+        if (ia[z] !== lastA) this.ops.transpose(aPtr, pa.byteOffset, K, M);
+        aPtr = pa.byteOffset;
+      }
+      if (pb) {
+        if (ib[z] !== lastB) this.ops.transpose(bPtr, pb.byteOffset, K, N);
+        bPtr = pb.byteOffset;
+      }
+      lastA = ia[z];
+      lastB = ib[z];
+      const ap = aPtr, bp = bPtr;
+      this.split(K_DOT, M, K * N, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N]);
+    }
+    if (pa) this.free(pa);
+    if (pb) this.free(pb);
+    return c;
+  }
+
+  /** Run one kernel directly (kernel numbers as in wasm-worker.mjs). */
+  private runKernel(kernel: number, args: number[]): void {
+    if (kernel === K_DOT) this.mm(args[0], args[1], args[2], args[3], args[4], args[5]);
+    else throw new Error(`internal: unknown kernel ${kernel}`);
+  }
+
+  /**
+   * Run a matmul kernel over rows [0, M), split into bands of rows over the threads when it
+   * is large enough (M · work ≥ THREADS_MIN_MACS multiply-adds): band 0 here, one per helper,
+   * then wait for all. `args(m0, m1)` gives the kernel's arguments for rows [m0, m1).
+   */
+  private split(kernel: number, M: number, workPerRow: number, args: (m0: number, m1: number) => number[]): void {
+    const parts = this.helpers.length + 1;
+    if (parts === 1 || M * workPerRow < THREADS_MIN_MACS || M < 4 * parts) {
+      this.runKernel(kernel, args(0, M));
+      return;
+    }
+    const band = (Math.ceil(M / parts) + 3) & ~3; // rows per band, a multiple of 4 so the tiles stay full
+    this.goSeq = (this.goSeq + 1) | 0;
+    this.helpers.forEach((h, t) => {
+      const m0 = Math.min(M, band * (t + 1)), m1 = Math.min(M, band * (t + 2));
+      const ctl = h.ctl;
+      ctl[KERNEL] = kernel;
+      args(m0, m1).forEach((v, i) => (ctl[ARGS + i] = v));
+      Atomics.store(ctl, GO, this.goSeq); // publishes the arguments above
+      Atomics.notify(ctl, GO);
+    });
+    this.runKernel(kernel, args(0, Math.min(M, band)));
+    for (const h of this.helpers) {
+      while (Atomics.load(h.ctl, DONE) !== this.goSeq) {
+        if (Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 60_000) === 'timed-out') {
+          throw new Error('wasm backend: a worker thread did not answer within 60 s');
+        }
+      }
+      if (h.ctl[FAILED]) throw new Error('wasm backend: a worker thread failed (see its message on stderr)');
+    }
+  }
+
+  // ---- fused kernels (src/backend/fused.ts) ----
+
+  crossEntropyForward(logits: Storage, targets: Storage, N: number, V: number): { loss: Storage; lse: Storage } {
+    const x = logits as F32, t = targets as I32;
+    let count = 0;
+    for (let i = 0; i < N; i++) {
+      if (t[i] === -1) continue;
+      if (t[i] < 0 || t[i] >= V) throw new RangeError(`crossEntropy: target ${t[i]} at row ${i} is outside [0, ${V})`);
+      count++;
+    }
+    const lse = this.raw(N), loss = this.raw(1), scratch = this.raw(V);
+    const total = this.ops.cross_entropy_forward(x.byteOffset, t.byteOffset, lse.byteOffset, scratch.byteOffset, N, V);
+    this.free(scratch);
+    loss[0] = total / Math.max(1, count);
+    return { loss, lse };
+  }
+
+  crossEntropyBackward(logits: Storage, targets: Storage, lse: Storage, dloss: Storage, N: number, V: number): Storage {
+    const t = targets as I32;
+    let count = 0;
+    for (let i = 0; i < N; i++) if (t[i] !== -1) count++;
+    const dx = this.raw(N * V); // every row written by the kernel (ignored rows as zeros)
+    const scale = (dloss as F32)[0] / Math.max(1, count);
+    this.ops.cross_entropy_backward((logits as F32).byteOffset, t.byteOffset, (lse as F32).byteOffset, dx.byteOffset, N, V, scale);
+    return dx;
+  }
+
+  rmsnormForward(x: Storage, weight: Storage | null, R: number, C: number, eps: number): { y: Storage; rstd: Storage } {
+    const y = this.raw(R * C), rstd = this.raw(R);
+    this.ops.rmsnorm_forward((x as F32).byteOffset, weight ? (weight as F32).byteOffset : 0, y.byteOffset, rstd.byteOffset, R, C, eps);
+    return { y, rstd };
+  }
+
+  rmsnormBackward(dy: Storage, x: Storage, weight: Storage | null, rstd: Storage, R: number, C: number): { dx: Storage; dweight: Storage | null } {
+    const dx = this.raw(R * C), dw = weight ? this.newFloat(C) : null;
+    this.ops.rmsnorm_backward((dy as F32).byteOffset, (x as F32).byteOffset, weight ? (weight as F32).byteOffset : 0,
+      (rstd as F32).byteOffset, dx.byteOffset, dw ? dw.byteOffset : 0, R, C);
+    return { dx, dweight: dw };
+  }
+
+  rope(x: Storage, cos: Storage, sin: Storage, R: number, T: number, HS: number, inverse: boolean): Storage {
+    return this.reference.rope(x, cos, sin, R, T, HS, inverse);
+  }
+
+  attentionForward(q: Storage, k: Storage, v: Storage, s: AttentionShape): { out: Storage; lse: Storage } {
+    const out = this.raw(s.B * s.NH * s.T * s.HS), lse = this.raw(s.B * s.NH * s.T), scratch = this.raw(s.S);
+    this.ops.attention_forward((q as F32).byteOffset, (k as F32).byteOffset, (v as F32).byteOffset, out.byteOffset, lse.byteOffset,
+      scratch.byteOffset, s.B, s.NH, s.NKV, s.T, s.S, s.HS, s.causal ? 1 : 0);
+    this.free(scratch);
+    return { out, lse };
+  }
+
+  attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage } {
+    const dq = this.newFloat(s.B * s.NH * s.T * s.HS), dk = this.newFloat(s.B * s.NKV * s.S * s.HS), dv = this.newFloat(s.B * s.NKV * s.S * s.HS);
+    const scratch = this.raw(s.S);
+    const ptr = (x: Storage) => (x as F32).byteOffset;
+    this.ops.attention_backward(ptr(dout), ptr(q), ptr(k), ptr(v), ptr(out), ptr(lse), dq.byteOffset, dk.byteOffset, dv.byteOffset,
+      scratch.byteOffset, s.B, s.NH, s.NKV, s.T, s.S, s.HS, s.causal ? 1 : 0);
+    this.free(scratch);
+    return { dq, dk, dv };
+  }
+
+  adamwUpdate(param: Storage, grad: Storage, m: Storage, v: Storage, n: number, p: AdamWParams): void {
+    const ptr = (x: Storage) => (x as F32).byteOffset;
+    this.ops.adamw(ptr(param), ptr(grad), ptr(m), ptr(v), n, p.lr, p.beta1, p.beta2, p.eps, p.weightDecay, 1 - p.beta1 ** p.step, 1 - p.beta2 ** p.step);
+  }
+
+  newtonSchulz(g: Storage, rows: number, cols: number, steps?: number): Storage {
+    return this.reference.newtonSchulz(g, rows, cols, steps);
+  }
+}
+
+/**
+ * How the binary kernel can read each operand (shapes of outShape's rank, dims 1 or equal):
+ * a split of outShape into rows (the leading dims) and columns (the trailing dims) such that
+ * each operand is full, row-broadcast, column-broadcast or a scalar with respect to it.
+ * strides[i] = [row stride, column stride] in elements. null when no split works (e.g. a
+ * broadcast in a middle axis only); the caller then uses the CPU backend's general loop.
+ */
+export function planBinary(shapes: number[][], outShape: number[]): { R: number; C: number; strides: [number, number][] } | null {
+  const r = outShape.length;
+  // the first split that works has the most columns: the longest SIMD inner loops
+  for (let s = 0; s <= r; s++) {
+    const R = sizeOf(outShape.slice(0, s)), C = sizeOf(outShape.slice(s));
+    const strides: [number, number][] = [];
+    for (const sh of shapes) {
+      const rowsFull = sh.slice(0, s).every((d, i) => d === outShape[i]);
+      const rowsOne = sh.slice(0, s).every((d) => d === 1);
+      const colsFull = sh.slice(s).every((d, i) => d === outShape[s + i]);
+      const colsOne = sh.slice(s).every((d) => d === 1);
+      if (rowsFull && colsFull) strides.push([C, 1]);
+      else if (rowsOne && colsFull) strides.push([0, 1]);
+      else if (rowsFull && colsOne) strides.push([1, 0]);
+      else if (rowsOne && colsOne) strides.push([0, 0]);
+      else break;
+    }
+    if (strides.length === shapes.length) return { R, C, strides };
+  }
+  return null;
+}
+
+export interface WasmBackendOptions {
+  /** Threads for matmul (default 1). Node only for now; > 1 starts threads - 1 worker_threads. */
+  threads?: number;
+}
+
+let injected: { ops?: Uint8Array; matmul?: Uint8Array } = {};
+
+/** Browser: hand over the bytes of ops.wasm and matmul-shared.wasm (there is no disk to read). */
+export function setWasmBackendBytes(ops: Uint8Array | ArrayBuffer, matmulShared: Uint8Array | ArrayBuffer): void {
+  injected = { ops: new Uint8Array(ops), matmul: new Uint8Array(matmulShared) };
+}
+
+/** Can this engine run the wasm backend? (WebAssembly with SIMD and shared memory.) */
+export function wasmBackendSupported(): boolean {
+  if (typeof WebAssembly === 'undefined' || typeof SharedArrayBuffer === 'undefined') return false;
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Start the wasm backend: compile the kernels, make the shared memory, start the matmul
+ * threads. Throws a one-line error when this engine cannot (no SIMD, no shared memory:
+ * a browser page that is not cross-origin isolated); callers fall back to `cpu`.
+ */
+export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+  const threads = opts.threads ?? 1;
+  if (!(Number.isInteger(threads) && threads >= 1)) throw new RangeError(`wasm backend: threads must be a positive integer, got ${threads}`);
+  if (!wasmBackendSupported()) {
+    throw new Error('wasm backend: this engine has no shared WebAssembly memory (in a browser the page must be cross-origin isolated: COOP/COEP headers)');
+  }
+  const node = typeof process !== 'undefined' && !!process.versions?.node;
+  if (threads > 1 && !node) throw new Error('wasm backend: threads > 1 needs Node worker_threads (the page runs one thread)');
+  const opsBytes = injected.ops ?? (await readKernelFile('ops.wasm'));
+  const mmBytes = injected.matmul ?? (await readKernelFile('matmul-shared.wasm'));
+  if (!WebAssembly.validate(opsBytes as Uint8Array<ArrayBuffer>) || !WebAssembly.validate(mmBytes as Uint8Array<ArrayBuffer>)) {
+    throw new Error('wasm backend: this engine cannot run the kernels (no WebAssembly SIMD)');
+  }
+  const heap = new WasmHeap();
+  const env = { env: { memory: heap.memory } };
+  const ops = (await WebAssembly.instantiate(opsBytes as Uint8Array<ArrayBuffer>, env)).instance.exports as unknown as OpsExports;
+  const mm = (await WebAssembly.instantiate(mmBytes as Uint8Array<ArrayBuffer>, env)).instance.exports.matmul as MatmulFn;
+  const helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mmBytes, heap.memory)));
+  return new WasmBackend(heap, ops, mm, helpers);
+}
+
+/** Start one matmul worker on `memory` and wait until its kernel is instantiated. */
+async function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
+  const wtName = 'node:worker_threads';
+  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
+  const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
+  const worker = new Worker(await findKernelFile('wasm-worker.mjs'), { workerData: { matmulBytes, memory, control: ctl.buffer } });
+  worker.unref(); // a sleeping helper must not keep the process alive
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`matmul worker exited (code ${code}) before it was ready`)));
+  });
+  return { worker, ctl };
+}
