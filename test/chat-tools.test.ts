@@ -2,7 +2,8 @@
 // (src/tools/hook.ts) forces each tool result into the row that made the call, marks it
 // forced (never trained on, no sampling log-prob), and the ChatModel turns a row into the
 // parts [text, tool_call, tool_result, text] and streams them. Also: the engine's yieldEvery
-// lets a timer (a disconnect) in mid-generation, and the CLI's bracketed tool output.
+// lets a timer (a disconnect) in mid-generation; the server carries the parts and stops a
+// dropped stream; and the CLI's bracketed tool output.
 //
 // An untrained model never writes a tool call, so the model here is scripted: a real GPT
 // (the forward pass, the KV cache and the padding all run) whose logits get +100 on the
@@ -13,6 +14,7 @@ import { toolPrinter } from '../src/cli/chat.ts';
 import { Engine, type GenerateOptions } from '../src/model/engine.ts';
 import { GPT, type GPTConfig, type KVCache } from '../src/model/gpt.ts';
 import { createChatModel } from '../src/serve/chat-model.ts';
+import { createServer } from '../src/serve/server.ts';
 import * as T from '../src/tensor/index.ts';
 import { defaultToolRegistry, toolHook } from '../src/tools/hook.ts';
 import { SPECIALS, trainTokenizer, type AssistantPart, type Tokenizer } from '../src/tokenizer/index.ts';
@@ -20,12 +22,14 @@ import { SPECIALS, trainTokenizer, type AssistantPart, type Tokenizer } from '..
 /** A GPT whose next token follows a script chosen by the prompt (see the header). */
 class ScriptedGPT extends GPT {
   private rows: { prompt: number[]; generated: number[] }[] = [];
+  forwards = 0; // calls so far: how a test sees that generation has stopped
   constructor(config: GPTConfig, private scriptFor: (prompt: number[]) => number[], private resultStart: number, private resultEnd: number) {
     super(config, new T.Rng(1));
   }
 
   override forward(idx: T.Tensor, cache?: KVCache): T.Tensor {
     if (!cache) throw new Error('ScriptedGPT: the engine always passes a cache');
+    this.forwards++;
     const [B, Tn] = idx.shape;
     const ids = Array.from(idx.dataSync());
     if (cache.length === 0) this.rows = Array.from({ length: B }, (_, b) => ({ prompt: ids.slice(b * Tn, (b + 1) * Tn), generated: [] }));
@@ -59,9 +63,9 @@ const enc = (s: string) => tok.encodeOrdinary(s);
 const toolScript = (before: string, call: string, after: string) => [
   ...enc(before), sp(SPECIALS.toolCallStart), ...enc(call), sp(SPECIALS.toolCallEnd), ...enc(after), sp(SPECIALS.assistantEnd),
 ];
-const config = (V: number): GPTConfig => ({
+const config = (V: number, maxSeqLen = 96): GPTConfig => ({
   vocabSize: V, hiddenSize: 16, numLayers: 1, numHeads: 2, numKVHeads: 1, headDim: 8, intermediateSize: 32,
-  maxSeqLen: 96, ropeTheta: 10000, rmsNormEps: 1e-6, tieEmbeddings: true, qkNorm: true, mlp: 'swiglu', logitSoftcap: 0,
+  maxSeqLen, ropeTheta: 10000, rmsNormEps: 1e-6, tieEmbeddings: true, qkNorm: true, mlp: 'swiglu', logitSoftcap: 0,
 });
 const greedy = (o: Partial<GenerateOptions>): GenerateOptions => ({ maxTokens: 40, temperature: 0, topK: 0, topP: 1, seed: 1, stop: [], ...o });
 
@@ -148,6 +152,60 @@ describe('ChatModel with tools', () => {
     expect(c.completionTokens).toBe(3);
     expect(c.parts?.map((p) => p.type)).toEqual(['tool_call']);
     expect(c.parts?.[0].text).toBe(tok.decode(enc('calc(7*6)').slice(0, 2)));
+  });
+});
+
+describe('the server with tools (real HTTP on 127.0.0.1)', () => {
+  const post = (base: string, body: object, signal?: AbortSignal) =>
+    fetch(base + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
+
+  it('a reply carries its parts: minichat_parts on the message, minichat_part on stream deltas', async () => {
+    const script = toolScript('Let me see. ', 'calc(7*6)', ' It is 42.');
+    const model = new ScriptedGPT(config(tok.vocabSize), () => script, sp(SPECIALS.toolResultStart), sp(SPECIALS.toolResultEnd));
+    const app = createServer(createChatModel(model, tok, 'scripted'));
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const req = { messages: [{ role: 'user', content: 'What is 7*6?' }], max_tokens: 40, temperature: 0 };
+      const r = await (await post(base, req)).json();
+      expect(r.choices[0].message.content).toBe('Let me see.  It is 42.');
+      expect(r.choices[0].message.minichat_parts.map((p: AssistantPart) => [p.type, p.text])).toEqual([
+        ['text', 'Let me see. '], ['tool_call', 'calc(7*6)'], ['tool_result', '42'], ['text', ' It is 42.'],
+      ]);
+      const sse = await (await post(base, { ...req, stream: true })).text();
+      const deltas = sse.split('\n\n').filter((e) => e.startsWith('data: {')).map((e) => JSON.parse(e.slice(6)).choices[0]?.delta ?? {});
+      const tool = (type: string) => deltas.filter((d) => d.minichat_part?.type === type).map((d) => d.minichat_part.text).join('');
+      expect(tool('tool_call')).toBe('calc(7*6)');
+      expect(tool('tool_result')).toBe('42');
+      expect(deltas.map((d) => d.content ?? '').join('')).toBe('Let me see.  It is 42.');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a client that drops its stream stops the real engine mid-reply', async () => {
+    // 400 tokens would take far longer than the test waits; the forward count must stop
+    // growing soon after the abort (it can only stop if the engine yields and sees the signal).
+    const endless = Array(500).fill(enc('a')[0]);
+    const model = new ScriptedGPT(config(tok.vocabSize, 512), () => endless, -1, -1);
+    const app = createServer(createChatModel(model, tok, 'scripted'));
+    const base = await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const ac = new AbortController();
+      const res = await post(base, { messages: [{ role: 'user', content: 'go' }], max_tokens: 400, temperature: 0, stream: true }, ac.signal);
+      const reader = res.body!.getReader();
+      await reader.read(); // the first chunk: generation is under way
+      ac.abort();
+      await new Promise((r) => setTimeout(r, 200)); // time for the server to see the closed socket
+      const after = model.forwards;
+      await new Promise((r) => setTimeout(r, 200));
+      expect(model.forwards).toBe(after); // stopped
+      expect(after).toBeLessThan(400);
+      // and the engine is free: the next request is answered
+      const r = await (await post(base, { messages: [{ role: 'user', content: 'again' }], max_tokens: 3, temperature: 0 })).json();
+      expect(r.choices[0].finish_reason).toBe('length');
+    } finally {
+      await app.close();
+    }
   });
 });
 
