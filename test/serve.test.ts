@@ -6,8 +6,10 @@ import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, topPFilter, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
+import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
+import { sampleRow } from '../src/model/engine.ts';
 import { createServer, LIMITS } from '../src/serve/server.ts';
+import { Rng } from '../src/tensor/index.ts';
 import { renderForCompletion, SPECIALS, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXTURE_CONTEXT, tinyChatCheckpoint } from './chat-fixture.ts';
 
@@ -68,7 +70,7 @@ const user = (content: string) => ({ role: 'user' as const, content });
 
 // ---------------------------------------------------------------------------------------
 
-describe('fitPrompt, topPFilter, serialQueue', () => {
+describe('fitPrompt, top_p, serialQueue', () => {
   let tok: Tokenizer;
   beforeAll(async () => {
     tok = await trainTokenizer(['the user asks and the assistant answers. '.repeat(30)], { vocabSize: 300 });
@@ -137,13 +139,19 @@ describe('fitPrompt, topPFilter, serialQueue', () => {
     expect(kinds.filter((k, i) => k !== kinds[i - 1])).toEqual(['text', 'tool_call', 'tool_result', 'text']); // deltas say their part
   });
 
-  it('topPFilter keeps the smallest most-likely set reaching p', () => {
-    // probabilities at temperature 1: 0.5, 0.3, 0.2 (as logits ln p)
+  it("top_p reaches the engine's sampler: the smallest most-likely set reaching p", () => {
+    // probabilities at temperature 1: 0.2, 0.5, 0.3 (as logits ln p). The chat model passes
+    // top_p to the engine's sampleRow; the kept set shows in the renormalised log-prob.
     const l = Float32Array.from([Math.log(0.2), Math.log(0.5), Math.log(0.3)]);
-    expect([...topPFilter(l, 0.5, 1)].map((v) => v !== -Infinity)).toEqual([false, true, false]);
-    expect([...topPFilter(l, 0.75, 1)].map((v) => v !== -Infinity)).toEqual([false, true, true]);
-    expect([...topPFilter(l, 0.81, 1)].map((v) => v !== -Infinity)).toEqual([true, true, true]);
-    expect(topPFilter(l, 1, 1)).toBe(l); // p = 1: untouched
+    const kept = (p: number) => {
+      const seen = new Set<number>();
+      for (let s = 0; s < 40; s++) seen.add(sampleRow(l, { temperature: 1, topK: 0, topP: p }, new Rng(s)).id);
+      return [...seen].sort();
+    };
+    expect(kept(0.5)).toEqual([1]);
+    expect(kept(0.75)).toEqual([1, 2]); // 40 draws miss a token of probability 0.3/0.8 with chance (5/8)^40 ≈ 7e-9
+    const s = sampleRow(l, { temperature: 1, topK: 0, topP: 0.75 }, new Rng(0));
+    expect(s.logprob).toBeCloseTo(Math.log((s.id === 1 ? 0.5 : 0.3) / 0.8), 5); // renormalised over the kept 0.8
   });
 
   it('serialQueue runs one job at a time, in order, and survives a failure', async () => {

@@ -9,7 +9,7 @@
 import { availableParallelism } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
-import { CHAT_DEFAULTS, defaultMaxTokens, loadChatModel, type ChatModel, type CompleteOptions, type Message } from '../serve/chat-model.ts';
+import { CHAT_DEFAULTS, defaultMaxTokens, loadChatModel, type AssistantPart, type ChatModel, type CompleteOptions, type Message } from '../serve/chat-model.ts';
 import { UserError } from '../util/errors.ts';
 import { nonNeg, nonNegInt, num, posInt, selectBackend } from './common.ts';
 
@@ -63,8 +63,39 @@ export function registerChat(program: Command): void {
     });
 }
 
+/**
+ * Streams a reply to the terminal with tool use bracketed: text as is, a tool call and its
+ * result as `[calc(37*12) → 444]`, dimmed on a TTY (SGR 2 … 22) so it reads as the tool's
+ * aside, not the model's words. Deltas arrive per part (OnText's `part`), so the brackets go
+ * in where the kind of part changes; end() closes a call the reply cut off.
+ */
+export function toolPrinter(write: (s: string) => void, tty: boolean) {
+  const dim = tty ? '\x1b[2m' : '', undim = tty ? '\x1b[22m' : '';
+  let kind: AssistantPart['type'] = 'text';
+  const close = () => kind !== 'text' && write(`]${undim}`);
+  return {
+    onText(delta: string, part: AssistantPart['type']): void {
+      if (part !== kind) {
+        if (kind === 'tool_call' && part === 'tool_result') write(' → '); // the call's own result
+        else {
+          close();
+          if (part !== 'text') write(`${dim}[${part === 'tool_result' ? '→ ' : ''}`);
+        }
+        kind = part;
+      }
+      write(delta);
+    },
+    end(): void {
+      close();
+      kind = 'text';
+    },
+  };
+}
+
 async function oneShot(model: ChatModel, messages: Message[], opts: CompleteOptions, json: boolean): Promise<void> {
-  const c = await model.complete(messages, opts, json ? undefined : (delta) => process.stdout.write(delta));
+  const out = toolPrinter((s) => process.stdout.write(s), Boolean(process.stdout.isTTY));
+  const c = await model.complete(messages, opts, json ? undefined : out.onText);
+  out.end();
   if (json) {
     const usage = { prompt_tokens: c.promptTokens, completion_tokens: c.completionTokens, total_tokens: c.promptTokens + c.completionTokens };
     console.log(JSON.stringify({ reply: c.text, finish_reason: c.finishReason, usage, ...(c.parts?.some((p) => p.type !== 'text') ? { parts: c.parts } : {}) }));
@@ -108,12 +139,15 @@ async function repl(model: ChatModel, system: string, opts: CompleteOptions): Pr
     const turn: Message[] = [...history, { role: 'user', content: raw }];
     const messages: Message[] = system ? [{ role: 'system', content: system }, ...turn] : turn;
     busy = new AbortController();
+    const out = toolPrinter((s) => process.stdout.write(s), Boolean(process.stdout.isTTY));
     try {
-      const c = await model.complete(messages, opts, (delta, part) => process.stdout.write(part === 'text' ? delta : `[${part}: ${delta}]`), busy.signal);
+      const c = await model.complete(messages, opts, out.onText, busy.signal);
+      out.end();
       process.stdout.write('\n');
       if (c.finishReason === 'length') say(`(stopped after ${c.completionTokens} tokens: --max-tokens)\n`);
       history = [...turn, { role: 'assistant', content: c.parts ?? c.text }];
     } catch (e) {
+      out.end();
       if ((e as Error).name === 'AbortError') say('\n(stopped)\n');
       else if (e instanceof UserError) say(`${e.message}\n`); // e.g. a message too long for the context: the turn is not kept
       else throw e;

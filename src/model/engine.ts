@@ -62,6 +62,14 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** The tokenizer's bytes for ids (Tokenizer.decodeBytes), for onText. */
   decodeBytes?: (ids: number[]) => Uint8Array;
+  /**
+   * Yield to the event loop (a macrotask, setTimeout 0) every N decode steps; absent or 0 =
+   * never. Why: on the CPU backend every await in the loop is an already-resolved promise (a
+   * microtask), so a whole generation runs without I/O getting a turn, and a server cannot
+   * notice a closed socket (and fire `signal`) until it ends. A timer costs ~1 ms in Node,
+   * so it is opt-in: a server sets 1, batch jobs (RL, evals) leave it off.
+   */
+  yieldEvery?: number;
 }
 
 /** One generated row. Arrays run parallel to `tokens`. */
@@ -223,6 +231,7 @@ function checkOptions(model: GPT, prompts: number[][], o: GenerateOptions): numb
   if (!(Number.isInteger(o.maxTokens) && o.maxTokens >= 0)) throw new UserError(`generate: maxTokens must be a non-negative integer, got ${o.maxTokens}`);
   if (!(o.temperature >= 0)) throw new UserError(`generate: temperature must be >= 0, got ${o.temperature}`);
   if (!(o.topP > 0 && o.topP <= 1)) throw new UserError(`generate: topP must be in (0, 1], got ${o.topP}`);
+  if (o.yieldEvery !== undefined && !(Number.isInteger(o.yieldEvery) && o.yieldEvery >= 0)) throw new UserError(`generate: yieldEvery must be a non-negative integer, got ${o.yieldEvery}`);
   const { vocabSize: V, maxSeqLen } = model.config;
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new UserError(`generate: prompt ${i} is empty; it must hold at least one token (e.g. BOS)`);
@@ -277,7 +286,8 @@ export class Engine {
       const ids = prompts.flatMap((p, i) => [...new Array(pads[i]).fill(0), ...p]);
       let logits = await forwardLast(model, cache, ids, P, Lp); // (P, V) on the host
       let perRow = G; // after the prefill, G rows read each prompt's logits; then one each
-      for (;;) {
+      for (let step = 0; ; step++) {
+        if (o.yieldEvery && step % o.yieldEvery === 0) await new Promise((r) => setTimeout(r, 0)); // let I/O (a disconnect) in
         if (o.signal?.aborted) {
           rows.forEach((r) => r.finish('aborted', o));
           break;

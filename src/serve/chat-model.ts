@@ -11,24 +11,21 @@
 //   2. queue: one model, one generation at a time. Calls wait on a promise chain (a mutex)
 //      so concurrent requests never interleave their KV caches; a call aborted while it
 //      waits is skipped without touching the model.
-//   3. generate: prefill once, then one token at a time with the KV cache. Stop at
-//      <|assistant_end|> (or <|bos|>, a model that starts a new document has finished).
-//      Other chat specials are suppressed — except the tool-call markers, so a tool call
-//      becomes its own part of the reply.
+//   3. generate: one row of the batched Engine. Stop at <|assistant_end|> (or <|bos|>, a
+//      model that starts a new document has finished). Other chat specials are suppressed —
+//      except the tool-call markers: when the model closes a call, the tool hook runs it
+//      (the calculator by default) and the engine forces the result into the row, so the
+//      model reads it before going on. The engine yields to the event loop every token, so a
+//      client that disconnects is noticed (its AbortSignal fires) and the row stops.
 //   4. stream (replyAssembler): bytes of a character split across tokens are held back by an
 //      incremental UTF-8 decoder (TextDecoder with stream: true), so a delta is never half a
 //      character; tool markers split the reply into text / tool_call / tool_result parts.
-//
-// Why the token loop lives here and not in model/engine.ts: today's `generate` has no
-// AbortSignal, no top-p and never yields to the event loop between tokens (on the CPU
-// backend every await is a microtask), so a server could not even notice a client leaving.
-// The batched Engine (forced tokens, per-row streaming, AbortSignal) replaces `runEngine`
-// below and nothing else in this file changes.
 import type { Backend } from '../backend/backend.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
-import { sampleToken } from '../model/engine.ts';
-import { GPT } from '../model/gpt.ts';
-import * as T from '../tensor/index.ts';
+import { Engine } from '../model/engine.ts';
+import type { GPT } from '../model/gpt.ts';
+import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
+import type { ToolRegistry } from '../tools/registry.ts';
 import { renderForCompletion, SPECIALS, type AssistantPart, type Message, type Tokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 
@@ -47,7 +44,7 @@ export interface Completion {
   text: string; // the reply's text parts, joined (tool calls excluded)
   finishReason: 'stop' | 'length'; // stop: the model ended its turn; length: maxTokens reached
   promptTokens: number; // after truncation: what the model actually saw
-  completionTokens: number;
+  completionTokens: number; // tokens the reply took in the context: tool results (forced) included, the stop token not
   parts?: AssistantPart[]; // the reply as text / tool_call / tool_result pieces, in order
 }
 
@@ -141,82 +138,23 @@ export function serialQueue() {
 }
 
 // ---------------------------------------------------------------------------------------
-// 3. The token loop (replaced by the batched Engine when it lands)
+// 3. Generation: the batched Engine, one row per request
 
-interface EngineRequest {
-  prompt: number[];
-  maxTokens: number;
-  temperature: number;
-  topP: number;
-  topK: number;
-  rng: T.Rng;
-  stopAt: number[];
-  suppress: number[];
-  onToken: (id: number) => void;
-  signal?: AbortSignal;
-}
-
-/** Keep the smallest set of most likely tokens whose probability reaches p (Holtzman et
- *  al. 2019, "The Curious Case of Neural Text Degeneration"); the rest become -Infinity.
- *  Applied to the full distribution before sampleToken's top-k, so with both set the
- *  candidates are the intersection (Hugging Face applies top-k first and renormalises,
- *  which can keep fewer tokens). */
-export function topPFilter(logits: Float32Array, p: number, temperature: number): Float32Array {
-  if (p >= 1 || temperature <= 0) return logits;
-  const ids = Array.from({ length: logits.length }, (_, i) => i).filter((i) => logits[i] !== -Infinity);
-  ids.sort((a, b) => logits[b] - logits[a] || a - b);
-  const m = logits[ids[0]];
-  const w = ids.map((i) => Math.exp((logits[i] - m) / temperature)); // same temperature the sampler uses
-  const total = w.reduce((a, b) => a + b, 0);
-  const out = new Float32Array(logits.length).fill(-Infinity);
-  let acc = 0;
-  for (let j = 0; j < ids.length; j++) {
-    out[ids[j]] = logits[ids[j]];
-    acc += w[j] / total;
-    if (acc >= p) break; // the token that crosses p is kept
-  }
-  return out;
-}
-
-/** Sample up to maxTokens after prompt; returns the ids (stop token excluded) and why it ended. */
-async function runEngine(model: GPT, r: EngineRequest): Promise<{ ids: number[]; finish: 'stop' | 'length' }> {
-  const cache = model.newCache();
-  const forward = (ids: number[]) =>
-    T.noGrad(() =>
-      T.tidy(async () => {
-        const logits = model.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32', backend: model.backend }), cache); // (T, V)
-        const all = await logits.data();
-        return Float32Array.from(all.subarray(all.length - logits.shape[1])); // (V,)
-      }),
-    );
-  const out: number[] = [];
-  try {
-    let row = await forward(r.prompt); // prefill
-    for (;;) {
-      // Yield to the event loop: on the CPU backend nothing above ever does, and a closed
-      // socket or a new request is only noticed here.
-      await new Promise((res) => setImmediate(res));
-      if (r.signal?.aborted) throw abortError();
-      for (const id of r.suppress) row[id] = -Infinity;
-      const next = sampleToken(topPFilter(row, r.topP, r.temperature), { temperature: r.temperature, topK: r.topK, rng: r.rng });
-      if (r.stopAt.includes(next)) return { ids: out, finish: 'stop' };
-      out.push(next);
-      r.onToken(next);
-      if (out.length >= r.maxTokens) return { ids: out, finish: 'length' };
-      row = await forward([next]);
-    }
-  } finally {
-    GPT.disposeCache(cache);
-  }
-}
+// The engine (src/model/engine.ts) does the sampling (temperature, top-k, then top-p),
+// the stops, the AbortSignal and the forced tokens; a tool hook (src/tools/hook.ts) as its
+// afterToken runs a finished <|tool_call_start|> … <|tool_call_end|> and forces
+// <|tool_result_start|> result <|tool_result_end|> into the row. This file only turns the
+// row's tokens into a streamed reply (section 4) and the engine's result into a Completion.
+// A request is one row: requests queue (section 2) rather than share a batch, because rows
+// of one batch share a position counter and would wait for the slowest reply.
 
 // ---------------------------------------------------------------------------------------
 // 4. From tokens to a streamed reply
 
 /**
  * Turns the reply's token ids, pushed one at a time, into text deltas and parts. Tool
- * markers (<|tool_call_start|> … <|tool_call_end|>, and the tool-result markers the batched
- * Engine will force) switch the kind of part; they are never shown as text. Each part has
+ * markers (<|tool_call_start|> … <|tool_call_end|>, and the tool-result markers the engine
+ * forces) switch the kind of part; they are never shown as text. Each part has
  * its own UTF-8 decoder, so bytes of an unfinished character never leak across a marker.
  */
 export function replyAssembler(tok: Tokenizer, onText?: OnText) {
@@ -258,33 +196,41 @@ export function replyAssembler(tok: Tokenizer, onText?: OnText) {
 // ---------------------------------------------------------------------------------------
 // 5. The ChatModel over a checkpoint
 
-/** A ChatModel over a model and its tokenizer (loadChatModel builds one from a checkpoint). */
-export function createChatModel(model: GPT, tok: Tokenizer, id: string): ChatModel {
+/**
+ * A ChatModel over a model and its tokenizer (loadChatModel builds one from a checkpoint).
+ * `tools`: the registry tool calls run in (default: the calculator).
+ */
+export function createChatModel(model: GPT, tok: Tokenizer, id: string, o: { tools?: ToolRegistry } = {}): ChatModel {
   const contextLength = model.config.maxSeqLen;
   const sp = (name: string) => tok.specialId(name);
-  const stopAt = [sp(SPECIALS.assistantEnd), tok.bosId];
+  const stop = [sp(SPECIALS.assistantEnd), tok.bosId];
   const toolCallStart = sp(SPECIALS.toolCallStart), toolCallEnd = sp(SPECIALS.toolCallEnd);
   // Every other special is suppressed: a reply cannot open a user turn, and tool results
-  // come from the tool runner (forced tokens in the batched Engine), never from the model.
-  const suppress = Object.values(tok.specials).filter((s) => !stopAt.includes(s) && s !== toolCallStart && s !== toolCallEnd);
+  // come from the tool runner (forced tokens), never from the model.
+  const suppress = Object.values(tok.specials).filter((s) => !stop.includes(s) && s !== toolCallStart && s !== toolCallEnd);
+  const afterToken = toolHook(tok, o.tools ?? defaultToolRegistry());
+  const engine = new Engine(model, { maxRows: 1 });
   const queue = serialQueue();
 
   return {
     id,
     contextLength,
     // async: a conversation that cannot fit rejects at once, before it waits in the queue
-    async complete(messages, o, onText, signal) {
-      const { ids: prompt } = fitPrompt(tok, messages, contextLength, o.maxTokens);
+    async complete(messages, c, onText, signal) {
+      const { ids: prompt } = fitPrompt(tok, messages, contextLength, c.maxTokens);
       return queue(async () => {
         if (signal?.aborted) throw abortError(); // gave up while waiting: skip
         const reply = replyAssembler(tok, onText);
-        const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
-        const { ids, finish } = await runEngine(model, {
-          prompt, maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, topK: o.topK ?? 0,
-          rng: new T.Rng(seed), stopAt, suppress, onToken: reply.push, signal,
+        const [row] = await engine.generate([prompt], {
+          maxTokens: c.maxTokens, temperature: c.temperature, topP: c.topP, topK: c.topK ?? 0, suppress,
+          seed: c.seed ?? Math.floor(Math.random() * 2 ** 32), stop, afterToken,
+          onToken: (_, id) => reply.push(id), // every token but the stop, forced ones included
+          signal, yieldEvery: 1, // one timer per token (~1 ms) is small next to a token's forward pass
         });
+        if (row.finish === 'aborted') throw abortError();
         const { text, parts } = reply.finish();
-        return { text, finishReason: finish, promptTokens: prompt.length, completionTokens: ids.length, parts };
+        const completionTokens = row.finish === 'stop' ? row.tokens.length - 1 : row.tokens.length;
+        return { text, finishReason: row.finish, promptTokens: prompt.length, completionTokens, parts };
       });
     },
   };
