@@ -38,6 +38,8 @@ describe('minichat CLI', () => {
       [['pretrain', '--data', '/nope/data.txt', '--out', '/tmp/mc-cli-never2'], /\/nope\/data\.txt: no such file/],
       [['generate', '--ckpt', '/nope'], /\/nope: no checkpoint found/],
       [['pretrain', '--optimizer', 'sgd'], /expected one of muon, adamw, got "sgd"/],
+      [['pretrain', '--threads', '0'], /'--threads <n>' argument '0' is invalid. expected a positive integer, got "0"/],
+      [['pretrain', '--backend', 'gpu', '--out', '/tmp/mc-cli-never3'], /--backend must be wasm, cpu or webgpu, got gpu/],
     ];
     for (const [args, msg] of cases) {
       const r = run(...args);

@@ -62,6 +62,15 @@ describe('wasm backend: memory', () => {
     expect(await wasm.read(up(i, 'int32'), 'int32')).toEqual(i);
   });
 
+  it('freeing a plain typed array (from a method that bypassed the allocator) leaves the heap alone', () => {
+    const before = wasm.bytesInUse();
+    wasm.free(new Float32Array(64));
+    expect(wasm.bytesInUse()).toBe(before);
+    const s = wasm.zeros(64, 'float32') as Float32Array; // the same size class as the plain array
+    expect(s.byteOffset).toBeGreaterThan(0); // no bogus offset-0 block was put on its free list
+    wasm.free(s);
+  });
+
   it('growing the memory does not invalidate live storages', () => {
     const x = randn(1000), s = up(x) as Float32Array;
     const before = wasm.heap.memory.buffer.byteLength;

@@ -117,6 +117,9 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   }
   override free(s: Storage): void {
     const v = s as View;
+    // A storage outside wasm memory (a plain typed array, e.g. from a CpuBackend method added
+    // later that allocates with `new Float32Array`) is not ours to release: the GC takes it.
+    if (!(v.buffer instanceof SharedArrayBuffer)) return;
     this.heap.release(v.byteOffset, v.byteLength);
   }
   override bytesInUse(): number {
