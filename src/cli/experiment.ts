@@ -1,5 +1,4 @@
 // `minichat experiment qknorm-muon`: the first claim behind minichat, as an experiment.
-import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { EXPERIMENT_DEFAULTS as D, runQkNormMuon } from '../train/experiment.ts';
@@ -32,7 +31,7 @@ export function registerExperiment(program: Command): void {
     .option('--seed <n>', 'seed shared by both arms', nonNegInt, D.seed)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
       const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
@@ -61,7 +60,7 @@ export function registerExperiment(program: Command): void {
     .option('--arms <list>', `arms (comma-separated): ${Object.keys(arms(24)).join(', ')}`, Object.keys(arms(24)).join(','))
     .option('--out <dir>', 'where the table, plots and runs.json go', 'runs/experiment-grpo-vs-dapo')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .action(async (o) => {
       if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
       const backend = await selectBackend(o.backend, o.threads);

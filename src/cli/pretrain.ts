@@ -6,7 +6,6 @@
 // page downloads): the checkpoint's own spec is the starting point and only the flags given on
 // the command line change it, so `minichat pretrain --resume page.safetensors --out runs/x`
 // continues the page's run exactly.
-import { availableParallelism } from 'node:os';
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -47,7 +46,7 @@ export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunS
   return cmd
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows)', posInt, availableParallelism())
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .option('--resume [ckpt]', "continue --out's checkpoint exactly where it stopped; with a path (a checkpoint file or directory), continue that one into --out", false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }

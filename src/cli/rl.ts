@@ -1,7 +1,6 @@
 // `minichat rl`: reinforcement learning with verifiable rewards (GRPO / DAPO) on an SFT
 // checkpoint (src/rl/run.ts, src/rl/train.ts).
 import type { Command } from 'commander';
-import { availableParallelism } from 'node:os';
 import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
 
@@ -44,7 +43,7 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
     .option('--seed <n>', 'random seed', nonNegInt, d.seed)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }

@@ -1,7 +1,6 @@
 // `minichat serve`: an OpenAI-compatible HTTP server over a checkpoint (src/serve/server.ts),
 // with a chat page at /. Runs until interrupted (Ctrl-C).
 import type { Command } from 'commander';
-import { availableParallelism } from 'node:os';
 import { loadChatModel } from '../serve/chat-model.ts';
 import { createServer } from '../serve/server.ts';
 import { UserError } from '../util/errors.ts';
@@ -15,7 +14,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'TCP port (0 = any free port)', nonNegInt, 8000)
     .option('--host <addr>', 'address to listen on (0.0.0.0 exposes the server to your network)', '127.0.0.1')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend', posInt, availableParallelism())
+    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .option('--log', "log every request (Fastify's JSON log) on stderr", false)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
