@@ -29,7 +29,7 @@ import { selectBackend } from './common.ts';
 /** What the speedrun changes from the stages' own defaults, sized to finish in ≤ 10 minutes on 2 CPU cores. */
 export const SPEEDRUN = {
   pretrain: { steps: 120, batchSize: 16, evalEvery: 40, sampleEvery: 40, sampleTokens: 80 },
-  sft: { steps: 150, batchSize: 8, builtinExamples: 3000 },
+  sft: { steps: 300, batchSize: 8, builtinExamples: 6000, lr: 3e-3 },
   evalProblems: 50,
 };
 
@@ -75,7 +75,7 @@ export function registerSpeedrun(program: Command): void {
       const p = progressPrinter(false);
       sftResult = await sft(
         {
-          ...SFT_DEFAULTS, builtinExamples: SPEEDRUN.sft.builtinExamples, init: join(root, 'base'), out: join(root, 'sft'), steps: f.sftSteps,
+          ...SFT_DEFAULTS, builtinExamples: SPEEDRUN.sft.builtinExamples, lr: SPEEDRUN.sft.lr, init: join(root, 'base'), out: join(root, 'sft'), steps: f.sftSteps,
           batchSize: f.sftBatchSize, seed: f.seed, backend: await selectBackend(f.backend, f.threads), resume: false,
         },
         { log: p.log, progress: p.progress },
