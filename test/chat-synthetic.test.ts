@@ -4,7 +4,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BUILTIN_MIX, HELDOUT_PERCENT, arithmetic, builtinChatMix, exampleToJsonLine, identity, splitOf, storyQA, type ChatExample } from '../src/data/chat-synthetic.ts';
+import { HELDOUT_FRACTION } from '../src/data/split.ts';
+import { BUILTIN_MIX, arithmetic, builtinChatMix, exampleToJsonLine, identity, splitOf, storyQA, type ChatExample } from '../src/data/chat-synthetic.ts';
 import { gsm8kFinalAnswer, gsm8kToExample, readGsm8k } from '../src/data/gsm8k.ts';
 import { parseConversationsJsonl } from '../src/data/conversations.ts';
 import { defaultToolRegistry } from '../src/tools/hook.ts';
@@ -163,8 +164,20 @@ describe('docs/sft-data.md', () => {
       `mixes ${pct(BUILTIN_MIX.storyQA)} story-QA, ${pct(BUILTIN_MIX.arithmeticTool)} arithmetic with the calculator, ` +
         `${pct(BUILTIN_MIX.arithmeticNoTool)} arithmetic without it and ${pct(idShare)} identity`,
     );
-    expect(doc).toContain(`${HELDOUT_PERCENT}% of all stories and problems are held out`);
+    expect(doc).toContain(`${100 * HELDOUT_FRACTION}% of all stories and problems are held out`);
     expect(doc).toContain(`${MAX_INPUT_CHARS} characters, ${MAX_DEPTH} levels of nesting, every value within ±${MAX_MAGNITUDE.toExponential().replace('+', '')}`);
     expect(doc).toContain(`rounded to ${SIGNIFICANT_DIGITS} significant digits`);
+  });
+});
+
+describe('one held-out split for SFT data and RL tasks', () => {
+  it('no arithmetic problem of the SFT training data is in the RL test split', async () => {
+    const { splitOf: rlSplit } = await import('../src/rl/tasks/common.ts');
+    const train = arithmetic(500, 3, 'train', { tool: true });
+    const held = arithmetic(100, 3, 'heldout', { tool: true });
+    // the problem's key is `${a}${op}${b}`, as in rl/tasks/arithmetic.ts makeArithmetic
+    const key = (e: ChatExample) => (e.messages[1].content as { type: string; text: string }[]).find((p) => p.type === 'tool_call')!.text.slice(5, -1);
+    expect(train.every((e) => rlSplit(key(e)) === 'train')).toBe(true);
+    expect(held.every((e) => rlSplit(key(e)) === 'test')).toBe(true);
   });
 });

@@ -24,6 +24,7 @@
 // when its space is small (1-digit arithmetic has only a few hundred problems).
 //
 // (Pure: no Node imports.)
+import { isHeldOut } from './split.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Message } from '../tokenizer/chat.ts';
 import { calculate } from '../tools/calculator.ts';
@@ -40,22 +41,10 @@ export interface ChatExample {
   answer: string;
 }
 
-/** Percent of the content space held out (by hash; see the header). */
-export const HELDOUT_PERCENT = 10;
-
-/** FNV-1a, 32-bit: a fast, stable string hash (same value in Node and the browser). */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
-
-/** Which split a piece of content (a story, a problem) belongs to. */
+/** Which split a piece of content (a story, a problem) belongs to: data/split.ts, shared with
+ *  the RL tasks, so held-out arithmetic here is the RL tasks' test split too. */
 export function splitOf(key: string): Split {
-  return fnv1a(key) % 100 < HELDOUT_PERCENT ? 'heldout' : 'train';
+  return isHeldOut(key) ? 'heldout' : 'train';
 }
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.int(xs.length)];

@@ -8,6 +8,7 @@
 // Splits are decided by a hash of the problem's canonical text, not by the seed that drew
 // it: a problem is in 'test' if and only if its hash says so, so no seed, difficulty or
 // sampling order can ever put the same problem in both splits. (Pure: no Node imports.)
+import { HELDOUT_FRACTION, isHeldOut } from '../../data/split.ts';
 import type { Rng } from '../../tensor/random.ts';
 import type { Message } from '../../tokenizer/chat.ts';
 
@@ -36,24 +37,13 @@ export interface RLTask<P extends BaseProblem = BaseProblem> {
   prompt(problem: P, opts: PromptOptions): Message[];
 }
 
-/** Fraction of problems that are held out (the 'test' split). */
-export const TEST_FRACTION = 0.1;
+/** Fraction of problems that are held out (the 'test' split): data/split.ts's, shared with
+ *  the SFT data, so a test problem is never in the built-in SFT set. */
+export const TEST_FRACTION = HELDOUT_FRACTION;
 
-/** FNV-1a, 32-bit: a small stable string hash (same value in Node and the browser). */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h >>> 0;
-}
-
-/** The split a problem belongs to, from its canonical text alone. */
+/** The split a problem belongs to, from its canonical text alone (data/split.ts). */
 export function splitOf(key: string): Split {
-  // the low bits of FNV are weak on short strings; fold the high half in before bucketing
-  const h = fnv1a(key);
-  return ((h ^ (h >>> 16)) % 1000) / 1000 < TEST_FRACTION ? 'test' : 'train';
+  return isHeldOut(key) ? 'test' : 'train';
 }
 
 /**

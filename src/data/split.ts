@@ -1,0 +1,25 @@
+// Held-out splits by hash: whether a piece of content (a story, an arithmetic problem, a
+// countdown instance) is held out is a function of its canonical text alone, so every
+// generator and every seed agree on it. The SFT data (chat-synthetic.ts) and the RL tasks
+// (src/rl/tasks/) use this one function: a problem held out for evaluation is never in the
+// SFT training data, whichever seed made either. (Pure: no Node imports.)
+
+/** Fraction of the content space that is held out. */
+export const HELDOUT_FRACTION = 0.1;
+
+/** FNV-1a, 32-bit: a small stable string hash (same value in Node and the browser). */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h >>> 0;
+}
+
+/** Is this content held out? The low bits of FNV are weak on short strings, so the high half
+ *  is folded in before bucketing. */
+export function isHeldOut(key: string): boolean {
+  const h = fnv1a(key);
+  return ((h ^ (h >>> 16)) % 1000) / 1000 < HELDOUT_FRACTION;
+}
