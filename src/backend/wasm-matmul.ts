@@ -127,16 +127,25 @@ async function load(opts: WasmMatmulInitOptions): Promise<boolean> {
 }
 
 /** Start one worker of the threaded path and wait until its kernel is instantiated. */
-async function startHelper(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<(typeof helpers)[number]> {
+function startHelper(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<(typeof helpers)[number]> {
+  return startKernelWorker('matmul-worker.mjs', { bytes, memory });
+}
+
+/**
+ * Start a kernel worker (kernels/cpu/<file>, Node worker_threads) with a 16-slot shared
+ * control block passed as `control` beside `data`, and wait for its 'ready' message. Shared
+ * by this module's threaded matmul and the wasm backend (wasm.ts).
+ */
+export async function startKernelWorker(file: string, data: Record<string, unknown>): Promise<{ worker: { terminate(): Promise<number> }; ctl: Int32Array }> {
   const wtName = 'node:worker_threads';
   const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
   const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
-  const worker = new Worker(await findKernelFile('matmul-worker.mjs'), { workerData: { bytes, memory, control: ctl.buffer } });
+  const worker = new Worker(await findKernelFile(file), { workerData: { ...data, control: ctl.buffer } });
   worker.unref(); // a sleeping helper must not keep the process alive
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
     worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`matmul worker exited (code ${code}) before it was ready`)));
+    worker.once('exit', (code) => reject(new Error(`${file} exited (code ${code}) before it was ready`)));
   });
   return { worker, ctl };
 }

@@ -18,7 +18,7 @@ import { sizeOf, stridesOf } from './backend.ts';
 import { CpuFused } from './cpu-fused.ts';
 import { CpuBackend, batchIndex } from './cpu.ts';
 import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
-import { findKernelFile, readKernelFile } from './wasm-matmul.ts';
+import { readKernelFile, startKernelWorker } from './wasm-matmul.ts';
 import { WasmHeap } from './wasm-memory.ts';
 
 /** ops.wasm's exports (see kernels/cpu/ops.wat for each one's contract). Pointers are bytes. */
@@ -419,16 +419,6 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Start one matmul worker on `memory` and wait until its kernel is instantiated. */
-async function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
-  const wtName = 'node:worker_threads';
-  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
-  const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
-  const worker = new Worker(await findKernelFile('wasm-worker.mjs'), { workerData: { matmulBytes, memory, control: ctl.buffer } });
-  worker.unref(); // a sleeping helper must not keep the process alive
-  await new Promise<void>((resolve, reject) => {
-    worker.once('message', () => resolve());
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`matmul worker exited (code ${code}) before it was ready`)));
-  });
-  return { worker, ctl };
+function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
+  return startKernelWorker('wasm-worker.mjs', { matmulBytes, memory });
 }
