@@ -20,6 +20,11 @@ const projectRoot = fileURLToPath(new URL('..', import.meta.url));
  * and Vite's default empty stub has none ("existsSync is not exported"). So each node:X
  * becomes a module with the same export names, every one a function that throws a clear error
  * if the browser ever reaches it.
+ *
+ * `tiktoken/lite` is stubbed the same way: the Node-side fast bulk encoder
+ * (src/tokenizer/fast.ts, reached through src/tokenizer/index.ts, which the chat model imports)
+ * loads its WASM with the ESM-integration import Vite cannot bundle; in the browser the stub
+ * throws and fast.ts falls back to the TypeScript encoder, as it does wherever tiktoken is missing.
  */
 function nodeBuiltinStubs(): Plugin {
   const PREFIX = '\0minichat-node-stub:';
@@ -28,7 +33,7 @@ function nodeBuiltinStubs(): Plugin {
     enforce: 'pre',
     apply: 'build',
     resolveId(id) {
-      return id.startsWith('node:') ? PREFIX + id : null;
+      return id.startsWith('node:') || id === 'tiktoken/lite' ? PREFIX + id : null;
     },
     async load(id) {
       if (!id.startsWith(PREFIX)) return null;

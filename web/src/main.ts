@@ -7,6 +7,13 @@
 // (the run spec's names, src/train/spec.ts; any Settings field in protocol.ts works). The form
 // is checked by the spec's own validation. ?backend=cpu forces the CPU backend; ?restore=0
 // skips bringing back the last run from IndexedDB; ?genTokens=N sets the prompt box's length.
+// The SFT form reads ?sftSteps, ?sftLr, ?sftBatchSize, ?sftSeqLen, ?sftExamples (the SFT spec's
+// steps, lr, batchSize, seqLen, builtinExamples: src/train/sft-run.ts); ?chatTokens=N and
+// ?chatTemperature=X set the chat's reply length and temperature.
+//
+// Chat: after "Fine-tune for chat" (or loading a fine-tuned checkpoint), each message sends the
+// whole conversation to the worker; the reply arrives as deltas (chat-delta) appended to the
+// assistant's bubble as they come, tool calls and their results in a monospace box.
 //
 // Errors: every failure (a worker error, a bad file, a lost GPU, an exception on this page)
 // lands in the red panel at the top, never only in the console.
@@ -14,7 +21,10 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { presetConfig } from '../../src/model/gpt.ts';
 import { checkField, flagName } from '../../src/train/spec.ts';
-import { DEFAULT_SETTINGS, type DataSource, type FromWorker, type History, type Settings, type ToWorker } from './protocol.ts';
+import {
+  type AssistantPart, DEFAULT_SETTINGS, DEFAULT_SFT_SETTINGS, type DataSource, type FromWorker, type History, type Message, type Settings,
+  type SftSettings, type ToWorker,
+} from './protocol.ts';
 import { clearLastRun } from './store.ts';
 
 const $ = <E extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as E;
@@ -135,8 +145,7 @@ let history: History = { train: [], val: [], samples: [] };
 let chart: uPlot | null = null;
 let chartQueued = false;
 
-function makeChart(): uPlot {
-  const el = $('chart');
+function makeChart(el: HTMLElement = $('chart')): uPlot {
   return new uPlot(
     {
       width: Math.max(300, el.clientWidth || 800),
@@ -166,7 +175,26 @@ function drawChart(): void {
     chart.setData([xs, history.train.map(([, l]) => l), xs.map((s) => val.get(s) ?? null)]);
   });
 }
-window.addEventListener('resize', () => chart?.setSize({ width: Math.max(300, $('chart').clientWidth), height: 260 }));
+window.addEventListener('resize', () => {
+  chart?.setSize({ width: Math.max(300, $('chart').clientWidth), height: 260 });
+  sftChart?.setSize({ width: Math.max(300, $('sft-chart').clientWidth), height: 260 });
+});
+
+// the SFT loss curve: the same chart, its own history
+let sftHistory: History = { train: [], val: [], samples: [] };
+let sftChart: uPlot | null = null;
+let sftChartQueued = false;
+function drawSftChart(): void {
+  if (sftChartQueued) return;
+  sftChartQueued = true;
+  requestAnimationFrame(() => {
+    sftChartQueued = false;
+    sftChart ??= makeChart($('sft-chart'));
+    const val = new Map(sftHistory.val);
+    const xs = sftHistory.train.map(([s]) => s);
+    sftChart.setData([xs, sftHistory.train.map(([, l]) => l), xs.map((s) => val.get(s) ?? null)]);
+  });
+}
 
 const fmtLoss = (x: number) => x.toFixed(4);
 const fmtBytes = (b: number) => (b >= 1 << 20 ? `${(b / (1 << 20)).toFixed(1)} MiB` : `${(b / 1024).toFixed(0)} KiB`);
@@ -205,8 +233,13 @@ function restoreView(h: History): void {
 // ---------------------------------------------------------------------------------------
 
 let hasModel = false, running = false, finished = false, backendReady = false;
+/** The model is fine-tuned for chat (SFT finished, or a fine-tuned checkpoint was loaded). */
+let chatReady = false, sftRunning = false, replying = false;
 
 function updateButtons(): void {
+  $<HTMLButtonElement>('sft-start').disabled = !hasModel || running;
+  $<HTMLButtonElement>('chat-send').disabled = !chatReady || running || replying;
+  $<HTMLButtonElement>('chat-stop').disabled = !replying;
   $<HTMLButtonElement>('start').disabled = !backendReady;
   $<HTMLButtonElement>('pause').disabled = !running;
   $<HTMLButtonElement>('resume').disabled = !hasModel || running || finished;
@@ -247,6 +280,25 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'ready': {
       hasModel = true;
       const i = m.info;
+      chatReady = i.stage === 'chat';
+      if (chatReady && (sftRunning || !m.history)) {
+        // SFT has just finished: the pretraining view stays as it was
+        sftRunning = false;
+        status('Fine-tuned for chat: talk to the model below.');
+        updateButtons();
+        break;
+      }
+      if (chatReady && m.history) {
+        // a fine-tuned checkpoint: its history is the SFT run's
+        sftHistory = { train: [...m.history.train], val: [...m.history.val], samples: [] };
+        $('sft-step').textContent = String(m.history.train.at(-1)?.[0] ?? 0);
+        drawSftChart();
+        $('model-info').textContent = `${i.preset}: ${fmtCount(i.params)} parameters, vocabulary ${i.vocab}; fine-tuned for chat`;
+        $('params').textContent = fmtCount(i.params);
+        status('Fine-tuned checkpoint loaded: talk to it below.');
+        updateButtons();
+        break;
+      }
       $('params').textContent = fmtCount(i.params);
       $('steps-total').textContent = `/ ${i.steps}`;
       $('unigram').textContent = Number.isFinite(i.unigram) ? `unigram ${i.unigram.toFixed(2)}` : '';
@@ -279,8 +331,9 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
     case 'state':
       running = m.running;
       finished = m.finished;
-      if (!m.running && hasModel) status(finished ? 'Finished. Prompt the model below, or download the checkpoint.' : 'Paused.');
-      if (m.running) status('Training…');
+      if (!m.running && hasModel && !sftRunning) status(finished ? 'Finished. Prompt the model, fine-tune it for chat, or download the checkpoint.' : 'Paused.');
+      if (!m.running && sftRunning && !finished) status('Fine-tuning paused.');
+      if (m.running) status(sftRunning ? 'Fine-tuning for chat…' : 'Training…');
       updateButtons();
       break;
     case 'generated':
@@ -294,8 +347,46 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       // count the saves that reached IndexedDB (tests wait on it before reloading the page)
       document.body.dataset.autosaves = String(Number(document.body.dataset.autosaves ?? 0) + 1);
       break;
+    case 'sft-ready':
+      $('sft-info').textContent = `fine-tuning on ${m.summary}`;
+      $('sft-steps-total').textContent = `/ ${m.steps}`;
+      break;
+    case 'sft-step':
+      sftHistory.train.push([m.step, m.loss]);
+      $('sft-step').textContent = String(m.step);
+      $('sft-loss').textContent = fmtLoss(m.loss);
+      $('sft-tps').textContent = fmtCount(Math.round(m.tokensPerSecond));
+      drawSftChart();
+      break;
+    case 'sft-val':
+      sftHistory.val.push([m.step, m.loss]);
+      $('sft-val').textContent = fmtLoss(m.loss);
+      drawSftChart();
+      break;
+    case 'chat-delta':
+      if (reply && m.id === chatId) reply.add(m.delta, m.part);
+      break;
+    case 'chat-done':
+      if (reply && m.id === chatId) {
+        reply.done(m.finishReason);
+        if (m.parts.length) messages.push({ role: 'assistant', content: m.parts });
+        reply = null;
+      }
+      replying = false;
+      updateButtons();
+      break;
     case 'error':
       showError(m.where, m.message);
+      if (m.where === 'chat') {
+        replying = false;
+        reply?.done('stopped');
+        reply = null;
+      }
+      if (m.where === 'sft' || m.where === 'fine-tuning') {
+        sftRunning = false;
+        running = false;
+        status('Fine-tuning stopped: see the error above.');
+      }
       if (m.where === 'generate') $<HTMLButtonElement>('generate').disabled = !hasModel;
       if (m.where === 'start' || m.where === 'load') {
         running = false; // the run never began
@@ -342,6 +433,7 @@ $('resume').onclick = () => send({ type: 'resume' });
 $('reset').onclick = () => {
   send({ type: 'reset' });
   hasModel = false;
+  chatReady = false;
   resetView();
   $('params').textContent = '–';
   $('model-info').textContent = '';
@@ -369,11 +461,122 @@ $('prompt-form').onsubmit = (e) => {
 };
 
 // ---------------------------------------------------------------------------------------
+// fine-tuning for chat, and the chat
+// ---------------------------------------------------------------------------------------
+
+/** The SFT form: spec field → input id (also the URL query's name). */
+const SFT_INPUTS = { steps: 'sftSteps', lr: 'sftLr', batchSize: 'sftBatchSize', seqLen: 'sftSeqLen', builtinExamples: 'sftExamples' } as const;
+
+function initSftForm(): void {
+  for (const [k, id] of Object.entries(SFT_INPUTS) as [keyof typeof SFT_INPUTS, string][]) {
+    $<HTMLInputElement>(id).value = query.get(id) ?? String(DEFAULT_SFT_SETTINGS[k]);
+  }
+}
+
+function readSftForm(): SftSettings {
+  const s: SftSettings = { ...DEFAULT_SFT_SETTINGS };
+  for (const [k, id] of Object.entries(SFT_INPUTS) as [keyof typeof SFT_INPUTS, string][]) {
+    const v = Number($<HTMLInputElement>(id).value);
+    const ok = k === 'lr' ? v >= 0 : k === 'seqLen' ? Number.isInteger(v) && v >= 0 : Number.isInteger(v) && v > 0;
+    if (!ok || $<HTMLInputElement>(id).value.trim() === '') throw new Error(`${id}: ${k === 'lr' ? 'a number >= 0' : k === 'seqLen' ? 'an integer >= 0' : 'a positive integer'} is needed, got "${$<HTMLInputElement>(id).value}"`);
+    s[k] = v;
+  }
+  return s;
+}
+
+$('sft-start').onclick = () => {
+  let settings: SftSettings;
+  try {
+    settings = readSftForm();
+  } catch (e) {
+    showError('fine-tune settings', (e as Error).message);
+    return;
+  }
+  sftHistory = { train: [], val: [], samples: [] };
+  for (const id of ['sft-loss', 'sft-val', 'sft-tps']) $(id).textContent = '–';
+  $('sft-step').textContent = '0';
+  drawSftChart();
+  sftRunning = true;
+  running = true;
+  chatReady = false;
+  updateButtons();
+  status('Fine-tuning: preparing the chat data…');
+  send({ type: 'sft', settings });
+};
+
+const CHAT_TOKENS = Number(query.get('chatTokens') ?? 128);
+const CHAT_TEMPERATURE = Number(query.get('chatTemperature') ?? 0.7);
+let messages: Message[] = [];
+let chatId = 0;
+
+/** The assistant bubble being streamed into: text as text, tool calls and results in a box. */
+class ReplyView {
+  readonly el = document.createElement('div');
+  private box: HTMLElement | null = null; // the open tool box (a call, then its result)
+  private last: AssistantPart['type'] | null = null;
+  deltas = 0;
+  constructor() {
+    this.el.className = 'msg assistant streaming';
+    this.el.dataset.testid = 'chat-reply';
+    $('chat-log').append(this.el);
+  }
+  add(delta: string, part: AssistantPart['type']): void {
+    this.deltas++;
+    this.el.dataset.deltas = String(this.deltas);
+    if (part === 'text') {
+      if (this.last !== 'text') this.el.append(document.createTextNode(''));
+      (this.el.lastChild as Text).appendData(delta);
+    } else {
+      if (part === 'tool_call' && this.last !== 'tool_call') {
+        this.box = document.createElement('code');
+        this.box.className = 'tool';
+        this.box.dataset.testid = 'tool-call';
+        this.el.append(this.box);
+      }
+      if (part === 'tool_result' && this.last !== 'tool_result') this.box?.append(document.createTextNode(' → '));
+      this.box?.append(document.createTextNode(delta));
+    }
+    this.last = part;
+    $('chat-log').scrollTop = $('chat-log').scrollHeight;
+  }
+  done(finish: string): void {
+    this.el.classList.remove('streaming');
+    this.el.dataset.done = finish;
+    if (!this.el.textContent) this.el.textContent = finish === 'stopped' ? '(stopped)' : '(an empty reply)';
+  }
+}
+let reply: ReplyView | null = null;
+
+$('chat-form').onsubmit = (e) => {
+  e.preventDefault();
+  const text = $<HTMLInputElement>('chat-input').value.trim();
+  if (!text || !chatReady || replying) return;
+  $<HTMLInputElement>('chat-input').value = '';
+  messages.push({ role: 'user', content: text });
+  const u = document.createElement('div');
+  u.className = 'msg user';
+  u.textContent = text;
+  $('chat-log').append(u);
+  chatId++;
+  reply = new ReplyView();
+  replying = true;
+  updateButtons();
+  send({ type: 'chat', id: chatId, messages, maxTokens: CHAT_TOKENS, temperature: CHAT_TEMPERATURE });
+};
+$('chat-stop').onclick = () => send({ type: 'chat-stop', id: chatId });
+$('chat-new').onclick = () => {
+  if (replying) send({ type: 'chat-stop', id: chatId });
+  messages = [];
+  $('chat-log').replaceChildren();
+};
+
+// ---------------------------------------------------------------------------------------
 // start-up: pick the backend, then bring back the last run if this browser kept one
 // ---------------------------------------------------------------------------------------
 
 async function boot(): Promise<void> {
   initForm();
+  initSftForm();
   updateButtons();
   drawChart();
   const hasGpu = typeof navigator !== 'undefined' && !!(navigator as Navigator & { gpu?: unknown }).gpu;

@@ -12,15 +12,24 @@
 //   save                             →     checkpoint {bytes, step} (a one-file checkpoint to download)
 //   load     {bytes, name, data}     →     ready (with the file's history), saved (it becomes the last run)
 //   restore                          →     ready, if this browser's IndexedDB holds a run
+//   sft      {settings}              →     sft-ready, then sft-step / sft-val / saved, state;
+//                                          ready (stage 'chat') when it ends
+//   chat     {id, messages, ...}     →     chat-delta {id, delta, part} ... chat-done {id, ...}
 //                                          error    {message, where} (anything that failed)
 //
 // The settings are a view of the run spec (src/train/spec.ts): the same field names, the same
 // defaults, the same validation, so a run started here is the run `minichat pretrain` would make
 // with the same flags, and its checkpoint continues on the command line.
+//
+// SFT settings are a view of the SFT spec (src/train/sft-run.ts) in the same way; the URL
+// names them with an `sft` prefix (?sftSteps=5&sftSeqLen=64) so they do not collide with
+// pretraining's.
 import { type RunSpec, SPEC_DEFAULTS } from '../../src/train/spec.ts';
+import { type SftSpec, SFT_DEFAULTS } from '../../src/train/sft-run.ts';
 import type { History } from '../../src/io/checkpoint.ts';
+import type { AssistantPart, Message } from '../../src/tokenizer/chat.ts';
 
-export type { History };
+export type { History, AssistantPart, Message };
 
 /** The spec fields the page's form shows (also read from the URL query, under these names). */
 export const SETTINGS_KEYS = [
@@ -39,6 +48,21 @@ export const DEFAULT_SETTINGS: Settings = {
   evalEvery: 50,
 };
 
+/** The SFT spec fields the page's "Fine-tune for chat" form shows. */
+export const SFT_SETTINGS_KEYS = ['steps', 'lr', 'batchSize', 'seqLen', 'builtinExamples', 'evalEvery'] as const;
+
+export type SftSettings = Pick<SftSpec, (typeof SFT_SETTINGS_KEYS)[number]>;
+
+/** The SFT spec's defaults, except: 1000 built-in conversations rather than 3000 (rendering
+ *  them all happens in the worker before the first step, and 1000 is already several epochs'
+ *  worth of the default 200 steps x 8 rows), and validation every 25 steps so the chart has
+ *  points early. */
+export const DEFAULT_SFT_SETTINGS: SftSettings = {
+  ...(Object.fromEntries(SFT_SETTINGS_KEYS.map((k) => [k, SFT_DEFAULTS[k]])) as SftSettings),
+  builtinExamples: 1000,
+  evalEvery: 25,
+};
+
 /** Text the user dropped on the page, or null for the built-in synthetic corpus. */
 export interface DataSource {
   name: string; // file name, shown in the page
@@ -54,7 +78,10 @@ export type ToWorker =
   | { type: 'generate'; id: number; prompt: string; maxTokens: number; temperature: number }
   | { type: 'save' }
   | { type: 'load'; bytes: ArrayBuffer; name: string; data: DataSource | null }
-  | { type: 'restore' };
+  | { type: 'restore' }
+  | { type: 'sft'; settings: SftSettings }
+  | { type: 'chat'; id: number; messages: Message[]; maxTokens: number; temperature: number }
+  | { type: 'chat-stop'; id: number };
 
 export interface ModelInfo {
   preset: string;
@@ -69,6 +96,7 @@ export interface ModelInfo {
   step: number; // steps done (nonzero after a load)
   settings: Settings; // what the run was started with (the form shows them after a load)
   trainable: boolean; // false: loaded for generation only (its data is not here)
+  stage: 'base' | 'chat'; // 'chat': fine-tuned for chat (SFT), the chat panel talks to it
 }
 
 export type FromWorker =
@@ -82,4 +110,9 @@ export type FromWorker =
   | { type: 'generated'; id: number; text: string }
   | { type: 'checkpoint'; step: number; bytes: ArrayBuffer }
   | { type: 'saved'; step: number } // a checkpoint reached IndexedDB
+  | { type: 'sft-ready'; steps: number; summary: string } // SFT set up: its first step comes next
+  | { type: 'sft-step'; step: number; steps: number; loss: number; tokensPerSecond: number }
+  | { type: 'sft-val'; step: number; loss: number }
+  | { type: 'chat-delta'; id: number; delta: string; part: AssistantPart['type'] } // a piece of the reply, as it is generated
+  | { type: 'chat-done'; id: number; parts: AssistantPart[]; finishReason: 'stop' | 'length' | 'stopped' }
   | { type: 'error'; where: string; message: string; fatal: boolean };

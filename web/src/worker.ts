@@ -9,6 +9,12 @@
 //
 // Every model operation goes through `exclusive()`, a one-at-a-time queue: a prompt typed
 // while training runs waits for the current step to finish, generates, and training goes on.
+//
+// After pretraining (or loading a checkpoint), "Fine-tune for chat" runs the SFT run core
+// (src/train/sft-run.ts, what `minichat sft --data builtin` runs) on the built-in chat data,
+// with the same loop, store and checkpoint format; then the chat panel talks to the model
+// through createChatModel (src/serve/chat-model.ts, what `minichat chat` and `serve` use), its
+// reply streamed here as text deltas, tool calls and their results as their own parts.
 import type { Backend } from '../../src/backend/backend.ts';
 import { cpu } from '../../src/backend/cpu.ts';
 import { setKernelSources } from '../../src/backend/kernels.ts';
@@ -18,10 +24,13 @@ import matmulSharedWasmUrl from '../../kernels/cpu/matmul-shared.wasm?url';
 import opsWasmUrl from '../../kernels/cpu/ops.wasm?url';
 import { createWasmBackend, setWasmBackendBytes, wasmBackendSupported } from '../../src/backend/wasm.ts';
 import { createWebGPUBackend } from '../../src/backend/webgpu.ts';
-import { type CheckpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
+import { type CheckpointParts, checkpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
+import { type ChatModel, createChatModel } from '../../src/serve/chat-model.ts';
+import { type SftRun, type SftSpec, SFT_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft, sftCheckpoint } from '../../src/train/sft-run.ts';
 import { type GPT, countParams } from '../../src/model/gpt.ts';
 import * as T from '../../src/tensor/index.ts';
 import type { Tokenizer } from '../../src/tokenizer/bpe.ts';
+import type { Message } from '../../src/tokenizer/chat.ts';
 import {
   type PretrainRun, type RunData, disposeRun, pretrainCheckpoint, runPretrain, sampleText, setupPretrain, syntheticData,
 } from '../../src/train/run.ts';
@@ -40,6 +49,20 @@ const scope = self as unknown as {
   navigator: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } };
 };
 const post = (msg: FromWorker, transfer: Transferable[] = []) => scope.postMessage(msg, transfer);
+
+// The chat model (src/serve/chat-model.ts) yields to the event loop between tokens with Node's
+// setImmediate, so that a server notices a client leaving. Browsers have no setImmediate; a
+// MessageChannel message is the browser's equivalent (a macrotask without setTimeout's 4 ms
+// clamp), and it lets the page's Stop reach the worker mid-reply.
+if (typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function') {
+  const channel = new MessageChannel();
+  const queue: (() => void)[] = [];
+  channel.port1.onmessage = () => queue.shift()?.();
+  (globalThis as unknown as { setImmediate: (fn: () => void) => void }).setImmediate = (fn) => {
+    queue.push(fn);
+    channel.port2.postMessage(null);
+  };
+}
 
 // ---------------------------------------------------------------------------------------
 // backend choice: WebGPU when the browser offers a GPU adapter, else the CPU reference
@@ -110,8 +133,11 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Prom
 interface Current {
   model: GPT;
   tok: Tokenizer;
-  run: PretrainRun | null; // null: generation only (the checkpoint's data is not in the page)
-  spec: RunSpec;
+  run: PretrainRun | null; // pretraining; null: generation only (the checkpoint's data is not in the page)
+  sft: SftRun | null; // fine-tuning for chat (then `run` is null: SFT replaced the pretraining run)
+  spec: RunSpec; // the (pre)training spec: the model's preset and the form's settings
+  stage: 'base' | 'chat';
+  chat?: ChatModel; // made on the first chat message
 }
 
 let current: Current | null = null;
@@ -148,7 +174,7 @@ function info(c: Current, dataName: string): ModelInfo {
   return {
     preset: c.spec.preset, params: countParams(c.model.config), vocab: c.tok.vocabSize, config: { ...c.model.config }, dataName,
     trainTokens: r?.train.length ?? 0, valTokens: r?.val.length ?? 0, unigram: r?.unigram ?? NaN,
-    steps: c.spec.steps, step: r?.trainer.step ?? 0, settings: settingsOf(c.spec), trainable: !!r,
+    steps: c.spec.steps, step: r?.trainer.step ?? 0, settings: settingsOf(c.spec), trainable: !!r, stage: c.stage,
   };
 }
 
@@ -156,7 +182,7 @@ async function drop(): Promise<void> {
   running = false;
   const c = current;
   current = null;
-  if (c) await exclusive(async () => (c.run ? disposeRun(c.run) : c.model.dispose()));
+  if (c) await exclusive(async () => (c.run ? disposeRun(c.run) : c.sft ? disposeSft(c.sft) : c.model.dispose()));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -169,11 +195,12 @@ const memory = () => backend.bytesInUse();
 class Dropped extends Error {}
 
 async function loop(c: Current): Promise<void> {
-  if (looping || !c.run) return;
+  if (looping || !(c.run || c.sft)) return;
   looping = true;
   running = true;
   post({ type: 'state', running: true, finished: false });
-  const run = c.run;
+  if (c.sft) return sftLoop(c, c.sft);
+  const run = c.run!;
   try {
     await runPretrain(run, {
       store,
@@ -196,21 +223,60 @@ async function loop(c: Current): Promise<void> {
   if (current === c) post({ type: 'state', running: false, finished: run.trainer.step >= run.spec.steps });
 }
 
+/** The SFT loop: the run core's (runSft), with the page's hooks; a chat model when it ends. */
+async function sftLoop(c: Current, run: SftRun): Promise<void> {
+  try {
+    await runSft(run, {
+      store,
+      log: status,
+      onStep: (s) => post({ type: 'sft-step', step: s.step, steps: s.steps, loss: s.loss, tokensPerSecond: s.tokensPerSecond }),
+      onEval: (step, loss) => post({ type: 'sft-val', step, loss }),
+      shouldStop: () => !running || current !== c,
+      exclusive: (fn) => exclusive(() => (current === c ? fn() : Promise.reject(new Dropped()))),
+      between: macrotask,
+    });
+  } catch (e) {
+    if (!(e instanceof Dropped)) post({ type: 'error', where: 'fine-tuning', fatal: !!fatal, message: (e as Error).message });
+  } finally {
+    looping = false;
+    running = false;
+  }
+  if (current !== c) return;
+  const finished = run.trainer.step >= run.spec.steps;
+  post({ type: 'state', running: false, finished });
+  if (finished) {
+    c.stage = 'chat';
+    post({ type: 'ready', info: { ...info(c, 'built-in chat data'), step: run.trainer.step, steps: run.spec.steps }, history: null });
+  }
+}
+
+/** The spec of the pretraining a checkpoint's model came from (an SFT checkpoint keeps it). */
+function pretrainSpecOf(parts: CheckpointParts): Record<string, unknown> {
+  const st = parts.state?.spec;
+  if (st?.stage === 'sft') return (st.pretrain as Record<string, unknown>) ?? { preset: 'tiny' };
+  return st ?? { preset: 'tiny' };
+}
+
 /** Make `parts` the current model: a resumable run when its data is here, else generation only. */
 async function adopt(parts: CheckpointParts, name: string, data: DataSource | null): Promise<void> {
   await drop();
-  const spec = validateSpec(pickSpec(parts.state?.spec ?? { preset: 'tiny' }), name);
+  const spec = validateSpec(pickSpec(pretrainSpecOf(parts)), name);
+  const isChat = parts.state?.spec.stage === 'sft';
   const haveData = !!data || spec.data === 'synthetic';
   let c: Current;
-  if (parts.state && haveData) {
+  if (parts.state && haveData && !isChat) {
     const run = await exclusive(() =>
       setupPretrain(spec, { data: runData(spec, data), store, backend, log: status, resume: parts, breathe: macrotask }),
     );
-    c = { model: run.model, tok: run.tokenizer, run, spec };
+    c = { model: run.model, tok: run.tokenizer, run, sft: null, spec, stage: 'base' };
   } else {
+    // a fine-tuned model is loaded for chat; continuing its SFT run is the CLI's job (--resume)
     const model = await exclusive(async () => modelFromParts(parts, backend, name));
-    c = { model, tok: parts.tokenizer, run: null, spec };
-    status(`loaded for generation only: ${parts.state ? `it was trained on ${spec.data}, which is not in the page (drop that file first to continue training)` : 'it holds no training state'}`);
+    c = { model, tok: parts.tokenizer, run: null, sft: null, spec, stage: isChat ? 'chat' : 'base' };
+    status(
+      isChat ? `loaded a model fine-tuned for chat (step ${parts.state!.step} of SFT): talk to it below`
+        : `loaded for generation only: ${parts.state ? `it was trained on ${spec.data}, which is not in the page (drop that file first to continue training)` : 'it holds no training state'}`,
+    );
   }
   current = c;
   const history: History = c.run?.history ?? parts.state?.history ?? { train: [], val: [], samples: [] };
@@ -233,7 +299,7 @@ async function handle(msg: ToWorker): Promise<void> {
       const data = runData(spec, msg.data);
       status(`data: ${data.kind === 'documents' ? data.docs.length : 0} documents from ${data.source}`);
       const run = await exclusive(() => setupPretrain(spec, { data, store, backend, log: status, breathe: macrotask }));
-      const c: Current = { model: run.model, tok: run.tokenizer, run, spec };
+      const c: Current = { model: run.model, tok: run.tokenizer, run, sft: null, spec, stage: 'base' };
       current = c;
       post({ type: 'ready', info: info(c, msg.data?.name ?? `built-in synthetic corpus (${spec.syntheticStories} stories)`), history: null });
       void loop(c);
@@ -242,8 +308,20 @@ async function handle(msg: ToWorker): Promise<void> {
     case 'pause':
       running = false; // the loop stops after the current step and saves to IndexedDB
       return;
-    case 'resume':
-      if (current?.run && !looping && current.run.trainer.step < current.spec.steps) void loop(current);
+    case 'resume': {
+      const c = current;
+      if (!c || looping) return;
+      if (c.sft ? c.sft.trainer.step < c.sft.spec.steps : c.run && c.run.trainer.step < c.spec.steps) void loop(c);
+      return;
+    }
+    case 'sft':
+      await startSft(msg.settings);
+      return;
+    case 'chat':
+      await chat(msg.id, msg.messages, msg.maxTokens, msg.temperature);
+      return;
+    case 'chat-stop':
+      if (chatting?.id === msg.id) chatting.ctl.abort();
       return;
     case 'reset':
       await drop();
@@ -261,9 +339,10 @@ async function handle(msg: ToWorker): Promise<void> {
     }
     case 'save': {
       const c = current;
-      if (!c?.run) throw new Error('there is no training run to save (a checkpoint loaded for generation only is already a file)');
-      const bytes = await exclusive(async () => encodeCheckpointFile(await pretrainCheckpoint(c.run!)));
-      post({ type: 'checkpoint', step: c.run.trainer.step, bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);
+      if (!c?.run && !c?.sft) throw new Error('there is no training run to save (a checkpoint loaded for generation only is already a file)');
+      const bytes = await exclusive(async () => encodeCheckpointFile(await (c.sft ? sftCheckpoint(c.sft) : pretrainCheckpoint(c.run!))));
+      const step = c.sft?.trainer.step ?? c.run!.trainer.step;
+      post({ type: 'checkpoint', step, bytes: bytes.buffer as ArrayBuffer }, [bytes.buffer as ArrayBuffer]);
       return;
     }
     case 'load': {
@@ -278,6 +357,55 @@ async function handle(msg: ToWorker): Promise<void> {
       if (parts) await adopt(parts, 'the run kept in IndexedDB', null);
       return;
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// fine-tuning for chat, and the chat itself
+// ---------------------------------------------------------------------------------------
+
+/** SFT of the current model on the built-in chat data: the run core's setupSft, then its loop. */
+async function startSft(settings: Partial<SftSpec>): Promise<void> {
+  const c = current;
+  if (!c) throw new Error('there is no model yet: pretrain one (Start) or load a checkpoint first');
+  if (looping) throw new Error('training is running: pause it (or let it finish) before fine-tuning');
+  const spec: SftSpec = { ...SFT_DEFAULTS, ...settings, data: 'builtin' };
+  status('fine-tuning: rendering the built-in chat data…');
+  await macrotask();
+  // the base: the current weights (no optimizer state: SFT starts its own), then the
+  // pretraining run is replaced by the SFT run
+  const base = await exclusive(() => checkpointParts(c.model, c.tok, null, null));
+  await drop();
+  const { convs, source } = builtinConversations(spec);
+  const run = await exclusive(() =>
+    setupSft(spec, { base, baseName: 'the model trained in this page', baseSpec: { ...c.spec }, convs, source, store, backend, log: status }),
+  );
+  const next: Current = { model: run.model, tok: run.tokenizer, run: null, sft: run, spec: c.spec, stage: 'base' };
+  current = next;
+  post({ type: 'sft-ready', steps: spec.steps, summary: `${run.conversations} conversations (${source}), rows of ${run.T + 1} tokens` });
+  void loop(next);
+}
+
+/** The chat in progress (one at a time; Stop aborts it). */
+let chatting: { id: number; ctl: AbortController } | null = null;
+
+/** One reply, streamed: createChatModel's text deltas go to the page as they arrive. */
+async function chat(id: number, messages: Message[], maxTokens: number, temperature: number): Promise<void> {
+  const c = current;
+  if (!c) throw new Error('there is no model yet: pretrain and fine-tune one, or load a checkpoint');
+  c.chat ??= createChatModel(c.model, c.tok, 'minichat (this page)');
+  const ctl = new AbortController();
+  chatting = { id, ctl };
+  try {
+    const r = await exclusive(() =>
+      c.chat!.complete(messages, { maxTokens, temperature, topP: 1, topK: 50 }, (delta, part) => post({ type: 'chat-delta', id, delta, part }), ctl.signal),
+    );
+    post({ type: 'chat-done', id, parts: r.parts ?? [{ type: 'text', text: r.text }], finishReason: r.finishReason });
+  } catch (e) {
+    if (!ctl.signal.aborted) throw e;
+    post({ type: 'chat-done', id, parts: [], finishReason: 'stopped' });
+  } finally {
+    if (chatting?.id === id) chatting = null;
   }
 }
 
