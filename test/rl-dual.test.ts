@@ -53,7 +53,7 @@ describe('the service world in the engine', () => {
         return [...action, ...(session.afterToken(row, [...gen, ...action]) ?? [])];
       },
     });
-    for (const [r, expected] of [[0, runEpisode(world, task, oracle)], [1, runEpisode(world, task, () => scripts[1]())]] as const) {
+    for (const [r, expected] of [[0, runEpisode(world, task, oracle)], [1, runEpisode(world, task, () => scripts[1]([]))]] as const) {
       const ep = session.episode(r);
       expect(ep.steps).toEqual(expected.steps);
       expect(ep.reward).toBe(expected.reward);

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { runQkNormMuon } from '../train/experiment.ts';
+import { registerDualLora } from './experiment-dual.ts';
 import { nonNegInt, num, posInt, selectBackend } from './common.ts';
 
 function lrList(v: string): number[] {
@@ -33,4 +34,5 @@ export function registerExperiment(program: Command): void {
       console.log(table);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);
     });
+  registerDualLora(exp);
 }
