@@ -36,6 +36,7 @@ export function registerDualLora(exp: Command): void {
     .option('--world-lr <x>', 'learning rate of the world-model group', num, D.worldLr)
     .option('--sft-steps <n>', 'warm start: steps of format SFT on oracle episodes', nonNegInt, D.sftSteps)
     .option('--world-seed <n>', 'seed of the service world (companies and requirements)', nonNegInt, D.worldSeed)
+    .option('--no-short-values', 'realistic user values (emails, dates, ids) instead of two digits')
     .option('--out <dir>', 'where the warm start, table (dual-lora-table.md), plot (dual-lora.svg) and JSON go', 'runs/experiment-dual-lora')
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
     .action(async (o) => {

@@ -45,6 +45,7 @@ export interface DualExperimentOptions {
   worldLr: number;
   sftSteps: number; // warm start: format SFT steps
   worldSeed: number;
+  shortValues: boolean; // two-digit user values: copying is not what limits a tiny model (service.ts)
   out: string;
   backend: Backend;
 }
@@ -54,7 +55,7 @@ export const EXPERIMENT_MODEL = { hiddenSize: 64, numLayers: 2, numHeads: 2, num
 
 export const DUAL_EXPERIMENT_DEFAULTS: Omit<DualExperimentOptions, 'out' | 'backend'> = {
   modes: [...DUAL_MODES], seeds: [0, 1], steps: 6, tasksPerStep: 4, groupSize: 4, evalEvery: 2, evalTasks: 16, heldOutTasks: 12, target: 0.5,
-  loraRank: 16, policyRank: 8, policyLr: 1e-2, worldLr: 1e-2, sftSteps: 150, worldSeed: 0,
+  loraRank: 16, policyRank: 8, policyLr: 1e-2, worldLr: 1e-2, sftSteps: 300, worldSeed: 0, shortValues: true,
 };
 
 interface RunResult {
@@ -78,7 +79,7 @@ const meanStd = (xs: number[]) => {
 export async function runDualExperiment(o: DualExperimentOptions, log: (s: string) => void) {
   const t0 = performance.now();
   await mkdir(o.out, { recursive: true });
-  const world = createServiceWorld({ seed: o.worldSeed });
+  const world = createServiceWorld({ seed: o.worldSeed, shortValues: o.shortValues });
   const tok = await serviceTokenizer(world, WARM_START_DEFAULTS.vocabSize, o.worldSeed);
   log(`world: ${world.companies.filter((c) => c.split === 'train').length} training and ${world.companies.filter((c) => c.split === 'test').length} held-out companies; tokenizer ${tok.vocabSize} tokens`);
   const warm = await warmStart(world, tok, { ...WARM_START_DEFAULTS, sftSteps: o.sftSteps, config: EXPERIMENT_MODEL }, o.backend);

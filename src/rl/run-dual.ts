@@ -21,7 +21,7 @@ import type { AlgoOptions, RLStepStats } from './train.ts';
 /** The `minichat rl` options this task reads (a subset of run.ts's RLOptions). */
 export interface ServiceRLOptions {
   init: string; out: string; mode: string; resume: boolean; seed: number; backend: Backend;
-  loraRank: number; policyRank: number; loraAlpha: number; loraTargets: string; worldSeed: number;
+  loraRank: number; policyRank: number; loraAlpha: number; loraTargets: string; worldSeed: number; shortValues: boolean;
   groupSize: number; promptsPerStep: number; maxTokens: number; temperature: number; lr: number; worldLr: number;
   steps: number; evalEvery: number; evalProblems: number;
 }
@@ -45,7 +45,7 @@ export async function runServiceRL(o: ServiceRLOptions, algo: AlgoOptions, hooks
   if (model.adapter) throw new UserError(`${o.init} already has LoRA adapters: merge them first (minichat export --merge-lora)`);
   const policyRank = o.policyRank || Math.floor(o.loraRank / 2);
   attachDualLora(model, { rank: o.loraRank, policyRank, alpha: o.loraAlpha, targets: parseLoraTargets(o.loraTargets) }, new T.Rng(o.seed + 5));
-  const world = createServiceWorld({ seed: o.worldSeed });
+  const world = createServiceWorld({ seed: o.worldSeed, shortValues: o.shortValues });
   const mode = o.mode as DualMode;
   const agent = new DualAgent(model, tok, world, {
     ...DUAL_DEFAULTS, mode, algo, groupSize: o.groupSize, tasksPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: o.temperature,

@@ -31,6 +31,7 @@ export interface RLOptions {
   policyRank: number; // service-env: the policy group's share of --lora-rank (0 = half; the world model gets the rest)
   worldLr: number; // service-env: learning rate of the world-model group (--lr is the policy's)
   worldSeed: number; // service-env: seed of the world (companies and requirements)
+  shortValues: boolean; // service-env: two-digit profile values (what the experiment's warm start was taught)
   taskData?: string; // gsm8k: the JSONL file
   digits: number; // arithmetic: digits per operand
   ops: string; // arithmetic: operators, e.g. '+-*'
@@ -62,7 +63,7 @@ export interface RLOptions {
 }
 
 export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
-  task: 'arithmetic', mode: 'dual', policyRank: 0, worldLr: 3e-3, worldSeed: 0, digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
+  task: 'arithmetic', mode: 'dual', policyRank: 0, worldLr: 3e-3, worldSeed: 0, shortValues: false, digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
   groupSize: 8, promptsPerStep: 16, maxTokens: 48, temperature: 1, steps: 40, lr: 1e-3,
   loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 64, ckptEvery: 10, seed: 0, resume: false,
 };

@@ -29,7 +29,7 @@ export interface WarmStartOptions {
   config?: Partial<GPTConfig>; // overrides of the tiny preset (tests use a smaller model)
 }
 
-export const WARM_START_DEFAULTS: WarmStartOptions = { vocabSize: 1024, sftSteps: 150, batchSize: 8, lr: 3e-3, sftCompanies: 4, seed: 0 };
+export const WARM_START_DEFAULTS: WarmStartOptions = { vocabSize: 1024, sftSteps: 300, batchSize: 8, lr: 1e-2, sftCompanies: 4, seed: 0 };
 
 /** A tokenizer for the service world, trained on rendered oracle and random episodes. */
 export async function serviceTokenizer(world: ServiceWorld, vocabSize: number, seed: number): Promise<Tokenizer> {
