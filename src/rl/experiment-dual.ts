@@ -25,6 +25,7 @@ import { lineChartSvg } from '../eval/plot.ts';
 import { saveCheckpoint, type TrainState } from '../io/checkpoint.ts';
 import { GPT } from '../model/gpt.ts';
 import * as T from '../tensor/index.ts';
+import { observationNll } from './world.ts';
 import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, attachDualLora, evalTasks, probesFor, type DualMode } from './dual.ts';
 import { createServiceWorld, sampleServiceTask } from './envs/service.ts';
 import { WARM_START_DEFAULTS, serviceTokenizer, warmStart } from './warmstart.ts';
@@ -67,6 +68,8 @@ interface RunResult {
   heldOutSuccess: number;
   heldOutObsAccuracy: number;
   trainObsAccuracy: number;
+  heldOutObsNll: number; // L_world on the held-out probes, nats per observation token
+  trainObsNll: number;
   worldLoss: number[]; // per step (NaN where no world step ran)
   seconds: number;
 }
@@ -113,6 +116,7 @@ export async function runDualExperiment(o: DualExperimentOptions, log: (s: strin
         log(`  ${mode} seed ${seed} step ${s.step}: ${s.episodes} episodes, sampled success ${(100 * s.success).toFixed(0)}%, policy loss ${s.policyLoss.toFixed(3)}, world loss ${s.worldLoss.toFixed(3)}, ${s.seconds.toFixed(1)}s`);
       }
       const trainObsAccuracy = await agent.observationAccuracy(trainProbes);
+      const trainObsNll = await observationNll(model, tok, trainProbes);
       // one exposure to each held-out company: one task each, G episodes, one learning step
       const exposureRng = new T.Rng(seed + 99);
       const heldOut = world.companies.filter((c) => c.split === 'test').map((c) => {
@@ -126,10 +130,11 @@ export async function runDualExperiment(o: DualExperimentOptions, log: (s: strin
       const run: RunResult = {
         mode, seed, curve, episodesToTarget: curve.find(([, s]) => s >= o.target)?.[0] ?? null, finalTrainSuccess: curve.at(-1)![1],
         heldOutSuccess: await agent.success(testTasks), heldOutObsAccuracy: await agent.observationAccuracy(testProbes), trainObsAccuracy,
+        heldOutObsNll: await observationNll(model, tok, testProbes), trainObsNll,
         worldLoss, seconds: (performance.now() - r0) / 1000,
       };
       runs.push(run);
-      log(`${mode} seed ${seed}: train success ${curve.map(([e, s]) => `${e}:${(100 * s).toFixed(0)}%`).join(' ')}; held-out success ${(100 * run.heldOutSuccess).toFixed(0)}%, held-out obs acc ${(100 * run.heldOutObsAccuracy).toFixed(0)}%, train obs acc ${(100 * trainObsAccuracy).toFixed(0)}% (${run.seconds.toFixed(0)}s)`);
+      log(`${mode} seed ${seed}: train success ${curve.map(([e, s]) => `${e}:${(100 * s).toFixed(0)}%`).join(' ')}; held-out success ${(100 * run.heldOutSuccess).toFixed(0)}%, held-out obs acc ${(100 * run.heldOutObsAccuracy).toFixed(0)}%, train obs acc ${(100 * trainObsAccuracy).toFixed(0)}%, obs NLL train ${trainObsNll.toFixed(2)} held-out ${run.heldOutObsNll.toFixed(2)} (${run.seconds.toFixed(0)}s)`);
       model.dispose();
     }
   }
@@ -154,11 +159,12 @@ export async function runDualExperiment(o: DualExperimentOptions, log: (s: strin
     const rs = runs.filter((r) => r.mode === m);
     const reached = rs.filter((r) => r.episodesToTarget !== null).map((r) => r.episodesToTarget!);
     const toTarget = reached.length ? `${meanStd(reached).mean.toFixed(0)} (${reached.length}/${rs.length} runs)` : `not reached (0/${rs.length})`;
-    return `| ${m} | ${pct(rs.map((r) => r.curve[0][1]))} | ${pct(rs.map((r) => r.finalTrainSuccess))} | ${toTarget} | ${pct(rs.map((r) => r.heldOutSuccess))} | ${pct(rs.map((r) => r.trainObsAccuracy))} | ${pct(rs.map((r) => r.heldOutObsAccuracy))} |`;
+    const nll = (xs: number[]) => `${meanStd(xs).mean.toFixed(2)} ± ${meanStd(xs).std.toFixed(2)}`;
+    return `| ${m} | ${pct(rs.map((r) => r.curve[0][1]))} | ${pct(rs.map((r) => r.finalTrainSuccess))} | ${toTarget} | ${pct(rs.map((r) => r.heldOutSuccess))} | ${pct(rs.map((r) => r.trainObsAccuracy))} | ${pct(rs.map((r) => r.heldOutObsAccuracy))} | ${nll(rs.map((r) => r.trainObsNll))} | ${nll(rs.map((r) => r.heldOutObsNll))} |`;
   });
   const table = [
-    `| mode | train success at start | train success after ${budget} episodes | episodes to ${(100 * o.target).toFixed(0)}% train success | held-out success after one exposure | next-obs accuracy, train probes | next-obs accuracy, held-out probes |`,
-    '|---|---|---|---|---|---|---|',
+    `| mode | train success at start | train success after ${budget} episodes | episodes to ${(100 * o.target).toFixed(0)}% train success | held-out success after one exposure | next-obs accuracy, train probes | next-obs accuracy, held-out probes | obs NLL, train probes | obs NLL, held-out probes |`,
+    '|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
   const seconds = (performance.now() - t0) / 1000;

@@ -96,3 +96,17 @@ export async function observationAccuracy(engine: Engine, tok: Tokenizer, probes
   });
   return hits / probes.length;
 }
+
+/**
+ * L_world on probes (mean −log p per observation token, nats), under no gradient: a graded
+ * companion to the all-or-nothing exact-match accuracy.
+ */
+export async function observationNll(model: GPT, tok: Tokenizer, probes: ObservationProbe[]): Promise<number> {
+  if (probes.length === 0) return NaN;
+  const start = tok.specialId(SPECIALS.toolResultStart), end = tok.specialId(SPECIALS.toolResultEnd);
+  const seqs = probes.map((p) => {
+    const obs = [start, ...tok.encodeOrdinary(p.observation), end];
+    return { ids: [...p.ids, ...obs], obsMask: [...new Array(p.ids.length).fill(0), ...obs.map(() => 1)] };
+  });
+  return T.noGrad(() => T.tidy(async () => (await worldLoss(model, packWorldBatch(seqs)).data())[0]));
+}
