@@ -6,6 +6,7 @@ import { SPEC_FIELDS } from '../train/spec.ts';
 import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
 import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
+import { registerDualLora } from './experiment-dual.ts';
 import { nonNegInt, num, posInt, selectBackend } from './common.ts';
 
 function lrList(v: string): number[] {
@@ -74,4 +75,6 @@ export function registerExperiment(program: Command): void {
       console.log(table);
       console.log(`\n-> ${o.out}/table.md, ${o.out}/grpo-vs-dapo.svg, ${o.out}/grpo-vs-dapo-steps.svg`);
     });
+
+  registerDualLora(exp);
 }

@@ -12,7 +12,12 @@ interface Flags extends Omit<RLOptions, 'backend'> {
 
 export function rlFlags(cmd: Command, d: typeof D): Command {
   return cmd
-    .option('--task <name>', 'arithmetic, countdown or gsm8k', d.task)
+    .option('--task <name>', 'arithmetic, countdown, gsm8k or service-env (the tool-use world with a dual LoRA)', d.task)
+    .option('--mode <name>', 'service-env: policy, world, dual, early or lookahead', oneOf('policy', 'world', 'dual', 'early', 'lookahead'), d.mode)
+    .option('--policy-rank <n>', "service-env: the policy group's ranks of --lora-rank (0 = half; the world model gets the rest; the issue's split is --lora-rank 64)", nonNegInt, d.policyRank)
+    .option('--world-lr <x>', 'service-env: learning rate of the world-model group (--lr is the policy group\'s)', nonNeg, d.worldLr)
+    .option('--world-seed <n>', 'service-env: seed of the world (companies and their requirements)', nonNegInt, d.worldSeed)
+    .option('--short-values', "service-env: two-digit user values (as in the dual-lora experiment's warm start)", d.shortValues)
     .option('--task-data <file>', 'gsm8k: the JSONL file (e.g. ../shared/data/gsm8k/train.jsonl)')
     .option('--digits <n>', 'arithmetic: digits per operand', posInt, d.digits)
     .option('--ops <ops>', 'arithmetic: operators drawn from', d.ops)

@@ -51,7 +51,9 @@ export interface GenerateOptions extends SamplingOptions {
   samplesPerPrompt?: number; // G: rows per prompt (default 1)
   /**
    * Called after every SAMPLED token (not after forced ones) with the row's tokens so far;
-   * ids it returns are fed into that row next, in order, instead of sampling.
+   * ids it returns are fed into that row next, in order, instead of sampling. An END_ROW
+   * among them ends the row (finish 'stop') when the queue reaches it: how an environment
+   * whose episode is over stops its row without the model having to say so.
    */
   afterToken?: (row: number, generated: number[]) => number[] | undefined;
   /** Text as it is generated, never splitting a UTF-8 character (needs decodeBytes). */
@@ -71,6 +73,9 @@ export interface GenerateOptions extends SamplingOptions {
    */
   yieldEvery?: number;
 }
+
+/** Returned by afterToken (after any forced ids) to end that row there; never a real token. */
+export const END_ROW = -1;
 
 /** One generated row. Arrays run parallel to `tokens`. */
 export interface RowOutput {
@@ -195,6 +200,7 @@ class Row {
 
   /** Take this row's next token: a queued forced token, or a sample from its logits. */
   step(logits: ArrayLike<number>, o: GenerateOptions): void {
+    if (this.queue[0] === END_ROW) return this.finish('stop', o); // the hook ended this row
     const forced = this.queue.length > 0;
     const pick = forced
       ? { id: this.queue.shift()!, logprob: NaN, rawLogprob: NaN }

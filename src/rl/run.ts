@@ -19,13 +19,19 @@ import { SPECIALS, renderForCompletion } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { UserError } from '../util/errors.ts';
+import { runServiceRL } from './run-dual.ts';
 import { getTask, type RLTask } from './tasks/index.ts';
 import { ALGO_PRESETS, type AlgoOptions, RLPolicy, type RLProblemSource, type RLStepStats, completionText, preparePolicy } from './train.ts';
 
 export interface RLOptions {
   init: string; // the SFT checkpoint (or run directory) to start from
   out: string; // the run directory
-  task: string; // arithmetic | countdown | gsm8k
+  task: string; // arithmetic | countdown | gsm8k | service-env (run-dual.ts)
+  mode: string; // service-env: policy | world | dual | early | lookahead (dual.ts)
+  policyRank: number; // service-env: the policy group's share of --lora-rank (0 = half; the world model gets the rest)
+  worldLr: number; // service-env: learning rate of the world-model group (--lr is the policy's)
+  worldSeed: number; // service-env: seed of the world (companies and requirements)
+  shortValues: boolean; // service-env: two-digit profile values (what the experiment's warm start was taught)
   taskData?: string; // gsm8k: the JSONL file
   digits: number; // arithmetic: digits per operand
   ops: string; // arithmetic: operators, e.g. '+-*'
@@ -57,7 +63,7 @@ export interface RLOptions {
 }
 
 export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
-  task: 'arithmetic', digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
+  task: 'arithmetic', mode: 'dual', policyRank: 0, worldLr: 3e-3, worldSeed: 0, shortValues: false, digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
   groupSize: 8, promptsPerStep: 16, maxTokens: 48, temperature: 1, steps: 40, lr: 1e-3,
   loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 64, ckptEvery: 10, seed: 0, resume: false,
 };
@@ -128,6 +134,7 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
   if (o.resume && !resumeFrom) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${ckptDir})`);
   if (!o.resume && (await findCheckpoint(ckptDir))) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
   const algo = algoOptions(o);
+  if (o.task === 'service-env') return runServiceRL(o, algo, hooks);
   const task = await getTask(o.task, { arithmetic: { digits: o.digits, ops: [...o.ops] as never }, gsm8k: o.taskData ? { path: o.taskData } : undefined });
 
   // the policy: the SFT model plus a fresh adapter, or (on resume) our own checkpoint with its adapter

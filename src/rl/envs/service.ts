@@ -63,6 +63,12 @@ export interface ServiceWorldOptions {
   maxFields?: number;
   /** Actions before the episode ends with reward 0. */
   maxTurns?: number;
+  /**
+   * Every profile value is two digits ("07") instead of a realistic one ("ana7@mail.com"):
+   * one token to copy, so a tiny model's copying is not what limits it (the dual-LoRA
+   * experiment uses this; what it measures is learning the companies' requirements).
+   */
+  shortValues?: boolean;
 }
 
 export const SERVICE_DEFAULTS: Required<ServiceWorldOptions> = {
@@ -72,6 +78,7 @@ export const SERVICE_DEFAULTS: Required<ServiceWorldOptions> = {
   minFields: 1,
   maxFields: 3,
   maxTurns: 8,
+  shortValues: false,
 };
 
 export interface ServiceWorld {
@@ -100,8 +107,9 @@ export function createServiceWorld(opts: ServiceWorldOptions = {}): ServiceWorld
   return { options: o, companies };
 }
 
-/** A user with a value for every field, drawn from `rng`. */
-export function makeProfile(rng: Rng): Profile {
+/** A user with a value for every field, drawn from `rng` (two digits each when `short`). */
+export function makeProfile(rng: Rng, short = false): Profile {
+  if (short) return Object.fromEntries(FIELDS.map((f) => [f, String(rng.int(100)).padStart(2, '0')])) as Profile;
   const digits = (k: number) => Array.from({ length: k }, () => rng.int(10)).join('');
   const two = (v: number) => String(v).padStart(2, '0');
   return {
@@ -129,7 +137,7 @@ export function sampleServiceTask(world: ServiceWorld, rng: Rng, split: 'train' 
   check(pool.length > 0, `service world: no '${split}' companies`);
   const company = pool[rng.int(pool.length)].name;
   const request = REQUESTS[rng.int(REQUESTS.length)];
-  return { company, request, profile: makeProfile(rng) };
+  return { company, request, profile: makeProfile(rng, world.options.shortValues) };
 }
 
 export interface Step {
