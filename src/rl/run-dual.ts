@@ -40,7 +40,7 @@ export async function runServiceRL(o: ServiceRLOptions, algo: AlgoOptions, hooks
   if (o.loraRank < 2) throw new UserError(`--task service-env needs a dual LoRA: --lora-rank >= 2 (got ${o.loraRank})`);
   await mkdir(o.out, { recursive: true });
   const ckptDir = join(o.out, 'checkpoint');
-  if (findCheckpoint(ckptDir)) throw new UserError(`${o.out} already holds a checkpoint; choose another --out`);
+  if ((await findCheckpoint(ckptDir))) throw new UserError(`${o.out} already holds a checkpoint; choose another --out`);
   const { model, tokenizer: tok } = await loadCheckpoint(o.init, { backend: o.backend });
   if (model.adapter) throw new UserError(`${o.init} already has LoRA adapters: merge them first (minichat export --merge-lora)`);
   const policyRank = o.policyRank || Math.floor(o.loraRank / 2);
@@ -80,7 +80,7 @@ export async function runServiceRL(o: ServiceRLOptions, algo: AlgoOptions, hooks
   }
   await saveCheckpoint(ckptDir, {
     model, tokenizer: tok, optimizerState: null,
-    state: { step: agent.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: agent.step }, tokenizerFingerprint: tokenizerFingerprint(tok), dataFingerprint: `service-env|${o.worldSeed}`, metrics: { success: finalSuccess }, options: { ...o, backend: o.backend.name } } satisfies TrainState,
+    state: { step: agent.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: agent.step }, tokenizerFingerprint: tokenizerFingerprint(tok), dataFingerprint: `service-env|${o.worldSeed}`, metrics: { success: finalSuccess }, spec: { ...o, backend: o.backend.name } } satisfies TrainState,
   });
   const trainable = model.trainableParams().reduce((s, p) => s + p.param.size, 0);
   const result: ServiceRLResult = { steps: agent.step, initialSuccess, finalSuccess, completions: agent.episodes, trainable, seconds: (performance.now() - t0) / 1000, run_dir: o.out, history };
