@@ -236,7 +236,8 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       expect(gen.tokens).toBeGreaterThan(0);
 
       // `minichat pretrain --resume FILE` (the checkpoint's spec, no flags) vs one uninterrupted run of that spec
-      minichat('pretrain', '--resume', pageCkpt, '--out', join(dir, 'resumed'), '--json');
+      // the page ran the cpu reference (backend=cpu), so the CLI resumes on it too (its default is wasm)
+      minichat('pretrain', '--resume', pageCkpt, '--out', join(dir, 'resumed'), '--backend', 'cpu', '--json');
       const straight = await pretrain({ ...SPEC_DEFAULTS, ...(paused.spec as object), out: join(dir, 'straight'), backend: cpu }, { log: () => {} });
       expect(straight.steps).toBe(steps);
       for (const f of ['model.safetensors', 'optimizer.safetensors']) {

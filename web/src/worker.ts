@@ -72,9 +72,13 @@ let backend: Backend = cpu;
 let fatal: string | null = null; // set when the GPU device is lost: nothing can run after it
 
 async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Promise<void> {
-  const useCpu = async (reason: string) => {
+  // allowWasm: the fast wasm backend when the page can run it; an explicit ?backend=cpu asks
+  // for the plain-TypeScript reference, which computes the same bits as `--backend cpu` in the CLI
+  const useCpu = async (reason: string, allowWasm = true) => {
     // the wasm backend (src/backend/wasm.ts), one thread: tensors in shared WebAssembly memory
-    if ((scope as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated && wasmBackendSupported()) {
+    if (!allowWasm) {
+      // the reference, as asked
+    } else if ((scope as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated && wasmBackendSupported()) {
       try {
         const bytes = (url: string) => fetch(url).then((r) => r.arrayBuffer());
         const [ops, mm] = await Promise.all([bytes(opsWasmUrl), bytes(matmulSharedWasmUrl)]);
@@ -102,7 +106,7 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Prom
     const how = simd ? 'JavaScript + WASM SIMD matmul on this CPU' : 'JavaScript on this CPU';
     post({ type: 'backend', name: 'cpu', reason, adapter: `${how} (src/backend/cpu.ts)` });
   };
-  if (want === 'cpu') return useCpu(reasonFromPage);
+  if (want === 'cpu') return useCpu(reasonFromPage, false);
   const gpu = scope.navigator.gpu;
   if (!gpu) return useCpu('WebGPU is not available in this browser (navigator.gpu is missing in the worker)');
   const adapter = await gpu.requestAdapter().catch(() => null);
