@@ -580,7 +580,7 @@ async function boot(): Promise<void> {
   updateButtons();
   drawChart();
   const hasGpu = typeof navigator !== 'undefined' && !!(navigator as Navigator & { gpu?: unknown }).gpu;
-  if (query.get('backend') === 'cpu') send({ type: 'init', backend: 'cpu', reason: 'asked for with ?backend=cpu in the address' });
+  if (query.get('backend') === 'cpu') send({ type: 'init', backend: 'cpu', reason: 'asked for with ?backend=cpu in the address', reference: true });
   else if (!hasGpu) send({ type: 'init', backend: 'cpu', reason: 'this browser has no WebGPU (navigator.gpu is missing), so training runs on the CPU, more slowly' });
   else send({ type: 'init', backend: 'auto', reason: '' });
 

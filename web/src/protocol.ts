@@ -70,7 +70,7 @@ export interface DataSource {
 }
 
 export type ToWorker =
-  | { type: 'init'; backend: 'auto' | 'cpu'; reason: string }
+  | { type: 'init'; backend: 'auto' | 'cpu'; reason: string; reference?: boolean } // reference: the plain-TypeScript cpu backend, not wasm (?backend=cpu)
   | { type: 'start'; settings: Settings; data: DataSource | null }
   | { type: 'pause' }
   | { type: 'resume' }

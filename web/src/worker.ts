@@ -71,7 +71,7 @@ if (typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function
 let backend: Backend = cpu;
 let fatal: string | null = null; // set when the GPU device is lost: nothing can run after it
 
-async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Promise<void> {
+async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string, reference = false): Promise<void> {
   // allowWasm: the fast wasm backend when the page can run it; an explicit ?backend=cpu asks
   // for the plain-TypeScript reference, which computes the same bits as `--backend cpu` in the CLI
   const useCpu = async (reason: string, allowWasm = true) => {
@@ -106,7 +106,7 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string): Prom
     const how = simd ? 'JavaScript + WASM SIMD matmul on this CPU' : 'JavaScript on this CPU';
     post({ type: 'backend', name: 'cpu', reason, adapter: `${how} (src/backend/cpu.ts)` });
   };
-  if (want === 'cpu') return useCpu(reasonFromPage, false);
+  if (want === 'cpu') return useCpu(reasonFromPage, !reference);
   const gpu = scope.navigator.gpu;
   if (!gpu) return useCpu('WebGPU is not available in this browser (navigator.gpu is missing in the worker)');
   const adapter = await gpu.requestAdapter().catch(() => null);
@@ -295,7 +295,7 @@ async function adopt(parts: CheckpointParts, name: string, data: DataSource | nu
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.type) {
     case 'init':
-      await chooseBackend(msg.backend, msg.reason);
+      await chooseBackend(msg.backend, msg.reason, msg.reference);
       return;
     case 'start': {
       await drop();
