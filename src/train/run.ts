@@ -372,6 +372,52 @@ export interface PretrainHooks {
   between?: () => Promise<void>;
 }
 
+/** The hooks every stage wires the same way: what a stage's run state and hooks must offer. */
+export interface StageRunState {
+  lastLoss: number;
+  history: History;
+  resumedAt: number | null;
+}
+export interface StageHooks {
+  store: RunStore;
+  onStep?: (s: StepInfo) => void;
+  onSave?: (step: number) => void;
+  shouldStop?: () => boolean;
+  exclusive?: <R>(fn: () => Promise<R>) => Promise<R>;
+  between?: () => Promise<void>;
+}
+
+/**
+ * The parts of runLoop's options that pretraining and SFT share: checkpoints and metrics
+ * through the store, the loss history, the page's pause/exclusive hooks, and the error that
+ * names the last good checkpoint when the loss stops being finite (`advice` ends it).
+ */
+export function storeLoopParts(run: StageRunState, h: StageHooks, checkpoint: () => Promise<CheckpointParts>, advice: string) {
+  return {
+    save: async (step: number) => {
+      await h.store.writeCheckpoint(await checkpoint());
+      h.onSave?.(step);
+    },
+    metrics: (rec: Record<string, unknown>) => h.store.appendMetrics(rec),
+    onStep: (info: StepInfo) => {
+      run.lastLoss = info.loss;
+      run.history.train.push([info.step, info.loss]);
+      h.onStep?.(info);
+    },
+    shouldStop: h.shouldStop,
+    exclusive: h.exclusive,
+    between: h.between,
+    diverged: (e: Error, saved: number | null) =>
+      new UserError(
+        `${e.message}. ` +
+          (saved !== null || run.resumedAt !== null
+            ? `The last good checkpoint (step ${saved ?? run.resumedAt}) is kept in ${h.store.where}. `
+            : 'No checkpoint was written yet. ') +
+          advice,
+      ),
+  };
+}
+
 /** Validation loss and bits per byte of the run's model on its held-out tokens. */
 export async function validate(run: PretrainRun): Promise<{ loss: number; bpb: number }> {
   const s = run.spec;
@@ -404,27 +450,7 @@ export async function runPretrain(run: PretrainRun, h: PretrainHooks): Promise<L
       return text;
     },
     ckptEvery: s.ckptEvery,
-    save: async (step) => {
-      await h.store.writeCheckpoint(await pretrainCheckpoint(run));
-      h.onSave?.(step);
-    },
-    metrics: (rec) => h.store.appendMetrics(rec),
-    onStep: (info) => {
-      run.lastLoss = info.loss;
-      run.history.train.push([info.step, info.loss]);
-      h.onStep?.(info);
-    },
-    shouldStop: h.shouldStop,
-    exclusive: h.exclusive,
-    between: h.between,
-    diverged: (e, saved) =>
-      new UserError(
-        `${e.message}. ` +
-          (saved !== null || run.resumedAt !== null
-            ? `The last good checkpoint (step ${saved ?? run.resumedAt}) is kept in ${h.store.where}. `
-            : 'No checkpoint was written yet. ') +
-          `Try a lower ${flagName('lr')} (now ${s.lr}) or ${flagName('gradClip')}.`,
-      ),
+    ...storeLoopParts(run, h, () => pretrainCheckpoint(run), `Try a lower ${flagName('lr')} (now ${s.lr}) or ${flagName('gradClip')}.`),
   });
   // resumed at the end: still report the validation numbers
   if (Number.isNaN(run.lastVal.loss)) run.lastVal = await (h.exclusive ?? ((fn) => fn()))(() => validate(run));

@@ -38,7 +38,7 @@ import * as T from '../tensor/index.ts';
 import type { Message, Rendered } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/bpe.ts';
 import { UserError } from '../util/errors.ts';
-import { type LoopResult, type StepInfo, runCheckpoint, runLoop } from './run.ts';
+import { type LoopResult, type StepInfo, runCheckpoint, runLoop, storeLoopParts } from './run.ts';
 import type { RunStore } from './store.ts';
 import { Trainer, languageModelLoss } from './trainer.ts';
 
@@ -258,27 +258,7 @@ export async function runSft(run: SftRun, h: SftHooks): Promise<LoopResult> {
     },
     sampleEvery: 0,
     ckptEvery: s.ckptEvery,
-    save: async (step) => {
-      await h.store.writeCheckpoint(await sftCheckpoint(run));
-      h.onSave?.(step);
-    },
-    metrics: (rec) => h.store.appendMetrics(rec),
-    onStep: (info) => {
-      run.lastLoss = info.loss;
-      run.history.train.push([info.step, info.loss]);
-      h.onStep?.(info);
-    },
-    shouldStop: h.shouldStop,
-    exclusive: h.exclusive,
-    between: h.between,
-    diverged: (e, saved) =>
-      new UserError(
-        `${e.message}. ` +
-          (saved !== null || run.resumedAt !== null
-            ? `The last good checkpoint (step ${saved ?? run.resumedAt}) is kept in ${h.store.where}. `
-            : 'No checkpoint was written yet. ') +
-          `Try a lower --lr (now ${s.lr}).`,
-      ),
+    ...storeLoopParts(run, h, () => sftCheckpoint(run), `Try a lower --lr (now ${s.lr}).`),
   });
   if (Number.isNaN(run.lastVal)) run.lastVal = await (h.exclusive ?? ((fn) => fn()))(() => validateSft(run));
   return result;
