@@ -4,6 +4,7 @@ import { InvalidArgumentError } from 'commander';
 import { EXPERIMENT_DEFAULTS as D, runQkNormMuon } from '../train/experiment.ts';
 import { SPEC_FIELDS } from '../train/spec.ts';
 import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
+import { RL_DEFAULTS } from '../rl/run.ts';
 import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import { registerDualLora } from './experiment-dual.ts';
@@ -49,11 +50,11 @@ export function registerExperiment(program: Command): void {
     .option('--ops <ops>', 'arithmetic: operators', '+-*')
     .option('--no-tool', 'without the calculator (default: with it, as the speedrun SFT data teaches)')
     .option('--budget <n>', 'completions sampled per arm', posInt, 1536)
-    .option('--group-size <n>', 'completions per prompt', posInt, 8)
+    .option('--group-size <n>', 'completions per prompt', posInt, RL_DEFAULTS.groupSize)
     .option('--prompts-per-step <n>', 'groups per optimizer batch', posInt, 8)
     .option('--max-tokens <n>', 'response length limit (forced tool results count)', posInt, 48)
-    .option('--lr <x>', 'learning rate (3e-3 collapsed every arm to 0% within 4 steps on the speedrun model)', num, 1e-3)
-    .option('--lora-rank <n>', 'LoRA rank', posInt, 16)
+    .option('--lr <x>', 'learning rate (3e-3 collapsed every arm to 0% within 4 steps on the speedrun model)', num, RL_DEFAULTS.lr)
+    .option('--lora-rank <n>', 'LoRA rank', posInt, RL_DEFAULTS.loraRank)
     .option('--eval-every <n>', 'held-out evaluation every N steps', posInt, 4)
     .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, 100)
     .option('--target <x>', 'the held-out success rate whose first crossing is compared', num, 0.95)
