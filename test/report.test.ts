@@ -2,7 +2,8 @@
 import { mkdirSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { centeredScore, writeReport } from '../src/eval/report.ts';
+import { writeReport } from '../src/eval/report.ts';
+import { chatCore } from '../src/eval/tasks.ts';
 import { tempDir } from './tmp.ts';
 
 function stage(dir: string, name: string, losses: number[], summary: object | null, options: object) {
@@ -17,8 +18,9 @@ function stage(dir: string, name: string, losses: number[], summary: object | nu
 
 describe('report card', () => {
   it('centered score: chance → 0, perfect → 1', () => {
-    expect(centeredScore([{ accuracy: 0.25, baseline: 0.25 }])).toBe(0);
-    expect(centeredScore([{ accuracy: 1, baseline: 0.25 }, { accuracy: 0.5, baseline: 0 }])).toBeCloseTo(0.75, 12);
+    // the summary the report prints comes from eval/tasks.ts's chatCore
+    expect(chatCore([{ task: 'a', accuracy: 0.25, baseline: 0.25 }])).toBe(0);
+    expect(chatCore([{ task: 'a', accuracy: 1, baseline: 0.25 }, { task: 'b', accuracy: 0.5, baseline: 0 }])).toBeCloseTo(0.75, 12);
   });
 
   it('writes stages, wall times, curves, the eval table and samples', async () => {

@@ -39,12 +39,6 @@ export interface EvalTable {
   summary: Record<string, number>;
 }
 
-/** (acc − baseline) / (1 − baseline), averaged over rows: 0 = chance, 1 = perfect. */
-export function centeredScore(rows: { accuracy: number; baseline: number }[]): number {
-  if (rows.length === 0) return NaN;
-  return rows.reduce((s, r) => s + (r.accuracy - r.baseline) / (1 - r.baseline), 0) / rows.length;
-}
-
 interface Stage {
   name: string;
   dir: string;
