@@ -48,6 +48,13 @@ describe('numbers', () => {
     expect(lastNumber('The answer is -7.')).toBe(-7);
     expect(lastNumber('That is 1,250.5 dollars')).toBe(1250.5);
     expect(lastNumber('no numbers here')).toBeNull();
+    // the rule the RL rewards share (src/rl/tasks/common.ts)
+    expect(lastNumber('so the answer is 1,234.')).toBe(1234);
+    expect(lastNumber('37-12 = 25')).toBe(25);
+    expect(lastNumber('37-12')).toBe(12); // not -12: the minus of a subtraction
+    expect(lastNumber('it drops to -7')).toBe(-7);
+    expect(lastNumber('about 3.50 dollars')).toBe(3.5);
+    expect(lastNumber('x2 and y3')).toBeNull(); // digits inside words are not numbers
   });
 
   it('scores arithmetic and GSM8K by the last number in the assistant\'s own text', () => {

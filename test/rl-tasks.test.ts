@@ -7,20 +7,18 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/tensor/random.ts';
 import {
-  arithmeticTask, checkCountdown, countdownTask, extractExpression, getTask, gsm8kTask, lastNumber, makeArithmetic,
+  arithmeticTask, checkCountdown, countdownTask, extractExpression, getTask, gsm8kTask, lastNumberReward, makeArithmetic,
   parseExpression, parseGsm8k, splitOf, ARITHMETIC_DEFAULTS, COUNTDOWN_DEFAULTS, TEST_FRACTION, type CountdownProblem,
 } from '../src/rl/tasks/index.ts';
 import { UserError } from '../src/util/errors.ts';
 
-describe('last number', () => {
-  it('reads signs, commas and decimals, and not the minus of a subtraction', () => {
-    expect(lastNumber('so the answer is 1,234.')).toBe(1234);
-    expect(lastNumber('37-12 = 25')).toBe(25);
-    expect(lastNumber('37-12')).toBe(12);
-    expect(lastNumber('it drops to -7')).toBe(-7);
-    expect(lastNumber('about 3.50 dollars')).toBe(3.5);
-    expect(lastNumber('no digits here')).toBeNull();
-    expect(lastNumber('x2 and y3')).toBeNull();
+describe('last-number reward', () => {
+  it('is 1 exactly when the last number (eval/tasks.ts\'s rule, tested there) is the answer', () => {
+    expect(lastNumberReward(12, '37-12')).toBe(1); // not -12: the minus of a subtraction
+    expect(lastNumberReward(-7, 'it drops to -7')).toBe(1);
+    expect(lastNumberReward(1234, 'so the answer is 1,234.')).toBe(1);
+    expect(lastNumberReward(25, '25 is wrong, it is 26')).toBe(0);
+    expect(lastNumberReward(3, 'x3')).toBe(0);
   });
 });
 

@@ -62,11 +62,15 @@ export function scoreStoryQA(reply: Reply, gold: string): boolean {
   return g.length > 0 && normaliseAnswer(firstSentence(replyText(reply))) === g;
 }
 
-const NUMBER = /-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?/g;
+// A number as people write it: optional sign, digits with optional thousands commas, optional
+// decimals. The lookbehind keeps "37-12" from reading as the number -12 and, with the
+// lookahead, keeps the digits of a word like "x2" from counting. (The RL rewards use the same
+// rule: src/rl/tasks/common.ts imports it from here.)
+const NUMBER = /(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\w)/g;
 
 /** Every number in a text, in order, as values (commas removed). */
 export function numbersIn(s: string): number[] {
-  return [...s.matchAll(NUMBER)].map((m) => Number(m[0].replaceAll(',', '')));
+  return [...s.matchAll(NUMBER)].map((m) => Number(m[0].replaceAll(',', ''))).filter(Number.isFinite);
 }
 
 /** The last number in a text, or null when there is none. */

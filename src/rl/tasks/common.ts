@@ -1,5 +1,6 @@
 // What every verifiable RL task shares: the task interface, the train/test split rule, and
-// the "last number in the completion" answer extractor.
+// the "last number in the completion" reward (its number rule is eval/tasks.ts's, shared with
+// the eval scoring).
 //
 // A task is a generator of problems plus a pure reward function. Rewards read only the
 // problem and the completion text (never the model, never the clock), so the same rollout
@@ -9,6 +10,7 @@
 // it: a problem is in 'test' if and only if its hash says so, so no seed, difficulty or
 // sampling order can ever put the same problem in both splits. (Pure: no Node imports.)
 import { HELDOUT_FRACTION, isHeldOut } from '../../data/split.ts';
+import { lastNumber } from '../../eval/tasks.ts';
 import type { Rng } from '../../tensor/random.ts';
 import type { Message } from '../../tokenizer/chat.ts';
 
@@ -57,19 +59,6 @@ export function drawInSplit<P extends BaseProblem>(task: string, split: Split, d
     if (p.split === split) return p;
   }
   throw new Error(`${task}: no '${split}' problem in 2000 draws; the problem space is too small for this setting`);
-}
-
-// A number as people write it: optional sign, digits with optional thousands commas, optional
-// decimals. The lookbehind keeps "37-12" from reading as the number -12, and keeps the
-// digits of a word like "x2" from counting.
-const NUMBER = /(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w])/g;
-
-/** The last number written in `text` (commas stripped), or null if there is none. */
-export function lastNumber(text: string): number | null {
-  const all = text.match(NUMBER);
-  if (!all) return null;
-  const v = Number(all[all.length - 1].replace(/,/g, ''));
-  return Number.isFinite(v) ? v : null;
 }
 
 /** The reward shared by arithmetic and GSM8K: 1 if the last number equals the answer. */
