@@ -6,20 +6,12 @@
 // CPU backend (the WASM SIMD matmul): SwiftShader's WebGPU would make the SFT steps, at rows
 // of 64 tokens, minutes long. Everything is tiny (see the URL below): the model barely learns,
 // which is fine, because the test is about the flow and the streaming, not the answers
-// (test/sft.test.ts measures what SFT teaches).
-//
-// Skipped (with a printed reason) only when /usr/bin/chromium is missing and
-// MINICHAT_REQUIRE_BROWSER is unset; CI sets MINICHAT_REQUIRE_BROWSER=1.
-import { existsSync, mkdirSync } from 'node:fs';
-import type { Server } from 'node:http';
+// (test/sft-story-qa.test.ts measures what SFT teaches).
+// (Skipped only as test/browser.ts says.)
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, DIST, PROJECT_ROOT, buildSite, launchChromium, serveStatic } from '../web/serve.ts';
-
-const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
-const haveBrowser = existsSync(CHROMIUM);
-const required = !!process.env.MINICHAT_REQUIRE_BROWSER;
-if (!haveBrowser && !required) console.log(`test/web-chat.test.ts: skipped: ${CHROMIUM} is missing (set MINICHAT_REQUIRE_BROWSER=1 to make this a failure)`);
+import { describe, expect, it } from 'vitest';
+import { launchChromium } from '../web/serve.ts';
+import { ARTIFACTS, servePage, skipBrowser, waitOrError } from './browser.ts';
 
 // pretraining: 4 steps of 2 x 32 tokens; SFT: 3 steps of 2 rows of 64 tokens on 40 built-in
 // conversations; replies of up to 32 tokens at temperature 1 (a barely trained model at a
@@ -27,34 +19,14 @@ if (!haveBrowser && !required) console.log(`test/web-chat.test.ts: skipped: ${CH
 const RUN = 'preset=tiny&batchSize=2&seqLen=32&syntheticStories=200&vocabSize=300&lr=0.01&evalEvery=0&sampleEvery=0&sampleTokens=4&restore=0&backend=cpu&steps=4';
 const SFT = 'sftSteps=3&sftBatchSize=2&sftSeqLen=64&sftExamples=40&chatTokens=32&chatTemperature=1';
 
-type Page = import('playwright-core').Page;
-
-describe.skipIf(!haveBrowser && !required)('chat in the page (Chromium)', () => {
-  let server: Server;
-  let url: string;
-
-  beforeAll(async () => {
-    await buildSite();
-    ({ server, url } = await serveStatic(DIST));
-    mkdirSync(ARTIFACTS, { recursive: true });
-  }, 120_000);
-
-  afterAll(() => new Promise<void>((ok) => (server ? server.close(() => ok()) : ok())));
-
-  async function noErrors(page: Page): Promise<void> {
-    expect(await page.locator('#error-list li').allTextContents(), 'errors shown in the page').toEqual([]);
-  }
-  /** Wait for `fn` in the page, or for its error panel to open (then fail with its words). */
-  async function waitOrError(page: Page, fn: string, timeout: number): Promise<void> {
-    await page.waitForFunction(`(${fn}) || !document.getElementById('errors').hidden`, null, { timeout, polling: 200 });
-    await noErrors(page);
-  }
+describe.skipIf(skipBrowser('test/web-chat.test.ts'))('chat in the page (Chromium)', () => {
+  const site = servePage();
 
   it('SFT in the page, then a chat reply streams', async () => {
     const browser = await launchChromium([]);
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-      await page.goto(`${url}?${RUN}&${SFT}`);
+      await page.goto(`${site.url}?${RUN}&${SFT}`);
       await waitOrError(page, `document.querySelector('[data-testid=backend-name]')?.textContent === 'cpu'`, 60_000);
 
       // pretrain, then fine-tune: the button is usable once pretraining has stopped

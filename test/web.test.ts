@@ -19,24 +19,18 @@
 //
 // Chromium flags: see web/serve.ts (--enable-unsafe-webgpu is all SwiftShader needs).
 //
-// Skipped (with a printed reason) only when /usr/bin/chromium is missing and
-// MINICHAT_REQUIRE_BROWSER is unset; CI sets MINICHAT_REQUIRE_BROWSER=1.
+// Skipped only as test/browser.ts says (no /usr/bin/chromium and MINICHAT_REQUIRE_BROWSER unset).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHROMIUM, DIST, PROJECT_ROOT, WEBGPU_ARGS, buildSite, launchChromium, serveStatic } from '../web/serve.ts';
+import { describe, expect, it } from 'vitest';
+import { PROJECT_ROOT, WEBGPU_ARGS, launchChromium } from '../web/serve.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import { pretrain } from '../src/train/pretrain.ts';
 import { SPEC_DEFAULTS } from '../src/train/spec.ts';
 import { decodeCheckpointFile } from '../src/io/checkpoint.ts';
+import { ARTIFACTS, type Page, noErrors, servePage, skipBrowser } from './browser.ts';
 import { tempDir } from './tmp.ts';
-
-const ARTIFACTS = join(PROJECT_ROOT, 'test-artifacts');
-const haveBrowser = existsSync(CHROMIUM);
-const required = !!process.env.MINICHAT_REQUIRE_BROWSER;
-if (!haveBrowser && !required) console.log(`test/web.test.ts: skipped: ${CHROMIUM} is missing (set MINICHAT_REQUIRE_BROWSER=1 to make this a failure)`);
 
 // Tiny on purpose (see the header); evalEvery 0 = validate only at the end.
 const SMALL_RUN = 'preset=tiny&batchSize=2&seqLen=32&syntheticStories=200&vocabSize=300&lr=0.01&evalEvery=0&restore=0';
@@ -45,27 +39,9 @@ const SMALL_RUN = 'preset=tiny&batchSize=2&seqLen=32&syntheticStories=200&vocabS
 // AdamW; samples and prompts are short because every token is a forward pass.
 const GPU_RUN = 'optimizer=adamw&sampleEvery=0&sampleTokens=12&genTokens=12';
 
-type Page = import('playwright-core').Page;
-
-describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
-  let server: Server;
-  let url: string;
-
-  beforeAll(async () => {
-    await buildSite();
-    ({ server, url } = await serveStatic(DIST));
-    mkdirSync(ARTIFACTS, { recursive: true });
-  }, 120_000);
-
-  afterAll(() => new Promise<void>((ok) => (server ? server.close(() => ok()) : ok())));
-
+describe.skipIf(skipBrowser('test/web.test.ts'))('web demo page (Chromium)', () => {
+  const site = servePage();
   const launch = launchChromium;
-
-  /** Fail fast, with the page's own words, if its error panel shows anything. */
-  async function noErrors(page: Page): Promise<void> {
-    const errors = await page.locator('#error-list li').allTextContents();
-    expect(errors, 'errors shown in the page').toEqual([]);
-  }
 
   const text = async (page: Page, id: string) => (await page.getByTestId(id).textContent())?.trim() ?? '';
 
@@ -114,7 +90,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, acceptDownloads: true });
       const page = await context.newPage();
       const steps = 6;
-      await page.goto(`${url}?${SMALL_RUN}&${GPU_RUN}&steps=${steps}`);
+      await page.goto(`${site.url}?${SMALL_RUN}&${GPU_RUN}&steps=${steps}`);
       await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent !== 'starting…', null, { timeout: 60_000 });
       await noErrors(page);
       expect(await text(page, 'backend-name')).toBe('webgpu');
@@ -153,7 +129,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       await page.locator('#errors-clear').click();
 
       // reload: the last run comes back from IndexedDB (the autosave after the final step)
-      await page.goto(`${url}?${SMALL_RUN.replace('&restore=0', '')}&steps=${steps}`);
+      await page.goto(`${site.url}?${SMALL_RUN.replace('&restore=0', '')}&steps=${steps}`);
       await waitForModelInfo(page, new RegExp(`restored at step ${steps}\\b`), 60_000);
       expect(await text(page, 'train-step')).toBe(String(steps));
       await noErrors(page);
@@ -170,7 +146,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       // a browser without WebGPU at all: navigator.gpu is undefined on the page
       await page.addInitScript(() => Object.defineProperty(Navigator.prototype, 'gpu', { get: () => undefined, configurable: true }));
       const steps = 8;
-      await page.goto(`${url}?${SMALL_RUN}&steps=${steps}&sampleEvery=4`);
+      await page.goto(`${site.url}?${SMALL_RUN}&steps=${steps}&sampleEvery=4`);
       await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent !== 'starting…', null, { timeout: 60_000 });
       expect(await text(page, 'backend-name')).toBe('wasm'); // the test server sends COOP/COEP, so the page is cross-origin isolated and runs the wasm backend
       expect(await page.locator('#backend-reason').textContent()).toMatch(/navigator\.gpu is missing/);
@@ -215,7 +191,7 @@ describe.skipIf(!haveBrowser && !required)('web demo page (Chromium)', () => {
       // CPU in the page (the WASM SIMD matmul, as in the CLI), so both compute the same bits.
       // 40 steps so that the pause lands mid-run; no validation or samples until the end.
       const steps = 40;
-      await page.goto(`${url}?${SMALL_RUN}&backend=cpu&sampleEvery=0&sampleTokens=8&steps=${steps}`);
+      await page.goto(`${site.url}?${SMALL_RUN}&backend=cpu&sampleEvery=0&sampleTokens=8&steps=${steps}`);
       await page.waitForFunction(() => document.querySelector('[data-testid=backend-name]')?.textContent === 'cpu', null, { timeout: 60_000 });
       await page.getByTestId('train-start').click();
       await waitForStep(page, 2, 60_000);
