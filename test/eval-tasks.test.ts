@@ -23,8 +23,8 @@ describe('story-QA', () => {
     expect(normaliseAnswer('  The Toy-Car!! ')).toBe('toy car');
     expect(firstSentence('Ben. He helped.')).toBe('Ben.');
     expect(firstSentence('It cost 2.5 coins. Then')).toBe('It cost 2.5 coins.');
-    const right = ['Ben.', 'ben', ' Ben! ', 'Ben.\nHe is a fox.'];
-    const wrong = ['Tom.', 'Ben and Tom.', 'Benny.', '', 'I think it was Ben.', 'Tom. Ben.'];
+    const right = ['Ben.', 'ben', ' Ben! ', 'Ben.\nHe is a fox.', 'It was Ben.', 'It is Ben!'];
+    const wrong = ['Tom.', 'Ben and Tom.', 'Benny.', '', 'I think it was Ben.', 'Tom. Ben.', 'It was Ben and Tom.', 'It was Tom. Ben.', 'It was.'];
     for (const r of right) expect([r, scoreStoryQA(r, 'Ben')]).toEqual([r, true]);
     for (const r of wrong) expect([r, scoreStoryQA(r, 'Ben')]).toEqual([r, false]);
     expect(scoreStoryQA('The park.', 'park')).toBe(true);

@@ -1,5 +1,5 @@
-// SFT end to end on small settings: exact resume through the run core, a bad JSONL line named
-// by `minichat sft`, and the point of it all: SFT raises held-out story-QA accuracy.
+// SFT end to end on small settings: exact resume through the run core, a non-finite loss, a bad
+// JSONL line named by `minichat sft`. What SFT teaches is measured in test/sft-story-qa.test.ts.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

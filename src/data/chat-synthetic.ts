@@ -6,8 +6,13 @@
 //
 //   story-QA     a story from the synthetic world (src/data/synthetic.ts) and a question about
 //                it: who (the hero, the friend), what (the object), where (the place), what
-//                kind (the friend's kind). The reply is only the short answer ("Ben.",
+//                kind (the friend's kind). The reply is only the short answer ("It was Ben.",
 //                "The park."), so it can be scored by exact match (src/eval/tasks.ts).
+//                Why "It was Ben." and not "Ben.": in the story a name always follows a space
+//                or a quote, so BPE makes it the token " Ben"; a reply that starts with "Ben"
+//                would need the different token "Ben", and the model would have to learn a
+//                second spelling of every name before it could copy one. After "It was" the
+//                reply's name is the story's own token, which a copying head can just copy.
 //   arithmetic   "What is 37 * 12?" answered with the calculator:
 //                  <|tool_call_start|>calc(37*12)<|tool_call_end|>
 //                  <|tool_result_start|>444<|tool_result_end|>The answer is 444.
@@ -75,9 +80,9 @@ interface StoryQuestion {
 }
 
 const QUESTIONS: StoryQuestion[] = [
-  { question: () => 'Who is the story about?', answer: (f) => f.hero.name, reply: (f) => `${f.hero.name}.` },
-  { question: (f) => `Who helped ${f.hero.name}?`, answer: (f) => f.friend.name, reply: (f) => `${f.friend.name}.` },
-  { question: (f) => `What is the name of ${f.hero.name}'s friend?`, answer: (f) => f.friend.name, reply: (f) => `${f.friend.name}.` },
+  { question: () => 'Who is the hero of the story?', answer: (f) => f.hero.name, reply: (f) => `It is ${f.hero.name}.` },
+  { question: (f) => `Who helped ${f.hero.name}?`, answer: (f) => f.friend.name, reply: (f) => `It was ${f.friend.name}.` },
+  { question: (f) => `What is the name of ${f.hero.name}'s friend?`, answer: (f) => f.friend.name, reply: (f) => `It is ${f.friend.name}.` },
   { question: (f) => `What did ${f.hero.name} want?`, answer: (f) => f.object, reply: (f) => `The ${f.object}.` },
   { question: (f) => `What did ${f.hero.name} see?`, answer: (f) => f.object, reply: (f) => `The ${f.object}.` },
   { question: (f) => `Where did ${f.hero.name} go?`, answer: (f) => f.place, reply: (f) => `The ${f.place}.` },

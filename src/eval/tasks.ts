@@ -8,11 +8,12 @@
 //
 // The rules, strict but fair:
 //
-//   story-QA    normalise (lower case, punctuation and the articles a/an/the removed, spaces
-//               collapsed) the reply's FIRST SENTENCE and the gold answer; right iff equal.
-//               "The park." matches "park", "Ben!" matches "Ben", but "Ben and Tom." does not
-//               match "Ben": listing every name in the story must not score. The built-in
-//               data trains exactly this reply form (src/data/chat-synthetic.ts).
+//   story-QA    normalise (lower case, punctuation and the articles a/an/the removed, a
+//               leading "it is" / "it was" dropped, spaces collapsed) the reply's FIRST
+//               SENTENCE and the gold answer; right iff equal. "The park." matches "park",
+//               "It was Ben." and "Ben!" match "Ben", but "Ben and Tom." does not: listing
+//               every name in the story must not score. The built-in data trains exactly
+//               this reply form (src/data/chat-synthetic.ts).
 //   arithmetic  the LAST number in the reply equals the gold number ("... The answer is 444.").
 //   GSM8K       the same rule, gold = the number after "####" (commas removed).
 //   identity    the reply mentions "minichat" (case-insensitive).
@@ -39,15 +40,18 @@ export function replyText(reply: Reply): string {
     .join('');
 }
 
-/** Lower case, punctuation and articles removed, whitespace collapsed. */
+/** Lower case, punctuation and articles removed, a leading "it is" / "it was" dropped,
+ *  whitespace collapsed. */
 export function normaliseAnswer(s: string): string {
-  return s
+  const words = s
     .normalize('NFKC')
     .toLowerCase()
     .replace(/[^\p{L}\p{N}\s]/gu, ' ') // punctuation → space ("toy-car" and "toy car" agree)
     .split(/\s+/)
-    .filter((w) => w && w !== 'a' && w !== 'an' && w !== 'the')
-    .join(' ');
+    .filter((w) => w && w !== 'a' && w !== 'an' && w !== 'the');
+  // "It was Ben." states the answer "Ben" (the built-in replies say it so, see chat-synthetic.ts)
+  if (words.length > 2 && words[0] === 'it' && (words[1] === 'is' || words[1] === 'was')) words.splice(0, 2);
+  return words.join(' ');
 }
 
 /** The first sentence: up to the first . ! ? or newline (a decimal point does not end it). */
