@@ -13,7 +13,8 @@ import { cpu } from '../src/backend/cpu.ts';
 import { cpuFused } from '../src/backend/cpu-fused.ts';
 import { type AttentionShape, FUSED_POLICY, hasFused } from '../src/backend/fused.ts';
 import { createWasmBackend, planBinary } from '../src/backend/wasm.ts';
-import { sizeClass } from '../src/backend/wasm-memory.ts';
+import { WasmHeap, sizeClass } from '../src/backend/wasm-memory.ts';
+import { UserError } from '../src/util/errors.ts';
 import { GPT, presetConfig } from '../src/model/gpt.ts';
 import { buildOptimizer } from '../src/optim/index.ts';
 import * as T from '../src/tensor/index.ts';
@@ -79,6 +80,16 @@ describe('wasm backend: memory', () => {
     expect(Array.from(s)).toEqual(Array.from(x));
     expectClose(host(wasm.unary('neg', s, 0)), host(cpu.unary('neg', cup(x), 0)), {}, 'neg after grow');
     wasm.free(big);
+  });
+
+  it('a request past the 2 GiB maximum is a one-line UserError that leaves the heap as it was', () => {
+    const heap = new WasmHeap(); // its own memory: 1 MiB to start, nothing is really allocated
+    const a = heap.alloc(1000);
+    const [inUse, reserved] = [heap.bytesInUse(), heap.bytesReserved()];
+    expect(() => heap.alloc(3 * 2 ** 30)).toThrow(UserError);
+    expect(() => heap.alloc(3 * 2 ** 30)).toThrow(/out of memory: .*--backend cpu/);
+    expect([heap.bytesInUse(), heap.bytesReserved()]).toEqual([inUse, reserved]);
+    expect(heap.alloc(1000)).toBe(a + sizeClass(1000)); // the next block follows the last good one
   });
 
   it('size classes: at most 25% rounding above 4 KiB, 64-byte granules below', () => {

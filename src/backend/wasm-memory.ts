@@ -22,6 +22,8 @@
 // merged: a training step allocates the same sizes every step, so after the first step every
 // request is served from a free list and the heap stops growing (tested: live bytes flat).
 
+import { UserError } from '../util/errors.ts';
+
 /** Page size of WebAssembly memory, in bytes. */
 const PAGE = 65536;
 /** The memory's maximum, in pages (2 GiB); must equal the .wat files' imports. */
@@ -50,12 +52,16 @@ export class WasmHeap {
   /** A block of at least `bytes` bytes; returns its byte offset. Contents are NOT cleared. */
   alloc(bytes: number): number {
     const cls = sizeClass(bytes);
-    this.live += bytes;
     const reuse = this.free.get(cls)?.pop();
-    if (reuse !== undefined) return reuse;
+    if (reuse !== undefined) {
+      this.live += bytes;
+      return reuse;
+    }
     const ptr = this.top;
-    this.top += cls;
-    if (this.top > this.buffer.byteLength) this.grow(this.top);
+    // grow first: a request that does not fit throws and leaves the heap as it was
+    if (ptr + cls > this.buffer.byteLength) this.grow(ptr + cls);
+    this.top = ptr + cls;
+    this.live += bytes;
     return ptr;
   }
 
@@ -95,7 +101,11 @@ export class WasmHeap {
       if (add < pages) throw new Error('past the maximum');
       this.memory.grow(add);
     } catch (e) {
-      throw new RangeError(`wasm backend: out of memory: cannot grow the WebAssembly memory to ${(need / 2 ** 20).toFixed(0)} MiB (the maximum is ${(MAX_PAGES * PAGE) / 2 ** 30} GiB; ${String(e)})`);
+      // a run too big for the backend is the user's settings, not a bug: one line, no stack trace
+      throw new UserError(
+        `wasm backend: out of memory: cannot grow the WebAssembly memory to ${(need / 2 ** 20).toFixed(0)} MiB (the maximum is ` +
+          `${(MAX_PAGES * PAGE) / 2 ** 30} GiB; ${String(e)}); use smaller batches, sequences or --max-tokens, or --backend cpu`,
+      );
     }
     // the old views stay valid (shared memory is never detached); new views use the new buffer
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
