@@ -108,7 +108,7 @@ describe('fitPrompt, top_p, serialQueue', () => {
   });
 
   it('rejects a last message that cannot fit, naming the numbers', () => {
-    expect(() => fitPrompt(tok, [user('z'.repeat(400))], 64, 8)).toThrow(/need \d+ tokens but only 56 of the model's 64-token context are left after max_tokens=8/);
+    expect(() => fitPrompt(tok, [user('z'.repeat(400))], 64, 8)).toThrow(/needs \d+ tokens but only 56 of the model's 64-token context are left after max_tokens=8/);
     expect(() => fitPrompt(tok, [user('hi')], 64, 64)).toThrow(/only 0 of/);
   });
 

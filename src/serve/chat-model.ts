@@ -110,7 +110,7 @@ export function fitPrompt(tok: Tokenizer, messages: Message[], contextLength: nu
   const last = rest.length - 1;
   if (budget <= 0 || len(last) > budget) {
     throw new ContextOverflowError(
-      `the last message${system.length ? ' and the system message' : ''} need ${len(last)} tokens but only ${Math.max(0, budget)} of the ` +
+      `${system.length ? 'the last message and the system message need' : 'the last message needs'} ${len(last)} tokens but only ${Math.max(0, budget)} of the ` +
         `model's ${contextLength}-token context are left after max_tokens=${maxTokens}; shorten them or lower max_tokens`,
     );
   }
