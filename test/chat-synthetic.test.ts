@@ -97,9 +97,11 @@ describe('identity and the built-in mix', () => {
     expect(mix.length).toBe(200);
     expect(builtinChatMix(200, 9)).toEqual(mix);
     const count = (t: string) => mix.filter((e) => e.task === t).length;
-    expect(count('story-qa')).toBe(80);
-    expect(count('arithmetic')).toBe(90); // 60 with the tool + 30 without
-    expect(count('identity')).toBe(30);
+    // docs/sft-data.md §4: 30% story-QA, 45% + 15% arithmetic with and without the tool, 10% identity
+    expect(count('story-qa')).toBe(60);
+    expect(count('arithmetic')).toBe(120);
+    expect(mix.filter((e) => e.task === 'arithmetic' && typeof e.messages[1].content !== 'string').length).toBe(90); // with the tool
+    expect(count('identity')).toBe(20);
     expect(mix.slice(0, 10).map((e) => e.task)).not.toEqual(Array(10).fill(mix[0].task)); // shuffled
   });
 

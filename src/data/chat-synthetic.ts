@@ -196,7 +196,7 @@ export function identity(): ChatExample[] {
 // ---- the built-in mix -------------------------------------------------------------------
 
 /** Shares of the built-in mix; identity takes what is left. */
-export const BUILTIN_MIX = { storyQA: 0.4, arithmeticTool: 0.3, arithmeticNoTool: 0.15 };
+export const BUILTIN_MIX = { storyQA: 0.3, arithmeticTool: 0.45, arithmeticNoTool: 0.15 };
 
 /**
  * n training examples: story-QA, arithmetic with and without the tool, and the identity set
