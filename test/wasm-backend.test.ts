@@ -92,6 +92,27 @@ describe('wasm backend: memory', () => {
     expect(heap.alloc(1000)).toBe(a + sizeClass(1000)); // the next block follows the last good one
   });
 
+  it('freed blocks of other sizes are merged and reused before the memory grows (generation and RL change shapes every step)', () => {
+    const heap = new WasmHeap();
+    const small = Array.from({ length: 100 }, () => heap.alloc(64 << 10)); // 6.25 MiB in 64 KiB blocks
+    const guard = heap.alloc(64); // a live block above them: the top cannot simply come down
+    const top = heap.bytesReserved();
+    small.forEach((p) => heap.release(p, 64 << 10));
+    // no free block of its class; rather than growing the memory, the 100 neighbours are merged
+    const big = heap.alloc(6 << 20);
+    expect(big).toBe(small[0]);
+    expect(heap.bytesReserved()).toBe(top);
+    // the rest of the merged run serves a smaller request; live bytes stay exact
+    const rest = heap.alloc(100 << 10);
+    expect(rest).toBe(big + (6 << 20));
+    expect(heap.bytesReserved()).toBe(top);
+    expect(heap.bytesInUse()).toBe((6 << 20) + (100 << 10) + 64);
+    // with everything free again, the merged space ends at the top and is given back to it
+    [[rest, 100 << 10], [guard, 64], [big, 6 << 20]].forEach(([p, n]) => heap.release(p, n));
+    expect(heap.alloc(7 << 20)).toBe(small[0]);
+    expect(heap.bytesReserved()).toBe(small[0] + (7 << 20));
+  });
+
   it('size classes: at most 25% rounding above 4 KiB, 64-byte granules below', () => {
     for (const b of [1, 64, 65, 4096, 4097, 10000, 123457, 5e6]) {
       const c = sizeClass(b);

@@ -18,9 +18,14 @@
 // The allocator. Sizes are rounded up to a size class (multiples of 64 bytes below 4 KiB;
 // above, four classes per power of two, so at most 25% is wasted). Each class has a free list
 // of offsets; a request takes a freed block of its class or, if there is none, bumps the top
-// of the heap (growing the memory when the top passes its end). Blocks are never split or
-// merged: a training step allocates the same sizes every step, so after the first step every
-// request is served from a free list and the heap stops growing (tested: live bytes flat).
+// of the heap. A training step allocates the same sizes every step, so after the first step
+// every request is served from a free list and the heap stops growing (tested).
+// Generation and RL are different: every decoding step and every batch of replies has new
+// lengths, so new classes keep being asked for while blocks of old ones sit free. Before the
+// top passes the end of the memory (which would grow it), the heap therefore COALESCES: it
+// sorts every free block by address, merges neighbours, hands a free run that reaches the top
+// back to the top, and serves requests from the merged runs (first fit, split). Without that,
+// an RL run whose live tensors were 5 MB grew the memory past its 2 GiB maximum in 7 steps.
 
 import { UserError } from '../util/errors.ts';
 
@@ -42,6 +47,8 @@ export class WasmHeap {
   /** The first byte never handed out. Offset 0..63 is left unused so no storage sits at 0. */
   private top = 64;
   private readonly free = new Map<number, number[]>();
+  /** Merged free runs from the last coalesce, by address (served first fit, split). */
+  private runs: { ptr: number; size: number }[] = [];
   private live = 0;
 
   constructor(initialPages = 16) {
@@ -52,17 +59,58 @@ export class WasmHeap {
   /** A block of at least `bytes` bytes; returns its byte offset. Contents are NOT cleared. */
   alloc(bytes: number): number {
     const cls = sizeClass(bytes);
-    const reuse = this.free.get(cls)?.pop();
-    if (reuse !== undefined) {
-      this.live += bytes;
-      return reuse;
-    }
-    const ptr = this.top;
-    // grow first: a request that does not fit throws and leaves the heap as it was
-    if (ptr + cls > this.buffer.byteLength) this.grow(ptr + cls);
-    this.top = ptr + cls;
+    const ptr = this.free.get(cls)?.pop() ?? this.fromRuns(cls) ?? this.bump(cls);
     this.live += bytes;
     return ptr;
+  }
+
+  /** A new block at the top; coalesces before it would grow the memory, and grows if still needed. */
+  private bump(cls: number): number {
+    if (this.top + cls > this.buffer.byteLength) {
+      this.coalesce();
+      const ptr = this.fromRuns(cls);
+      if (ptr !== undefined) return ptr;
+      // grow first: a request that does not fit throws and leaves the heap's blocks as they were
+      if (this.top + cls > this.buffer.byteLength) this.grow(this.top + cls);
+    }
+    const ptr = this.top;
+    this.top += cls;
+    return ptr;
+  }
+
+  /** The first merged run that holds `cls` bytes, split; undefined if none does. */
+  private fromRuns(cls: number): number | undefined {
+    const i = this.runs.findIndex((r) => r.size >= cls);
+    if (i < 0) return undefined;
+    const r = this.runs[i];
+    const ptr = r.ptr;
+    if (r.size === cls) this.runs.splice(i, 1);
+    else {
+      r.ptr += cls;
+      r.size -= cls;
+    }
+    return ptr;
+  }
+
+  /** Merge every free block (class lists and runs) with its free neighbours. */
+  private coalesce(): void {
+    const blocks = this.runs;
+    for (const [cls, list] of this.free) for (const ptr of list) blocks.push({ ptr, size: cls });
+    this.free.clear();
+    blocks.sort((a, b) => a.ptr - b.ptr);
+    const merged: { ptr: number; size: number }[] = [];
+    for (const b of blocks) {
+      const last = merged.at(-1);
+      if (last && last.ptr + last.size === b.ptr) last.size += b.size;
+      else merged.push({ ...b });
+    }
+    // a free run that ends at the top is unused space: lower the top instead
+    const last = merged.at(-1);
+    if (last && last.ptr + last.size === this.top) {
+      this.top = last.ptr;
+      merged.pop();
+    }
+    this.runs = merged;
   }
 
   /** Give back the block at `ptr` that was allocated for `bytes` bytes. */
@@ -79,7 +127,7 @@ export class WasmHeap {
     return this.live;
   }
 
-  /** Bytes the heap has ever handed out (its high-water mark, rounding included). */
+  /** The top of the heap: bytes in live and free blocks below it, rounding included. */
   bytesReserved(): number {
     return this.top;
   }
