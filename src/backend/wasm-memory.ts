@@ -70,7 +70,7 @@ export class WasmHeap {
       this.coalesce();
       const ptr = this.fromRuns(cls);
       if (ptr !== undefined) return ptr;
-      // grow first: a request that does not fit throws and leaves the heap's blocks as they were
+      // grow before moving the top: a request that does not fit throws and hands out nothing
       if (this.top + cls > this.buffer.byteLength) this.grow(this.top + cls);
     }
     const ptr = this.top;
