@@ -1,7 +1,7 @@
 // The dependency rule of DESIGN.md, checked by dependency-cruiser (npm run deps, and
 // test/deps.test.ts in npm test):
 //
-//   cli, serve  →  train, rl, eval  →  model, optim, tokenizer, data, io, tools  →  tensor  →  backend
+//   cli, serve  →  train, rl, eval  →  model, optim, tokenizer, data, io, tools, tasks  →  tensor  →  backend
 //
 // A module may import from its own layer or any layer below it, never from above, and no
 // import cycle is allowed. util/ (errors) sits below everything.
@@ -9,7 +9,7 @@ const layers = [
   ['util'],
   ['backend'],
   ['tensor'],
-  ['model', 'optim', 'tokenizer', 'data', 'io', 'tools'],
+  ['model', 'optim', 'tokenizer', 'data', 'io', 'tools', 'tasks'],
   ['train', 'rl', 'eval'],
   ['cli', 'serve'],
 ];

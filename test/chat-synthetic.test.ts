@@ -174,10 +174,10 @@ describe('docs/sft-data.md', () => {
 
 describe('one held-out split for SFT data and RL tasks', () => {
   it('no arithmetic problem of the SFT training data is in the RL test split', async () => {
-    const { splitOf: rlSplit } = await import('../src/rl/tasks/common.ts');
+    const { splitOf: rlSplit } = await import('../src/tasks/common.ts');
     const train = arithmetic(500, 3, 'train', { tool: true });
     const held = arithmetic(100, 3, 'heldout', { tool: true });
-    // the problem's key is `${a}${op}${b}`, as in rl/tasks/arithmetic.ts makeArithmetic
+    // the problem's key is `${a}${op}${b}`, as in tasks/arithmetic.ts makeArithmetic
     const key = (e: ChatExample) => (e.messages[1].content as { type: string; text: string }[]).find((p) => p.type === 'tool_call')!.text.slice(5, -1);
     expect(train.every((e) => rlSplit(key(e)) === 'train')).toBe(true);
     expect(held.every((e) => rlSplit(key(e)) === 'test')).toBe(true);

@@ -48,7 +48,7 @@ describe('numbers', () => {
     expect(lastNumber('The answer is -7.')).toBe(-7);
     expect(lastNumber('That is 1,250.5 dollars')).toBe(1250.5);
     expect(lastNumber('no numbers here')).toBeNull();
-    // the rule the RL rewards share (src/rl/tasks/common.ts)
+    // the rule the RL rewards share (src/tasks/common.ts)
     expect(lastNumber('so the answer is 1,234.')).toBe(1234);
     expect(lastNumber('37-12 = 25')).toBe(25);
     expect(lastNumber('37-12')).toBe(12); // not -12: the minus of a subtraction

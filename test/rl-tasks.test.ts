@@ -9,7 +9,7 @@ import { Rng } from '../src/tensor/random.ts';
 import {
   arithmeticTask, checkCountdown, countdownTask, extractExpression, getTask, gsm8kTask, lastNumberReward, makeArithmetic,
   parseExpression, parseGsm8k, splitOf, ARITHMETIC_DEFAULTS, COUNTDOWN_DEFAULTS, TEST_FRACTION, type CountdownProblem,
-} from '../src/rl/tasks/index.ts';
+} from '../src/tasks/index.ts';
 import { UserError } from '../src/util/errors.ts';
 
 describe('last-number reward', () => {

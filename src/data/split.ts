@@ -1,7 +1,7 @@
 // Held-out splits by hash: whether a piece of content (a story, an arithmetic problem, a
 // countdown instance) is held out is a function of its canonical text alone, so every
 // generator and every seed agree on it. The SFT data (chat-synthetic.ts) and the RL tasks
-// (src/rl/tasks/) use this one function: a problem held out for evaluation is never in the
+// (src/tasks/) use this one function: a problem held out for evaluation is never in the
 // SFT training data, whichever seed made either. (Pure: no Node imports.)
 
 /** Fraction of the content space that is held out. */

@@ -3,10 +3,10 @@
 //
 //   bpb         bits per byte of held-out text (the built-in corpus, or --data FILE)
 //   story-qa    questions about a story in the prompt, exact short answer (data/chat-synthetic.ts)
-//   arithmetic  "What is 37 * 12?", the last number of the reply (rl/tasks/arithmetic.ts);
+//   arithmetic  "What is 37 * 12?", the last number of the reply (tasks/arithmetic.ts);
 //               with the calculator tool or without it (--no-tool: a call gets no result)
-//   countdown   reach a target with given numbers (rl/tasks/countdown.ts)
-//   gsm8k       grade-school word problems from a local file (rl/tasks/gsm8k.ts)
+//   countdown   reach a target with given numbers (tasks/countdown.ts)
+//   gsm8k       grade-school word problems from a local file (tasks/gsm8k.ts)
 //   identity    "Who are you?" — does the reply say minichat
 //   mc:FILE     multiple choice from JSONL {"question", "options": [...], "answer": index},
 //               scored by each option's log-probability, no generation
@@ -19,7 +19,7 @@ import { generateSyntheticCorpus } from '../data/synthetic.ts';
 import { tokenizeDocuments } from '../data/shards.ts';
 import { Engine } from '../model/engine.ts';
 import type { GPT } from '../model/gpt.ts';
-import { getTask } from '../rl/tasks/index.ts';
+import { getTask } from '../tasks/index.ts';
 import * as T from '../tensor/index.ts';
 import { SPECIALS, renderForCompletion, type Message } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';

@@ -27,7 +27,11 @@
 // (as nanochat's ChatCORE) averages, over tasks, (accuracy − baseline) / (1 − baseline):
 // 0 = chance, 1 = perfect, negative = worse than chance, comparable across tasks with
 // different numbers of options.
+import { lastNumber } from '../tasks/numbers.ts';
 import type { AssistantPart } from '../tokenizer/chat.ts';
+
+// The number rule is shared with the RL rewards; it lives below both, in src/tasks/numbers.ts.
+export { lastNumber, numbersIn } from '../tasks/numbers.ts';
 
 export type Reply = string | AssistantPart[];
 
@@ -64,23 +68,6 @@ export function firstSentence(s: string): string {
 export function scoreStoryQA(reply: Reply, gold: string): boolean {
   const g = normaliseAnswer(gold);
   return g.length > 0 && normaliseAnswer(firstSentence(replyText(reply))) === g;
-}
-
-// A number as people write it: optional sign, digits with optional thousands commas, optional
-// decimals. The lookbehind keeps "37-12" from reading as the number -12 and, with the
-// lookahead, keeps the digits of a word like "x2" from counting. (The RL rewards use the same
-// rule: src/rl/tasks/common.ts imports it from here.)
-const NUMBER = /(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?!\w)/g;
-
-/** Every number in a text, in order, as values (commas removed). */
-export function numbersIn(s: string): number[] {
-  return [...s.matchAll(NUMBER)].map((m) => Number(m[0].replaceAll(',', ''))).filter(Number.isFinite);
-}
-
-/** The last number in a text, or null when there is none. */
-export function lastNumber(s: string): number | null {
-  const all = numbersIn(s);
-  return all.length ? all[all.length - 1] : null;
 }
 
 /** Parse a gold number ("444", "-3", "1,250", "0.25"); a gold that is not a number is a bug. */

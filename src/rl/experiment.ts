@@ -20,7 +20,7 @@ import { parseLoraTargets } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { algoOptions, heldOutSuccess, problemSource, type RLOptions } from './run.ts';
-import { getTask } from './tasks/index.ts';
+import { getTask } from '../tasks/index.ts';
 import { RLPolicy, preparePolicy } from './train.ts';
 
 export interface RLExperimentOptions {

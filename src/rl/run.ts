@@ -20,7 +20,7 @@ import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { UserError } from '../util/errors.ts';
 import { runServiceRL } from './run-dual.ts';
-import { getTask, type RLTask } from './tasks/index.ts';
+import { getTask, type RLTask } from '../tasks/index.ts';
 import { ALGO_PRESETS, type AlgoOptions, RLPolicy, type RLProblemSource, type RLStepStats, completionText, preparePolicy } from './train.ts';
 
 export interface RLOptions {

@@ -1,5 +1,5 @@
 // The task registry: one name per verifiable task, so the RL run spec can say `task: 'countdown'`.
-import { check } from '../../util/errors.ts';
+import { check } from '../util/errors.ts';
 import { arithmeticTask, type ArithmeticOptions } from './arithmetic.ts';
 import { countdownTask, type CountdownOptions } from './countdown.ts';
 import { gsm8kTask, loadGsm8kFile } from './gsm8k.ts';

@@ -9,10 +9,10 @@
 // Splits are decided by a hash of the problem's canonical text, not by the seed that drew
 // it: a problem is in 'test' if and only if its hash says so, so no seed, difficulty or
 // sampling order can ever put the same problem in both splits. (Pure: no Node imports.)
-import { HELDOUT_FRACTION, isHeldOut } from '../../data/split.ts';
-import { lastNumber } from '../../eval/tasks.ts';
-import type { Rng } from '../../tensor/random.ts';
-import type { Message } from '../../tokenizer/chat.ts';
+import { HELDOUT_FRACTION, isHeldOut } from '../data/split.ts';
+import { lastNumber } from './numbers.ts';
+import type { Rng } from '../tensor/random.ts';
+import type { Message } from '../tokenizer/chat.ts';
 
 export type Split = 'train' | 'test';
 

@@ -8,9 +8,9 @@
 // question decides, like the generated tasks. Parsing is pure (`parseGsm8k`); only
 // `loadGsm8kFile` touches the file system, through a dynamic import so the page can still
 // import this module.
-import type { Rng } from '../../tensor/random.ts';
-import type { Message } from '../../tokenizer/chat.ts';
-import { UserError, check } from '../../util/errors.ts';
+import type { Rng } from '../tensor/random.ts';
+import type { Message } from '../tokenizer/chat.ts';
+import { UserError, check } from '../util/errors.ts';
 import { CALC_SYSTEM, PLAIN_SYSTEM, lastNumberReward, splitOf, type BaseProblem, type RLTask, type Split } from './common.ts';
 
 export interface Gsm8kProblem extends BaseProblem {

@@ -6,9 +6,9 @@
 // calculator. The same problem renders with or without the calculator tool, so one can
 // compare a policy that computes in its head with one that learns to call `calc(...)`.
 // (Pure: no Node imports.)
-import type { Rng } from '../../tensor/random.ts';
-import type { Message } from '../../tokenizer/chat.ts';
-import { check } from '../../util/errors.ts';
+import type { Rng } from '../tensor/random.ts';
+import type { Message } from '../tokenizer/chat.ts';
+import { check } from '../util/errors.ts';
 import { drawInSplit, lastNumberReward, splitOf, type BaseProblem, type RLTask } from './common.ts';
 
 export type ArithOp = '+' | '-' | '*';

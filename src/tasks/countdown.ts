@@ -19,9 +19,9 @@
 // Solvable by construction: the target is the value of a random expression over all the
 // given numbers, built by repeatedly combining two of them with an operator whose result is
 // a positive integer. Difficulty is the count of numbers. (Pure: no Node imports.)
-import type { Rng } from '../../tensor/random.ts';
-import type { Message } from '../../tokenizer/chat.ts';
-import { UserError, check } from '../../util/errors.ts';
+import type { Rng } from '../tensor/random.ts';
+import type { Message } from '../tokenizer/chat.ts';
+import { UserError, check } from '../util/errors.ts';
 import { drawInSplit, splitOf, type BaseProblem, type RLTask } from './common.ts';
 
 export interface CountdownProblem extends BaseProblem {
