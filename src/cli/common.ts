@@ -6,9 +6,11 @@ import { cpu } from '../backend/cpu.ts';
 import * as T from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
+// Strict: the whole value must be the number ("10abc", "1.5", "", "0x10" and "1e3" are not
+// integers here; Number() and parseInt would accept some of them).
 export function int(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${v}"`);
+  const n = /^[+-]?\d+$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError(`expected an integer, got "${v}"`);
   return n;
 }
 export function posInt(v: string): number {
@@ -22,13 +24,19 @@ export function nonNegInt(v: string): number {
   return n;
 }
 export function num(v: string): number {
-  const n = Number(v);
+  const n = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(v) ? Number(v) : NaN;
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`expected a number, got "${v}"`);
   return n;
 }
 export function nonNeg(v: string): number {
   const n = num(v);
   if (n < 0) throw new InvalidArgumentError(`expected a number >= 0, got "${v}"`);
+  return n;
+}
+/** A number in [0, 1]. */
+export function fraction01(v: string): number {
+  const n = num(v);
+  if (!(n >= 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in [0, 1], got "${v}"`);
   return n;
 }
 export function oneOf<T extends string>(...choices: T[]) {
@@ -43,6 +51,8 @@ const made = new Map<string, Backend>();
 /** The backend named by --backend, made the default for new tensors. One instance per
  *  (name, threads) in a process: the speedrun's stages share it (and its worker threads). */
 export async function selectBackend(name: string, threads = 1): Promise<Backend> {
+  // only the wasm backend has worker threads: refuse rather than ignore the flag
+  if (threads > 1 && name !== 'wasm') throw new UserError(`--threads ${threads} applies to --backend wasm only (the ${name} backend has no worker threads)`);
   const key = `${name}:${threads}`;
   const known = made.get(key);
   if (known) {

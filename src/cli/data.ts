@@ -12,12 +12,12 @@ import type { Command } from 'commander';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check } from '../util/errors.ts';
+import { fraction01, nonNegInt, posInt } from './common.ts';
 import { DATASETS, downloadDataset, findDataset, fileUrl, nextStep } from '../data/download.ts';
 import { streamDocuments, type TxtSplit } from '../data/documents.ts';
 import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../data/shards.ts';
 import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../data/synthetic.ts';
 
-const int = (v: string) => Number(v);
 const BUILTIN_TOKENIZERS = ['gpt2', 'cl100k_base', 'o200k_base'];
 
 export interface PrepareOptions {
@@ -115,8 +115,8 @@ export function registerData(program: Command): void {
   data
     .command('synthetic')
     .description('print (or write) the built-in synthetic story corpus')
-    .option('--stories <n>', 'number of stories', int, 3)
-    .option('--seed <n>', 'random seed', int, 0)
+    .option('--stories <n>', 'number of stories', posInt, 3)
+    .option('--seed <n>', 'random seed', nonNegInt, 0)
     .option('--out <file>', 'write a .txt file (stories separated by <|endoftext|> lines) instead of printing')
     .action(async (o: { stories: number; seed: number; out?: string }) => {
       check(Number.isInteger(o.stories) && o.stories > 0, `--stories must be a positive integer, got ${o.stories}`);
@@ -135,10 +135,10 @@ export function registerData(program: Command): void {
     .requiredOption('--out <dir>', 'output shard directory (tokens.bin, val.bin, meta.json)')
     .option('--text-field <name>', 'JSONL field / parquet column with the text', 'text')
     .option('--split <how>', 'how .txt files split into documents: auto, separator (<|endoftext|>), blank-line', 'auto')
-    .option('--val-fraction <x>', 'fraction of documents held out for validation', parseFloat, DEFAULT_VAL_FRACTION)
-    .option('--max-chars <n>', 'stop after this many characters of text (default: all)', int)
-    .option('--stories <n>', 'with --data synthetic: number of stories', int, DEFAULT_SYNTHETIC_STORIES)
-    .option('--seed <n>', 'with --data synthetic: generator seed', int, 0)
+    .option('--val-fraction <x>', 'fraction of documents held out for validation', fraction01, DEFAULT_VAL_FRACTION)
+    .option('--max-chars <n>', 'stop after this many characters of text (default: all)', posInt)
+    .option('--stories <n>', 'with --data synthetic: number of stories', posInt, DEFAULT_SYNTHETIC_STORIES)
+    .option('--seed <n>', 'with --data synthetic: generator seed', nonNegInt, 0)
     .option('--json', 'print one JSON summary on stdout', false)
     .action(async (o: PrepareOptions) => {
       check(['auto', 'separator', 'blank-line'].includes(o.split), `--split must be auto, separator or blank-line, got ${o.split}`);

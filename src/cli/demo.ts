@@ -4,6 +4,7 @@
 import type { Command } from 'commander';
 import * as T from '../tensor/index.ts';
 import { check } from '../util/errors.ts';
+import { nonNeg, nonNegInt, posInt } from './common.ts';
 
 export interface DemoOptions {
   steps: number;
@@ -80,10 +81,10 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('train a 2-layer MLP on a 3-armed spiral with the tensor engine (no data needed)')
-    .option('--steps <n>', 'training steps', (v) => parseInt(v, 10), 300)
-    .option('--hidden <n>', 'hidden units', (v) => parseInt(v, 10), 64)
-    .option('--lr <x>', 'learning rate', parseFloat, 0.5)
-    .option('--seed <n>', 'random seed', (v) => parseInt(v, 10), 0)
+    .option('--steps <n>', 'training steps', posInt, 300)
+    .option('--hidden <n>', 'hidden units', posInt, 64)
+    .option('--lr <x>', 'learning rate', nonNeg, 0.5)
+    .option('--seed <n>', 'random seed', nonNegInt, 0)
     .option('--json', 'print one JSON summary on stdout', false)
     .action((o: DemoOptions) => {
       check(Number.isInteger(o.steps) && o.steps > 0, `--steps must be a positive integer, got ${o.steps}`);

@@ -4,9 +4,10 @@ import { InvalidArgumentError } from 'commander';
 import { DUAL_MODES, type DualMode } from '../rl/dual.ts';
 import { DUAL_EXPERIMENT_DEFAULTS as D, runDualExperiment } from '../rl/experiment-dual.ts';
 import { nonNegInt, num, posInt, selectBackend } from './common.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 
 function intList(v: string): number[] {
-  const xs = v.split(',').map(Number);
+  const xs = v.split(',').map((x) => (/^\d+$/.test(x.trim()) ? Number(x) : NaN)); // strict, as common.ts int
   if (!xs.length || xs.some((x) => !(Number.isInteger(x) && x >= 0))) throw new InvalidArgumentError(`expected comma-separated non-negative integers, got "${v}"`);
   return xs;
 }
@@ -41,6 +42,7 @@ export function registerDualLora(exp: Command): void {
     .option('--backend <name>', 'cpu or webgpu', 'cpu')
     .action(async (o) => {
       const backend = await selectBackend(o.backend);
+      await claimRunDir(o.out, 'experiment dual-lora', { mode: 'replace', options: { ...o } }); // its own previous output, or a new or empty directory
       const { table } = await runDualExperiment({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/dual-lora-table.md, ${o.out}/dual-lora.svg, ${o.out}/dual-lora.json`);

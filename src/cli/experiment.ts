@@ -7,11 +7,12 @@ import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
 import { RL_DEFAULTS } from '../rl/run.ts';
 import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 import { registerDualLora } from './experiment-dual.ts';
 import { nonNegInt, num, posInt, selectBackend } from './common.ts';
 
 function lrList(v: string): number[] {
-  const xs = v.split(',').map(Number);
+  const xs = v.split(',').map((x) => num(x.trim()));
   if (!xs.length || xs.some((x) => !(x > 0))) throw new InvalidArgumentError(`expected comma-separated positive numbers, got "${v}"`);
   return xs;
 }
@@ -36,6 +37,7 @@ export function registerExperiment(program: Command): void {
     .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
+      await claimRunDir(o.out, 'experiment qknorm-muon', { mode: 'replace', options: { ...o } }); // its own previous output, or a new or empty directory
       const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);
@@ -66,12 +68,13 @@ export function registerExperiment(program: Command): void {
     .action(async (o) => {
       if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
       const backend = await selectBackend(o.backend, o.threads);
-      const seeds = String(o.seeds).split(',').map(Number);
+      const seeds = String(o.seeds).split(',').map((x) => (/^\d+$/.test(x.trim()) ? Number(x) : NaN));
       if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds must be comma-separated integers >= 0, got ${o.seeds}`);
       const names = String(o.arms).split(',').map((x: string) => x.trim());
       const known = Object.keys(arms(o.maxTokens));
       const bad = names.find((n: string) => !known.includes(n));
       if (bad) throw new UserError(`unknown arm "${bad}"; choose from: ${known.join(', ')}`);
+      await claimRunDir(o.out, 'experiment grpo-vs-dapo', { mode: 'replace', options: { ...o } });
       const { table } = await runGrpoVsDapo({ ...o, seeds, arms: names, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
       console.log(`\n-> ${o.out}/table.md, ${o.out}/grpo-vs-dapo.svg, ${o.out}/grpo-vs-dapo-steps.svg`);

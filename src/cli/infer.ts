@@ -9,6 +9,7 @@ import { mergeLora } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
 import { encodeCheckpointFile, loadCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { UserError } from '../util/errors.ts';
+import { claimOutFile, claimRunDir, isWithin, writeMadeBy } from '../io/run-dir.ts';
 import { InvalidArgumentError } from 'commander';
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
 
@@ -17,6 +18,22 @@ function unitInterval(v: string): number {
   const n = num(v);
   if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got "${v}"`);
   return n;
+}
+
+/**
+ * export --out: never the checkpoint being exported (nor a directory holding it); for hf a new
+ * or empty directory or a previous export's, for file a new path or a previous export's file
+ * (src/io/run-dir.ts). Flags that do not apply to the format are refused, not ignored.
+ * Returns the metadata the one file carries.
+ */
+async function claimExportOut(o: { ckpt: string; out: string; format: string; mergeLora: boolean }, source: string): Promise<Record<string, string>> {
+  if (o.format === 'file' && o.mergeLora) {
+    throw new UserError('--merge-lora applies to --format hf only: the one-file checkpoint keeps the adapters as they are (minichat and the page load them)');
+  }
+  if (isWithin(source, o.out) || isWithin(o.out, source)) throw new UserError(`--out ${o.out} is (or holds, or is inside) the checkpoint being exported, ${source}: choose another --out`);
+  if (o.format === 'file') return claimOutFile(o.out, 'export');
+  await claimRunDir(o.out, 'export', { mode: 'replace', options: { ckpt: o.ckpt, format: o.format, mergeLora: o.mergeLora } });
+  return {};
 }
 
 async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
@@ -72,6 +89,8 @@ export function registerInfer(program: Command): void {
   const evalCmd = program
     .command('eval')
     .description(`evaluate a checkpoint on tasks: ${EVAL_TASKS.join(', ')} (or the subcommand: eval loss)`)
+    // `eval loss --ckpt X`: the flags after `loss` are the subcommand's, not eval's own --ckpt
+    .enablePositionalOptions()
     .option('--ckpt <dir>', 'checkpoint directory, or a run directory holding checkpoint/')
     .option('--task <names>', 'comma-separated tasks', 'story-qa,arithmetic')
     .option('--n <n>', 'problems per task (held-out split); validation batches for bpb', posInt, EVAL_DEFAULTS.n)
@@ -140,22 +159,23 @@ export function registerInfer(program: Command): void {
     .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory; file: the one-file minichat checkpoint the page loads)')
     .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .option('--format <name>', 'output format: hf or file', oneOf('hf', 'file'), 'hf')
-    .requiredOption('--out <path>', 'output directory for hf (replaced if it exists); the .safetensors file for file')
+    .requiredOption('--out <path>', "output: for hf a new or empty directory, or a previous export's (replaced); for file the .safetensors file (new, or a previous export's)")
     .option('--merge-lora', 'fold LoRA adapters into the base weights, W + (alpha/r) B A (needed for a checkpoint with adapters)', false)
     .action(async (o) => {
       if (o.format === 'file') {
         // the same parts in the other container: weights, optimizer, tokenizer, state (src/io/checkpoint.ts)
         const { parts, where } = await readCheckpoint(o.ckpt);
-        await writeFileAtomic(o.out, encodeCheckpointFile(parts));
+        const mark = await claimExportOut(o, where);
+        await writeFileAtomic(o.out, encodeCheckpointFile(parts, mark));
         console.log(`packed ${where} (step ${parts.state?.step ?? '?'}) into one file -> ${o.out}`);
         return;
       }
-      const { model, tokenizer } = await loadCheckpoint(o.ckpt);
-      if (model.adapter) {
-        if (!o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);
-        mergeLora(model);
-      }
+      const { model, tokenizer, dir } = await loadCheckpoint(o.ckpt);
+      if (model.adapter && !o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);
+      await claimExportOut(o, dir);
+      if (model.adapter) mergeLora(model);
       await exportHF(model, tokenizer, o.out);
+      writeMadeBy(o.out, 'export', { ckpt: o.ckpt, format: o.format, mergeLora: o.mergeLora });
       console.log(`exported ${(model.numParams() / 1e6).toFixed(2)}M parameters as Qwen3ForCausalLM -> ${o.out}`);
       model.dispose();
     });

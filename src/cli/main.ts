@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import * as T from '../tensor/index.ts';
 import { initWasmMatmul } from '../backend/wasm-matmul.ts';
+import { checkpointNotices } from '../io/checkpoint.ts';
 import { registerDemo } from './demo.ts';
 import { registerTokenizer } from './tokenizer.ts';
 import { registerData } from './data.ts';
@@ -27,7 +28,9 @@ export function buildProgram(): Command {
     .description('A minimal, readable training stack for small language models.')
     .version(pkg.version, '-v, --version', 'print the version')
     .showHelpAfterError('(run with --help for usage)')
-    .configureHelp({ showGlobalOptions: false });
+    .configureHelp({ showGlobalOptions: false })
+    // a command's flags belong to the command they follow (`eval loss --ckpt X` is loss's --ckpt)
+    .enablePositionalOptions();
   registerTokenizer(program);
   registerData(program);
   registerPretrain(program);
@@ -58,6 +61,8 @@ export async function main(argv: string[]): Promise<void> {
   // The CPU backend's fast matmul: enabled once, before any work, so a run never switches
   // kernels midway (which would change its results in the last bits).
   await initWasmMatmul();
+  // `--ckpt runs/speedrun` stands for the pipeline's last stage: say which (src/io/checkpoint.ts)
+  checkpointNotices.log = (line) => process.stderr.write(`minichat: ${line}\n`);
   const program = buildProgram();
   program.exitOverride();
   program.commands.forEach(function override(c: Command) {

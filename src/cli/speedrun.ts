@@ -10,16 +10,16 @@
 //   5. report     → runs/speedrun/report.md (machine, stages, curves, eval table, samples)
 // and it ends by printing how to chat with the model.
 //
-// Running it again replaces its own previous run (a directory holding pipeline.json), never
-// anything else.
+// Running it again replaces its own previous run (a directory whose made-by.json says speedrun,
+// or an older one holding pipeline.json), never anything else: claimSpeedrunDir.
 import type { Command } from 'commander';
-import { existsSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeReport, type EvalRow } from '../eval/report.ts';
 import { runEval } from '../eval/suite.ts';
 import { chatCore } from '../eval/tasks.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
+import { claimRunDir, writeMadeBy } from '../io/run-dir.ts';
 import { SFT_DEFAULTS } from '../train/sft.ts';
 import { nonNegInt, posInt, progressPrinter } from './common.ts';
 import { pretrainFlags, runPretrainCommand, type PretrainFlags } from './pretrain.ts';
@@ -50,6 +50,20 @@ interface Flags extends PretrainFlags {
   evalProblems: number;
 }
 
+/**
+ * --out: a new or empty directory, or a previous speedrun (its made-by.json, or pipeline.json
+ * from before markers), which is replaced unless --resume; anything else is refused with one
+ * line and left as it is (src/io/run-dir.ts).
+ */
+async function claimSpeedrunDir(root: string, f: Flags): Promise<void> {
+  const options = { steps: f.steps, sftSteps: f.sftSteps, evalProblems: f.evalProblems, seed: f.seed, backend: f.backend };
+  const { own } = await claimRunDir(root, 'speedrun', { mode: 'replace', options });
+  if (!own || f.resume) return;
+  process.stderr.write(`replacing the previous run in ${root}\n`);
+  await rm(root, { recursive: true, force: true });
+  writeMadeBy(root, 'speedrun', options);
+}
+
 export function registerSpeedrun(program: Command): void {
   const cmd = pretrainFlags(
     program
@@ -64,16 +78,8 @@ export function registerSpeedrun(program: Command): void {
   cmd.action(async (f: Flags) => {
     const t0 = performance.now();
     const root = f.out;
-    if (!f.resume && existsSync(join(root, 'pipeline.json'))) {
-      process.stderr.write(`replacing the previous run in ${root}\n`);
-      await rm(root, { recursive: true, force: true });
-    } else if (!f.resume && (existsSync(join(root, 'spec.json')) || existsSync(join(root, 'options.json')))) {
-      // a speedrun of an older version (one pretraining run directory)
-      process.stderr.write(`replacing the previous run in ${root}\n`);
-      await rm(root, { recursive: true, force: true });
-    }
+    await claimSpeedrunDir(root, f);
     const stages = f.sftSteps > 0 ? ['base', 'sft'] : ['base'];
-    await import('node:fs/promises').then((fs) => fs.mkdir(root, { recursive: true }));
     await writeFile(join(root, 'pipeline.json'), JSON.stringify({ stages }, null, 2) + '\n');
     const say = (s: string) => process.stderr.write(`\n== ${s}\n`);
 

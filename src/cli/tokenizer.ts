@@ -13,8 +13,8 @@ import { Tokenizer, trainTokenizer, DEFAULT_SPECIALS, patternByName } from '../t
 import { BUILTIN_NAMES, readTrainingTexts } from '../tokenizer/files.ts';
 import { PATTERN_NAMES } from '../tokenizer/patterns.ts';
 import { UserError, check } from '../util/errors.ts';
+import { posInt } from './common.ts';
 
-const int = (v: string) => Number(v);
 
 /** --pattern: a built-in name, or a regex in tiktoken's dialect. A bare word that is not a
  *  known name is a typo, not a regex, so it is an error. */
@@ -57,9 +57,9 @@ export function registerTokenizer(program: Command): void {
     .command('train')
     .description('train a BPE tokenizer on text or JSONL files and save it to a directory')
     .requiredOption('--input <files...>', 'text files, or .jsonl files with one document per line')
-    .option('--vocab-size <n>', 'vocabulary size, including 256 bytes and the special tokens', int, 4096)
+    .option('--vocab-size <n>', 'vocabulary size, including 256 bytes and the special tokens', posInt, 4096)
     .requiredOption('--out <dir>', 'directory to write tokenizer.tiktoken and tokenizer.json into')
-    .option('--max-chars <n>', 'read at most this many characters of input', int, 100_000_000)
+    .option('--max-chars <n>', 'read at most this many characters of input', posInt, 100_000_000)
     .option('--text-field <name>', 'field of each JSONL line that holds the text', 'text')
     .option('--pattern <name|regex>', 'pre-split pattern: gpt2, cl100k, o200k, or a regex', 'cl100k')
     .option('--json', 'print one JSON summary on stdout', false)
@@ -130,7 +130,7 @@ export function registerTokenizer(program: Command): void {
     .description('compression (bytes per token) of a tokenizer on some text, beside gpt2 and cl100k_base')
     .requiredOption('--tokenizer <dir|file|name>', 'tokenizer directory, .tiktoken file, or built-in name')
     .requiredOption('--input <files...>', 'text or .jsonl files to measure on')
-    .option('--max-chars <n>', 'read at most this many characters of input', int, 10_000_000)
+    .option('--max-chars <n>', 'read at most this many characters of input', posInt, 10_000_000)
     .option('--text-field <name>', 'field of each JSONL line that holds the text', 'text')
     .option('--json', 'print one JSON summary on stdout', false)
     .action(async (o: EvalFlags) => {

@@ -221,11 +221,12 @@ function partsFrom(
 // the one-file container
 // ---------------------------------------------------------------------------------------
 
-export function encodeCheckpointFile(p: CheckpointParts): Uint8Array {
+/** `extra`: more string metadata, such as made_by (a file's made-by mark, src/io/run-dir.ts). */
+export function encodeCheckpointFile(p: CheckpointParts, extra: Record<string, string> = {}): Uint8Array {
   const tensors: Record<string, SafeTensor> = { ...p.weights };
   for (const [k, t] of Object.entries(p.adapters)) tensors[PREFIX.adapters + k] = t;
   for (const [k, t] of Object.entries(p.optimizer ?? {})) tensors[PREFIX.optimizer + k] = t;
-  return encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, ...checkpointTextFiles(p) });
+  return encodeSafetensors(tensors, { ...extra, format: CHECKPOINT_FORMAT, ...checkpointTextFiles(p) });
 }
 
 /** Parse a one-file checkpoint; every problem is a UserError that names `where`. */
@@ -303,17 +304,48 @@ export async function readCheckpointDir(dir: string): Promise<CheckpointParts> {
   );
 }
 
+/** Where notices about how a checkpoint path was resolved go (the CLI sets it to stderr; silent by default). */
+export const checkpointNotices: { log: (line: string) => void } = { log: () => {} };
+
 /**
- * Read a checkpoint in either form: a one-file checkpoint, a checkpoint directory, or a run
- * directory holding checkpoint/. Returns the parts and the path they came from.
+ * The checkpoint directory a path names: a checkpoint directory, a run directory holding
+ * checkpoint/, or a pipeline's root (a directory with pipeline.json, such as runs/speedrun),
+ * which stands for its last stage that holds a checkpoint. Null if none.
+ */
+export async function findCheckpointIn(path: string): Promise<string | null> {
+  const { existsSync, readFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const here = (await findCheckpoint(join(path, 'checkpoint'))) ?? (await findCheckpoint(path));
+  if (here || !existsSync(join(path, 'pipeline.json'))) return here;
+  let stages: unknown;
+  try {
+    stages = JSON.parse(readFileSync(join(path, 'pipeline.json'), 'utf8')).stages;
+  } catch {
+    return null;
+  }
+  if (!Array.isArray(stages)) return null;
+  for (let i = stages.length - 1; i >= 0; i--) {
+    const dir = await findCheckpoint(join(path, String(stages[i]), 'checkpoint'));
+    if (!dir) continue;
+    const which = i === stages.length - 1 ? 'its last stage' : `its last stage with a checkpoint: ${stages.slice(i + 1).join(', ')} has none`;
+    checkpointNotices.log(`${path} → ${join(path, String(stages[i]))} (${which})`);
+    return dir;
+  }
+  return null;
+}
+
+/**
+ * Read a checkpoint in either form: a one-file checkpoint, or a directory findCheckpointIn
+ * resolves. Returns the parts and the path they came from.
  */
 export async function readCheckpoint(path: string): Promise<{ parts: CheckpointParts; where: string }> {
   const { existsSync, statSync, readFileSync } = await import('node:fs');
-  const { join } = await import('node:path');
   if (existsSync(path) && statSync(path).isFile()) return { parts: decodeCheckpointFile(readFileSync(path), path), where: path };
-  const dir = (await findCheckpoint(join(path, 'checkpoint'))) ?? (await findCheckpoint(path));
+  const dir = await findCheckpointIn(path);
   if (!dir) {
-    throw new UserError(`${path}: no checkpoint found (expected a checkpoint .safetensors file, a directory with config.json and model.safetensors, or a run directory with checkpoint/)`);
+    throw new UserError(
+      `${path}: no checkpoint found (expected a checkpoint .safetensors file, a directory with config.json and model.safetensors, a run directory with checkpoint/, or a pipeline such as runs/speedrun)`,
+    );
   }
   return { parts: await readCheckpointDir(dir), where: dir };
 }

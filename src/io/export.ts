@@ -12,8 +12,8 @@
 // each one. BPE with ranks merges lowest rank first, so the pair behind token r is found by
 // running the merge loop on r's bytes using only ranks < r: what is left is two parts.
 // Bytes are written with GPT-2's byte-to-unicode table, as the ByteLevel pre-tokenizer does.
-import { mkdir, rm, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, mkdtemp, rm, rename, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { qwen3Config } from './checkpoint.ts';
 import { encodeSafetensors, fromTensors } from './safetensors.ts';
@@ -96,9 +96,11 @@ export function hfTokenizerJson(tok: Tokenizer): Record<string, unknown> {
 export async function exportHF(model: GPT, tok: Tokenizer, out: string): Promise<void> {
   const why = qwen3Incompatibility(model.config);
   if (why) throw new UserError(`cannot export as Qwen3ForCausalLM: ${why}`);
-  const tmp = out.replace(/\/+$/, '') + '.tmp';
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
+  // a fresh temporary directory beside `out` (so the final rename stays on one file system)
+  const parent = dirname(resolve(out));
+  await mkdir(parent, { recursive: true });
+  const tmp = await mkdtemp(join(parent, `.${basename(resolve(out))}.tmp-`));
+  await chmod(tmp, 0o755); // mkdtemp makes it private (0700); the export is an ordinary directory
   const tensors = await fromTensors(Object.fromEntries(model.params));
   await writeFile(join(tmp, 'model.safetensors'), encodeSafetensors(tensors, { format: 'pt' }));
   const bos = tok.bosId;

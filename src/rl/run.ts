@@ -12,6 +12,7 @@ import type { Backend } from '../backend/backend.ts';
 import { evalGenerative } from '../eval/generate-eval.ts';
 import { chatSuppress } from '../eval/suite.ts';
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint, type TrainState } from '../io/checkpoint.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 import { parseLoraTargets } from '../model/lora.ts';
 import { groupsStateDict, loadGroupsStateDict } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
@@ -128,11 +129,11 @@ export interface RLResult {
 export async function runRL(o: RLOptions, hooks: { log(line: string): void; progress?(s: RLStepStats & { steps: number }): void }): Promise<RLResult> {
   const t0 = performance.now();
   const log = hooks.log;
-  await mkdir(o.out, { recursive: true });
+  // --out must be new, empty, or this command's own run (src/io/run-dir.ts); a checkpoint there continues only with --resume
+  await claimRunDir(o.out, 'rl', { mode: 'resume', resume: o.resume, options: { ...o, backend: o.backend.name } });
   const ckptDir = join(o.out, 'checkpoint');
   const resumeFrom = o.resume ? await findCheckpoint(ckptDir) : null;
   if (o.resume && !resumeFrom) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${ckptDir})`);
-  if (!o.resume && (await findCheckpoint(ckptDir))) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
   const algo = algoOptions(o);
   if (o.task === 'service-env') return runServiceRL(o, algo, hooks);
   const task = await getTask(o.task, { arithmetic: { digits: o.digits, ops: [...o.ops] as never }, gsm8k: o.taskData ? { path: o.taskData } : undefined });

@@ -25,6 +25,7 @@ import { loadDocuments } from '../data/documents.ts';
 import { loadShards } from '../data/shards.ts';
 import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { DirStore } from '../io/dir-store.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 import { type RunData, type StepInfo, disposeRun, runPretrain, setupPretrain, syntheticData } from './run.ts';
@@ -94,9 +95,8 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   void _check;
   const here = await findCheckpoint(store.checkpointDir);
   if (o.resume === true && !here) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${store.checkpointDir})`);
-  if (o.resume !== true && here) {
-    throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
-  }
+  // --out must be new, empty, or this command's own run (src/io/run-dir.ts); a checkpoint there continues only with --resume
+  await claimRunDir(o.out, 'pretrain', { mode: 'resume', resume: o.resume === true, options: { ...spec, resume: o.resume ?? false, backend: o.backend.name } });
   const from = typeof o.resume === 'string' ? (await readCheckpoint(o.resume)).parts : o.resume === true ? true : undefined;
 
   const data = await loadRunData(spec);

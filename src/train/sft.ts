@@ -20,6 +20,7 @@ import type { Backend } from '../backend/backend.ts';
 import { loadConversationMix } from '../data/conversations.ts';
 import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { DirStore } from '../io/dir-store.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 import { UserError } from '../util/errors.ts';
 import { type SftSpec, SFT_DEFAULTS as SPEC_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft } from './sft-run.ts';
 import type { StepInfo } from './run.ts';
@@ -66,7 +67,8 @@ export async function sft(o: SftOptions, hooks: { log(line: string): void; progr
   void _check;
   const here = await findCheckpoint(store.checkpointDir);
   if (o.resume && !here) throw new UserError(`--resume: no checkpoint in ${o.out} (expected ${store.checkpointDir})`);
-  if (!o.resume && here) throw new UserError(`${o.out} already holds a checkpoint: pass --resume to continue it, or choose another --out`);
+  // --out must be new, empty, or this command's own run (src/io/run-dir.ts); a checkpoint there continues only with --resume
+  await claimRunDir(o.out, 'sft', { mode: 'resume', resume: o.resume, options: { ...spec, init: o.init, resume: o.resume, backend: o.backend.name } });
 
   const base = await readCheckpoint(o.init);
   const resume = o.resume ? await store.readCheckpoint() : null;
