@@ -13,6 +13,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { check } from '../util/errors.ts';
 import { fraction01, nonNegInt, posInt } from './common.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 import { DATASETS, downloadDataset, findDataset, fileUrl, nextStep } from '../data/download.ts';
 import { streamDocuments, type TxtSplit } from '../data/documents.ts';
 import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../data/shards.ts';
@@ -146,6 +147,7 @@ export function registerData(program: Command): void {
       check(o.maxChars === undefined || (Number.isInteger(o.maxChars) && o.maxChars > 0), `--max-chars must be a positive integer, got ${o.maxChars}`);
       check(Number.isInteger(o.stories) && o.stories > 0, `--stories must be a positive integer, got ${o.stories}`);
       check(Number.isInteger(o.seed), `--seed must be an integer, got ${o.seed}`);
+      await claimRunDir(o.out, 'data prepare', { mode: 'replace', options: { ...o } }); // new, empty, or a previous data prepare's shards
       const r = await runPrepare(o, o.json ? () => {} : console.log);
       if (o.json) return console.log(JSON.stringify(r));
       console.log(

@@ -14,6 +14,7 @@ import { BUILTIN_NAMES, readTrainingTexts } from '../tokenizer/files.ts';
 import { PATTERN_NAMES } from '../tokenizer/patterns.ts';
 import { UserError, check } from '../util/errors.ts';
 import { posInt } from './common.ts';
+import { claimRunDir } from '../io/run-dir.ts';
 
 
 /** --pattern: a built-in name, or a regex in tiktoken's dialect. A bare word that is not a
@@ -69,6 +70,7 @@ export function registerTokenizer(program: Command): void {
       check(Number.isInteger(o.vocabSize) && o.vocabSize >= min,
         `--vocab-size must be at least 256 bytes + ${DEFAULT_SPECIALS.length} special tokens = ${min}, got ${o.vocabSize}`);
       const pattern = resolvePattern(o.pattern)!;
+      await claimRunDir(o.out, 'tokenizer train', { mode: 'replace', options: { ...o } }); // new, empty, or a previous tokenizer train's
       const t0 = performance.now();
       const texts = await readTrainingTexts(o.input, { textField: o.textField, maxChars: o.maxChars });
       const chars = texts.reduce((n, t) => n + t.length, 0);

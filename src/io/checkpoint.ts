@@ -327,8 +327,8 @@ export async function findCheckpointIn(path: string): Promise<string | null> {
   for (let i = stages.length - 1; i >= 0; i--) {
     const dir = await findCheckpoint(join(path, String(stages[i]), 'checkpoint'));
     if (!dir) continue;
-    const which = i === stages.length - 1 ? 'its last stage' : `its last stage with a checkpoint: ${stages.slice(i + 1).join(', ')} has none`;
-    checkpointNotices.log(`${path} → ${join(path, String(stages[i]))} (${which})`);
+    const which = i === stages.length - 1 ? 'last stage' : `last stage with a checkpoint: ${stages.slice(i + 1).join(', ')} has none`;
+    checkpointNotices.log(`${path} → ${join(path, String(stages[i]))} (the pipeline's ${which})`);
     return dir;
   }
   return null;

@@ -46,6 +46,8 @@ export function legacyMaker(dir: string): string | null {
   const stage = readJson(join(dir, 'options.json'))?.stage;
   if (stage === 'sft' || stage === 'rl') return stage;
   if (existsSync(join(dir, 'spec.json')) && existsSync(join(dir, 'checkpoint'))) return 'pretrain';
+  if (existsSync(join(dir, 'meta.json')) && existsSync(join(dir, 'tokens.bin'))) return 'data prepare';
+  if (existsSync(join(dir, 'tokenizer.tiktoken')) && !existsSync(join(dir, 'config.json')) && readdirSync(dir).every((f) => f.startsWith('tokenizer'))) return 'tokenizer train';
   if (existsSync(join(dir, 'qknorm-muon.md'))) return 'experiment qknorm-muon';
   if (existsSync(join(dir, 'grpo-vs-dapo.svg'))) return 'experiment grpo-vs-dapo';
   if (existsSync(join(dir, 'dual-lora.json'))) return 'experiment dual-lora';
