@@ -59,6 +59,8 @@ export function legacyMaker(dir: string): string | null {
 export function madeBy(dir: string): string | null {
   const m = readJson(join(dir, MADE_BY));
   if (m && typeof m.command === 'string') return m.command;
+  // a directory inside a marked run (runs/t1/tokenizer) is part of that run, whatever its files look like
+  if (existsSync(join(dirname(resolve(dir)), MADE_BY))) return null;
   return legacyMaker(dir);
 }
 
