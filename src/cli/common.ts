@@ -1,6 +1,6 @@
 // Helpers shared by the CLI commands: flag parsers that reject bad values with a clear
 // message, backend selection, and the progress line.
-import { InvalidArgumentError } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { Backend } from '../backend/backend.ts';
 import { cpu } from '../backend/cpu.ts';
 import * as T from '../tensor/index.ts';
@@ -44,6 +44,17 @@ export function oneOf<T extends string>(...choices: T[]) {
     if (!choices.includes(v as T)) throw new InvalidArgumentError(`expected one of ${choices.join(', ')}, got "${v}"`);
     return v as T;
   };
+}
+
+/**
+ * On --resume: the options the run was started with (its checkpoint's spec), for every key in
+ * `keys` whose flag was not typed on this command line; typed flags win. So the command that
+ * started a run, or just `--out DIR --resume`, continues it with its own steps and schedule.
+ */
+export function withSavedOptions<F extends object>(f: F, cmd: Command, saved: Record<string, unknown>, keys: readonly string[]): F {
+  const filled = { ...f } as Record<string, unknown>;
+  for (const k of keys) if (k in saved && cmd.getOptionValueSource(k) !== 'cli') filled[k] = saved[k];
+  return filled as F;
 }
 
 const made = new Map<string, Backend>();

@@ -1,8 +1,10 @@
 // `minichat rl`: reinforcement learning with verifiable rewards (GRPO / DAPO) on an SFT
 // checkpoint (src/rl/run.ts, src/rl/train.ts).
 import type { Command } from 'commander';
+import { join } from 'node:path';
+import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
-import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, withSavedOptions } from './common.ts';
 
 interface Flags extends Omit<RLOptions, 'backend'> {
   backend: string;
@@ -53,8 +55,13 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
-export async function runRlCommand(f: Flags): Promise<RLResult> {
+/** The options a resumed run takes from its checkpoint unless typed again (not where it is). */
+const SAVED_KEYS = [...Object.keys(D), 'clipHigh', 'dynamicSampling', 'tokenLevelLoss', 'overlong', 'taskData'].filter((k) => k !== 'resume');
+
+export async function runRlCommand(f: Flags, cmd?: Command): Promise<RLResult> {
   const backend = await selectBackend(f.backend, f.threads);
+  const ckpt = f.resume && cmd ? await findCheckpoint(join(f.out, 'checkpoint')) : null;
+  if (ckpt) f = withSavedOptions(f, cmd!, (await readCheckpoint(ckpt)).parts.state?.spec ?? {}, SAVED_KEYS);
   const { json, backend: _b, threads: _t, ...rest } = f;
   const r = await runRL({ ...rest, backend }, {
     log: (l) => process.stderr.write(l + '\n'),
@@ -77,7 +84,7 @@ export function registerRl(program: Command): void {
       .requiredOption('--init <dir>', 'the SFT checkpoint (or run directory) to start from')
       .option('--out <dir>', 'run directory', 'runs/rl'),
     D,
-  ).action(async (f: Flags) => {
-    await runRlCommand(f);
+  ).action(async (f: Flags, cmd: Command) => {
+    await runRlCommand(f, cmd);
   });
 }

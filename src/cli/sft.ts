@@ -1,7 +1,7 @@
 // `minichat sft`: supervised fine-tuning of a base checkpoint on conversations (src/train/sft.ts).
 import type { Command } from 'commander';
-import { SFT_DEFAULTS as D, type SftOptions, type SftResult, sft } from '../train/sft.ts';
-import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
+import { SFT_DEFAULTS as D, type SftOptions, type SftResult, sft, sftCheckpointSpec } from '../train/sft.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend, withSavedOptions } from './common.ts';
 
 interface Flags extends Omit<SftOptions, 'backend'> {
   backend: string;
@@ -33,8 +33,10 @@ export function sftFlags(cmd: Command, d: typeof D & { out?: string }): Command 
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
 
-export async function runSft(f: Flags): Promise<SftResult> {
+export async function runSft(f: Flags, cmd?: Command): Promise<SftResult> {
   const backend = await selectBackend(f.backend, f.threads);
+  // on --resume the run's own spec (steps, schedule, data), with the flags typed now on top
+  if (f.resume && cmd) f = withSavedOptions(f, cmd, await sftCheckpointSpec(f.out), Object.keys(D).filter((k) => k !== 'resume'));
   const { json, backend: _b, threads: _t, ...rest } = f;
   const p = progressPrinter(false);
   const r = await sft({ ...rest, backend }, { log: p.log, progress: p.progress });
@@ -57,7 +59,7 @@ export function registerSft(program: Command): void {
       .requiredOption('--init <dir>', 'the base model: a checkpoint or run directory (e.g. runs/pretrain)')
       .option('--out <dir>', 'run directory', 'runs/sft'),
     D,
-  ).action(async (f: Flags) => {
-    await runSft(f);
+  ).action(async (f: Flags, cmd: Command) => {
+    await runSft(f, cmd);
   });
 }

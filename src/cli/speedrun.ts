@@ -4,24 +4,27 @@
 //   1. tokenizer  trained on the built-in synthetic stories (inside pretraining)
 //   2. pretrain   the tiny GPT on those stories                  → runs/speedrun/base
 //   3. sft        the built-in chat data: story questions, calculator arithmetic, identity
-//                                                                 → runs/speedrun/sft
+//                 (checkpoints every --ckpt-every steps, as pretraining)  → runs/speedrun/sft
 //   4. eval       base vs SFT on held-out story-QA, arithmetic with and without the
 //                 calculator, identity                           → runs/speedrun/eval.json
 //   5. report     → runs/speedrun/report.md (machine, stages, curves, eval table, samples)
 // and it ends by printing how to chat with the model.
 //
 // Running it again replaces its own previous run (a directory whose made-by.json says speedrun,
-// or an older one holding pipeline.json), never anything else: claimSpeedrunDir.
+// or an older one holding pipeline.json), never anything else: claimSpeedrunDir. `speedrun --resume` continues a killed speedrun where it stopped: the flags
+// it was started with (kept in pipeline.json) stand unless typed again, a stage with a
+// checkpoint is resumed exactly, a stage without one starts afresh, a finished one is kept.
 import type { Command } from 'commander';
+import { existsSync, readFileSync } from 'node:fs';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeReport, type EvalRow } from '../eval/report.ts';
 import { runEval } from '../eval/suite.ts';
 import { chatCore } from '../eval/tasks.ts';
-import { loadCheckpoint } from '../io/checkpoint.ts';
+import { findCheckpoint, loadCheckpoint } from '../io/checkpoint.ts';
 import { claimRunDir, writeMadeBy } from '../io/run-dir.ts';
 import { SFT_DEFAULTS } from '../train/sft.ts';
-import { nonNegInt, posInt, progressPrinter } from './common.ts';
+import { nonNegInt, posInt, progressPrinter, withSavedOptions } from './common.ts';
 import { pretrainFlags, runPretrainCommand, type PretrainFlags } from './pretrain.ts';
 import { sft } from '../train/sft.ts';
 import { selectBackend } from './common.ts';
@@ -78,13 +81,27 @@ export function registerSpeedrun(program: Command): void {
   cmd.action(async (f: Flags) => {
     const t0 = performance.now();
     const root = f.out;
+    const pipelineFile = join(root, 'pipeline.json');
+    if (f.resume && existsSync(pipelineFile)) {
+      const { resume: _r, out: _o, json: _j, ...flags } = f;
+      f = withSavedOptions(f, cmd, JSON.parse(readFileSync(pipelineFile, 'utf8')).flags ?? {}, Object.keys(flags));
+    }
     await claimSpeedrunDir(root, f);
     const stages = f.sftSteps > 0 ? ['base', 'sft'] : ['base'];
-    await writeFile(join(root, 'pipeline.json'), JSON.stringify({ stages }, null, 2) + '\n');
+    await import('node:fs/promises').then((fs) => fs.mkdir(root, { recursive: true }));
+    const { resume: _r, out: _o, json: _j, ...flags } = f; // the flags, for --resume
+    await writeFile(pipelineFile, JSON.stringify({ stages, flags }, null, 2) + '\n');
+    // --resume: a stage with a checkpoint continues it; one without starts afresh in a clean directory
+    const resumes = async (stage: string) => {
+      if (!f.resume) return false;
+      if (await findCheckpoint(join(root, stage, 'checkpoint'))) return true;
+      await rm(join(root, stage), { recursive: true, force: true });
+      return false;
+    };
     const say = (s: string) => process.stderr.write(`\n== ${s}\n`);
 
     say('pretraining (tokenizer + tiny GPT on the built-in stories)');
-    const base = await runPretrainCommand({ ...f, out: join(root, 'base'), json: false }, cmd, { quietSummary: f.json });
+    const base = await runPretrainCommand({ ...f, resume: await resumes('base'), out: join(root, 'base'), json: false }, cmd, { quietSummary: f.json });
 
     let sftResult = null;
     if (f.sftSteps > 0) {
@@ -93,7 +110,7 @@ export function registerSpeedrun(program: Command): void {
       sftResult = await sft(
         {
           ...SFT_DEFAULTS, builtinExamples: SPEEDRUN.sft.builtinExamples, lr: SPEEDRUN.sft.lr, init: join(root, 'base'), out: join(root, 'sft'), steps: f.sftSteps,
-          batchSize: f.sftBatchSize, seed: f.seed, backend: await selectBackend(f.backend, f.threads), resume: false,
+          batchSize: f.sftBatchSize, seed: f.seed, ckptEvery: f.ckptEvery, backend: await selectBackend(f.backend, f.threads), resume: await resumes('sft'),
         },
         { log: p.log, progress: p.progress },
       );

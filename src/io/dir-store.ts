@@ -6,7 +6,8 @@
 //   <out>/spec.json, <out>/tokenizer/...   side files, each written to a temporary name and renamed
 //
 // Node-only.
-import { appendFile, mkdir, rename, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { type CheckpointParts, findCheckpoint, readCheckpointDir, writeCheckpointDir } from './checkpoint.ts';
 
@@ -36,8 +37,35 @@ export class DirStore {
   async writeFile(name: string, data: Uint8Array | string): Promise<void> {
     const path = join(this.where, name);
     await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, data);
-    await rename(tmp, path);
+    await writeFileAtomic(path, data);
   }
+
+  /** On resume: drop the metrics of steps after the checkpoint's (they are run again). */
+  keepMetricsUpTo(step: number): Promise<void> {
+    return keepMetricsUpTo(join(this.where, 'metrics.jsonl'), step);
+  }
+}
+
+async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+/**
+ * Keep the records of a metrics.jsonl up to `step`: a run killed after its last checkpoint
+ * logged steps that its resumed run logs again, and a curve drawn from the file would show
+ * them twice. A line that does not parse (cut off by the kill) goes too.
+ */
+export async function keepMetricsUpTo(path: string, step: number): Promise<void> {
+  if (!existsSync(path)) return;
+  const kept = (await readFile(path, 'utf8')).split('\n').filter((line) => {
+    try {
+      const rec = JSON.parse(line);
+      return !(typeof rec.step === 'number' && rec.step > step);
+    } catch {
+      return false;
+    }
+  });
+  await writeFileAtomic(path, kept.map((l) => l + '\n').join(''));
 }

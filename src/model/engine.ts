@@ -29,7 +29,7 @@
 // row at a time, with the same sampler and RNG streams. test/engine.test.ts checks the two
 // agree, on the CPU and on WebGPU.
 import * as T from '../tensor/index.ts';
-import { UserError } from '../util/errors.ts';
+import { NotFiniteError, UserError } from '../util/errors.ts';
 import { GPT, type KVCache } from './gpt.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -120,6 +120,9 @@ export function rawLogprob(logits: ArrayLike<number>, id: number): number {
  */
 export function sampleRow(logits: ArrayLike<number>, o: SamplingOptions, rng: T.Rng): Sampled {
   const V = logits.length;
+  // -Infinity is a masked token; NaN or +Infinity means the weights have diverged, and would
+  // otherwise surface as a confusing failure of the draw below
+  for (let i = 0; i < V; i++) if (!(logits[i] < Infinity)) throw new NotFiniteError(`the model's logits are not finite (${logits[i]}): its weights have diverged`);
   const banned = new Set(o.suppress ?? []);
   if (o.temperature <= 0) {
     let best = -1;

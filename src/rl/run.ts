@@ -5,7 +5,11 @@
 //
 // Checkpoints hold the SFT weights, the adapters (adapters.safetensors + adapter_config.json,
 // see io/checkpoint.ts), the optimizer state and state.json (step, the problem sampler's RNG);
-// rollouts draw their sampling seeds from (seed, step), so --resume continues exactly.
+// rollouts draw their sampling seeds from (seed, step), so --resume continues exactly. A resumed
+// run must be the same run: --resume refuses options that change the task, the policy or the
+// algorithm (resumeMismatch); only the budget, the learning rate and the bookkeeping may change.
+// The loss or the logits turning NaN stops the run with the last good checkpoint kept, and no
+// checkpoint is written of a model whose logits are not finite.
 import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
@@ -13,13 +17,15 @@ import { evalGenerative } from '../eval/generate-eval.ts';
 import { chatSuppress } from '../eval/suite.ts';
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint, type TrainState } from '../io/checkpoint.ts';
 import { claimRunDir } from '../io/run-dir.ts';
+import { keepMetricsUpTo } from '../io/dir-store.ts';
 import { parseLoraTargets } from '../model/lora.ts';
 import { groupsStateDict, loadGroupsStateDict } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
 import { SPECIALS, renderForCompletion } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
-import { UserError } from '../util/errors.ts';
+import { NotFiniteError, UserError } from '../util/errors.ts';
+import { DivergedError } from '../train/trainer.ts';
 import { runServiceRL } from './run-dual.ts';
 import { getTask, type RLTask } from '../tasks/index.ts';
 import { ALGO_PRESETS, type AlgoOptions, RLPolicy, type RLProblemSource, type RLStepStats, completionText, preparePolicy } from './train.ts';
@@ -69,6 +75,22 @@ export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
   loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 64, ckptEvery: 10, seed: 0, resume: false,
 };
 
+/** Options a resumed run may change: how long it runs, its learning rate (the advice after a
+ *  divergence), how often it evaluates and saves, and where things are. Every other option
+ *  defines the run (task, policy, algorithm, sampling, seed). */
+export const RESUMABLE_OPTIONS = ['steps', 'lr', 'evalEvery', 'evalProblems', 'ckptEvery', 'init', 'out', 'resume', 'backend'] as const;
+
+/** The options of `now` that differ from the ones a checkpoint's run was started with, as
+ *  '--flag saved (now X)' phrases; empty when `now` continues the same run. */
+export function resumeMismatch(saved: Record<string, unknown>, now: Record<string, unknown>): string[] {
+  const flag = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+  const show = (v: unknown) => JSON.stringify(v ?? null);
+  return Object.keys(saved)
+    .filter((k) => k in RL_DEFAULTS || ['clipHigh', 'dynamicSampling', 'tokenLevelLoss', 'overlong', 'taskData'].includes(k))
+    .filter((k) => !(RESUMABLE_OPTIONS as readonly string[]).includes(k) && show(saved[k]) !== show(now[k]))
+    .map((k) => `${flag(k)} ${show(saved[k])} (now ${show(now[k])})`);
+}
+
 /** The algorithm switches: the --algo preset, then each flag that was given. */
 export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSampling' | 'tokenLevelLoss' | 'overlong' | 'beta' | 'drGrpo' | 'mu' | 'maxGenRounds' | 'maxTokens'>): AlgoOptions {
   const p = ALGO_PRESETS[o.algo];
@@ -115,6 +137,15 @@ export async function heldOutSuccess(policy: RLPolicy, source: RLProblemSource, 
   return r.passAt1;
 }
 
+/** Throws NotFiniteError unless the policy's logits on one held-out prompt are finite: a
+ *  checkpoint of a diverged model would be no good to resume from. */
+async function checkFiniteLogits(policy: RLPolicy, source: RLProblemSource): Promise<void> {
+  const ids = source.sample(1, 'test', new T.Rng(0))[0].ids;
+  const logits = await T.noGrad(() => T.tidy(async () => policy.model.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32', backend: policy.model.backend })).data()));
+  const bad = Array.from(logits).find((x) => !Number.isFinite(x));
+  if (bad !== undefined) throw new NotFiniteError(`the model's logits are not finite (${bad}): its weights have diverged`);
+}
+
 export interface RLResult {
   steps: number;
   initialSuccess: number; // held-out pass@1 before the first step (NaN on resume)
@@ -157,9 +188,14 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
       await loadGroupsStateDict(policy.trainer.groups, loaded.optimizerState);
       Object.values(loaded.optimizerState).forEach((t) => t.dispose());
     }
-    policy.step = policy.trainer.step = loaded.state.step;
+    const saved = loaded.state.spec;
+    const differ = resumeMismatch(saved, { ...o });
+    if (differ.length) throw new UserError(`--resume: ${o.out} was started with other options: ${differ.join(', ')}; resume with the run's own options, or start a new run with another --out`);
+    policy.step = loaded.state.step;
+    policy.trainer.step = (loaded.state.loader as { trainerStep?: number }).trainerStep ?? policy.step; // optimizer steps (the LR schedule's clock)
     rng.setState(loaded.state.rng);
-    log(`resumed from ${resumeFrom} at step ${policy.step}`);
+    await keepMetricsUpTo(join(o.out, 'metrics.jsonl'), policy.step); // steps after the checkpoint are run again
+    log(`resumed from ${resumeFrom} at step ${policy.step}${saved.lr !== undefined && saved.lr !== o.lr ? ` (--lr ${o.lr}, was ${saved.lr})` : ''}`);
   }
   log(`policy: ${o.loraRank > 0 ? `LoRA rank ${o.loraRank} (alpha ${o.loraAlpha}) on ${o.loraTargets}` : 'full model'}, ${trainable} trainable parameters of ${model.numParams()}`);
   log(`algorithm: ${o.algo} — eps ${algo.epsLow}/${algo.epsHigh}, ${algo.tokenLevelLoss ? 'token-level' : 'sequence-level'} loss, dynamic sampling ${algo.dynamicSampling ? `on (<= ${algo.maxGenRounds} extra rounds)` : 'off'}, overlong ${algo.overlong ? algo.overlong.join(',') : 'off'}, beta ${algo.beta}, ${algo.advantage} advantage, mu ${algo.mu}`);
@@ -174,21 +210,39 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
     await metric({ step: policy.step, held_out_success: s });
     return s;
   };
+  let savedStep: number | null = resumeFrom ? policy.step : null; // the last good checkpoint
   const save = async (last: RLStepStats | null) => {
+    await checkFiniteLogits(policy, source);
     await saveCheckpoint(ckptDir, {
       model, optimizerState: groupsStateDict(policy.trainer.groups), tokenizer: tok,
       state: {
-        step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
+        step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step, trainerStep: policy.trainer.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
         dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, spec: optionsRecord,
       } satisfies TrainState,
     });
+    savedStep = policy.step;
   };
+  const diverged = (step: number, what: string) =>
+    new UserError(
+      `RL diverged at step ${step}: ${what}. ` +
+        (savedStep !== null ? `The last good checkpoint (step ${savedStep}) is kept in ${ckptDir}; ` : 'No checkpoint was written yet; ') +
+        `try a lower --lr (now ${o.lr}).`,
+    );
 
   const initialSuccess = policy.step === 0 ? await evaluate() : NaN;
   const history: RLResult['history'] = [];
   let completions = 0, finalSuccess = initialSuccess;
   while (policy.step < o.steps) {
-    const s = await policy.trainStep(source, rng);
+    const at = policy.step + 1;
+    let s: RLStepStats;
+    try {
+      s = await policy.trainStep(source, rng);
+      if (!Number.isFinite(s.loss)) throw new DivergedError(at, s.loss);
+    } catch (e) {
+      if (e instanceof DivergedError) throw diverged(at, `the loss is ${e.loss}`);
+      if (e instanceof NotFiniteError) throw diverged(at, e.message);
+      throw e;
+    }
     completions += s.completions;
     const rec: RLStepStats & { heldOut?: number } = { ...s };
     hooks.progress?.({ ...s, steps: o.steps });
@@ -196,8 +250,14 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
     if ((o.evalEvery > 0 && policy.step % o.evalEvery === 0) || last) rec.heldOut = finalSuccess = await evaluate();
     history.push(rec);
     await metric({ ...s });
-    if (!Number.isFinite(s.loss)) throw new UserError(`RL diverged at step ${s.step}: the loss is ${s.loss}. The last good checkpoint is kept in ${ckptDir}; try a lower --lr (now ${o.lr}).`);
-    if (policy.step % o.ckptEvery === 0 || last) await save(s);
+    if (policy.step % o.ckptEvery === 0 || last) {
+      try {
+        await save(s);
+      } catch (e) {
+        if (e instanceof NotFiniteError) throw diverged(policy.step, e.message);
+        throw e;
+      }
+    }
   }
   const result: RLResult = { steps: policy.step, initialSuccess, finalSuccess, completions, trainable, seconds: (performance.now() - t0) / 1000, run_dir: o.out, history };
   await writeFile(join(o.out, 'summary.json'), JSON.stringify({ stage: 'rl', seconds: result.seconds, metrics: { steps: result.steps, held_out_before: initialSuccess, held_out_after: finalSuccess, completions } }, null, 2) + '\n');

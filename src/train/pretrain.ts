@@ -104,6 +104,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
   const tokenizer = o.tokenizer && !from ? await Tokenizer.load(o.tokenizer) : undefined;
   const run = await setupPretrain(spec, { data, store, backend: o.backend, log, tokenizer, resume: from });
   await store.writeFile('spec.json', JSON.stringify({ ...spec, backend: o.backend.name }, null, 2) + '\n');
+  if (run.resumedAt !== null) await store.keepMetricsUpTo(run.resumedAt); // steps after the checkpoint run again
 
   try {
     const r = await runPretrain(run, { store, log, onStep: hooks.progress });

@@ -58,6 +58,15 @@ function specOf(o: SftOptions): SftSpec {
   return Object.fromEntries(Object.keys(SPEC_DEFAULTS).map((k) => [k, o[k as keyof SftSpec]])) as unknown as SftSpec;
 }
 
+/** The SFT spec an SFT run's checkpoint was trained with ({} when --out has none yet): a
+ *  resumed run starts from it (flags given on the command line override it). */
+export async function sftCheckpointSpec(out: string): Promise<Partial<SftSpec>> {
+  const dir = await findCheckpoint(join(out, 'checkpoint'));
+  if (!dir) return {};
+  const spec = (await readCheckpoint(dir)).parts.state?.spec ?? {};
+  return Object.fromEntries(Object.keys(SPEC_DEFAULTS).filter((k) => k in spec).map((k) => [k, spec[k]])) as Partial<SftSpec>;
+}
+
 export async function sft(o: SftOptions, hooks: { log(line: string): void; progress?(s: SftStepInfo): void }): Promise<SftResult> {
   const t0 = performance.now();
   const log = hooks.log;
@@ -75,6 +84,7 @@ export async function sft(o: SftOptions, hooks: { log(line: string): void; progr
   const { convs, source } = o.data === 'builtin' ? builtinConversations(spec) : { convs: await loadConversationMix(o.data, o.seed + 17), source: o.data };
   const run = await setupSft(spec, { base: base.parts, baseName: base.where, convs, source, store, backend: o.backend, log, resume });
   await mkdir(o.out, { recursive: true });
+  if (run.resumedAt !== null) await store.keepMetricsUpTo(run.resumedAt); // steps after the checkpoint run again
   // the settings, for the report card (which reads options.json or spec.json)
   await writeFile(join(o.out, 'options.json'), JSON.stringify({ ...spec, init: o.init, out: o.out, resume: o.resume, backend: o.backend.name, stage: 'sft' }, null, 2) + '\n');
 
