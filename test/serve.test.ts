@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
 import { sampleRow } from '../src/model/engine.ts';
-import { createServer, LIMITS } from '../src/serve/server.ts';
+import { createServer, LIMITS, SERVER_DEFAULTS } from '../src/serve/server.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { renderForCompletion, SPECIALS, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXTURE_CONTEXT, tinyChatCheckpoint } from './chat-fixture.ts';
@@ -234,7 +234,7 @@ describe('server with a fake model', () => {
   it('GET /v1/models, /health and the chat page', async () => {
     const models = await s.client.models.list();
     expect(models.data.map((m) => m.id)).toEqual(['fake-model']);
-    expect(await (await fetch(s.base + '/health')).json()).toEqual({ status: 'ok', model: 'fake-model' });
+    expect(await (await fetch(s.base + '/health')).json()).toEqual({ status: 'ok', model: 'fake-model', queue: { generating: 0, waiting: 0, limit: SERVER_DEFAULTS.maxQueue } });
     const page = await fetch(s.base + '/');
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await page.text();
