@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
 import { sampleRow } from '../src/model/engine.ts';
-import { createServer, LIMITS } from '../src/serve/server.ts';
+import { createServer, LIMITS, SERVER_DEFAULTS } from '../src/serve/server.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { renderForCompletion, SPECIALS, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXTURE_CONTEXT, tinyChatCheckpoint } from './chat-fixture.ts';
@@ -234,7 +234,7 @@ describe('server with a fake model', () => {
   it('GET /v1/models, /health and the chat page', async () => {
     const models = await s.client.models.list();
     expect(models.data.map((m) => m.id)).toEqual(['fake-model']);
-    expect(await (await fetch(s.base + '/health')).json()).toEqual({ status: 'ok', model: 'fake-model' });
+    expect(await (await fetch(s.base + '/health')).json()).toEqual({ status: 'ok', model: 'fake-model', queue: { generating: 0, waiting: 0, limit: SERVER_DEFAULTS.maxQueue } });
     const page = await fetch(s.base + '/');
     expect(page.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await page.text();
@@ -263,10 +263,27 @@ describe('server with a fake model', () => {
       ['top_p 0', { messages: ok, top_p: 0 }, /top_p must be > 0/],
       ['top_p above 1', { messages: ok, top_p: 1.5 }, /top_p must be <= 1/],
       ['n = 2', { messages: ok, n: 2 }, /n must be <= 1/],
+      ['n = 0', { messages: ok, n: 0 }, /n must be >= 1/],
+      ['max_tokens huge', { messages: ok, max_tokens: 1e12 }, /max_tokens must be <= 64/],
+      ['max_tokens null', { messages: ok, max_tokens: null }, /max_tokens must be integer/],
+      ['stream not a boolean', { messages: ok, stream: 'yes' }, /stream must be boolean/],
+      ['stream_options a number', { messages: ok, stream_options: 5 }, /stream_options must be null or object/],
+      ['messages a string', { messages: 'hi' }, /messages must be array/],
+      ['a message not an object', { messages: ['hi'] }, /messages\[0\] must be object/],
+      ['role missing', { messages: [{ content: 'x' }] }, /messages\[0\] must have required property 'role'/],
+      ['unknown role, named with the allowed ones', { messages: [{ role: 'wizard', content: 'x' }] }, /allowed values: system, developer, user, assistant, tool$/],
+      ['content a number', { messages: [{ role: 'user', content: 5 }] }, /messages\[0\]\.content must be string, null or array/],
+      ['content missing', { messages: [{ role: 'user' }] }, /messages\[0\]\.content is missing: a user message needs content/],
+      ['content null for a tool', { messages: [user('a'), { role: 'assistant', content: 'b' }, { role: 'tool', content: null }] }, /messages\[2\]\.content is missing/],
+      ['an image part', { messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, /messages\[0\]\.content\[0\]\.type must be equal to constant "text"/],
+      ['a text part without text', { messages: [{ role: 'user', content: [{ type: 'text' }] }] }, /messages\[0\]\.content\[0\] has no text/],
+      ['seed not an integer', { messages: ok, seed: 1.5 }, /seed must be integer/],
+      ['top_k negative', { messages: ok, top_k: -1 }, /top_k must be >= 0/],
+      ['body an array', [] as unknown as Record<string, unknown>, /body must be object/],
     ];
     const before = fake.stats.calls;
     for (const [name, body, msg] of cases) {
-      const r = await fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'm', ...body }) });
+      const r = await fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(Array.isArray(body) ? body : { model: 'm', ...body }) });
       expect(r.status, name).toBe(400);
       const j = await r.json();
       expect(j.error.type, name).toBe('invalid_request_error');
@@ -285,15 +302,67 @@ describe('server with a fake model', () => {
     const post = (body: string) => fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body });
     const bad = await post('{"messages": [');
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json' });
+    expect((await bad.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'invalid_json', message: expect.stringMatching(/^the body is not valid JSON: ./) });
     const big = await post(JSON.stringify({ messages: [user('a'.repeat(LIMITS.bodyBytes + 1))] }));
     expect(big.status).toBe(413);
     expect((await big.json()).error).toMatchObject({ type: 'invalid_request_error', code: 'request_too_large' });
     const extra = await post(JSON.stringify({ messages: [user('hi')], frobnicate: true, logit_bias: {} }));
     expect(extra.status).toBe(200);
+    expect((await (await post(JSON.stringify({ messages: [user('a'.repeat(LIMITS.bodyBytes))] }))).json()).error.message).toBe(`the body is larger than ${LIMITS.bodyBytes} bytes`);
     const missing = await fetch(s.base + '/v1/nope');
     expect(missing.status).toBe(404);
     expect((await missing.json()).error.type).toBe('invalid_request_error');
+  });
+});
+
+describe('server: bodies that are not UTF-8 JSON (fake model)', () => {
+  let s: Awaited<ReturnType<typeof listen>>;
+  let fake: ReturnType<typeof fakeModel>;
+  beforeAll(async () => {
+    fake = fakeModel({ delayMs: 0 });
+    s = await listen(fake.model);
+  });
+  afterAll(() => s.app.close());
+
+  const send = (body: Uint8Array | string, contentType?: string) =>
+    fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: contentType ? { 'content-type': contentType } : {}, body: body as BodyInit });
+  const bytes = (...pieces: (string | number[])[]) => Buffer.concat(pieces.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p))));
+
+  it('each is refused with its reason, and none reaches the model', async () => {
+    const before = fake.stats.calls;
+    const json = 'application/json';
+    const cases: [string, Uint8Array | string, string | undefined, number, string, RegExp][] = [
+      // 0xff never occurs in UTF-8; 0xc3 starts a 2-byte character that "(" does not finish
+      ['an invalid byte', bytes('{"messages":[{"role":"user","content":"a', [0xff, 0xfe], '"}]}'), json, 400, 'invalid_encoding', /^the body is not valid UTF-8/],
+      ['a truncated character', bytes('{"messages":[{"role":"user","content":"', [0xc3], '("}]}'), json, 400, 'invalid_encoding', /not valid UTF-8/],
+      ['Latin-1 text', Buffer.from('{"messages":[{"role":"user","content":"café"}]}', 'latin1'), json, 400, 'invalid_encoding', /not valid UTF-8/],
+      ['a charset other than UTF-8', JSON.stringify({ messages: [user('hi')] }), 'application/json; charset=iso-8859-1', 415, 'unsupported_media_type', /charset=iso-8859-1/],
+      ['half a surrogate pair', '{"messages":[{"role":"user","content":"a\\ud800b"}]}', json, 400, 'invalid_encoding', /"content" holds half of a UTF-16 surrogate pair/],
+      ['an empty body', '', json, 400, 'invalid_json', /^the body is empty/],
+      ['a __proto__ key', '{"messages":[{"role":"user","content":"a"}],"__proto__":{"x":1}}', json, 400, 'invalid_json', /"__proto__" key/],
+      ['text/plain', JSON.stringify({ messages: [user('hi')] }), 'text/plain', 415, 'unsupported_media_type', /content-type: application\/json \(got text\/plain\)/],
+      ['a form', 'messages=hi', 'application/x-www-form-urlencoded', 415, 'unsupported_media_type', /got application\/x-www-form-urlencoded/],
+    ];
+    for (const [name, body, type, status, code, msg] of cases) {
+      const r = await send(body, type);
+      expect(r.status, name).toBe(status);
+      const j = await r.json();
+      expect(j.error, name).toMatchObject({ type: 'invalid_request_error', code, param: null });
+      expect(j.error.message, name).toMatch(msg);
+    }
+    expect(fake.stats.calls).toBe(before);
+  });
+
+  it('UTF-8 that is valid gets through whole: a BOM, a charset=utf-8, pairs of surrogates as escapes', async () => {
+    for (const [body, type] of [
+      [bytes([0xef, 0xbb, 0xbf], JSON.stringify({ messages: [user('café 🙂')] })), 'application/json'],
+      [JSON.stringify({ messages: [user('café 🙂')] }), 'application/json; charset=UTF-8'],
+      ['{"messages":[{"role":"user","content":"caf\\u00e9 \\ud83d\\ude42"}]}', 'application/json'],
+    ] as const) {
+      const r = await send(body, type);
+      expect(r.status).toBe(200);
+      expect(fake.stats.lastMessages).toEqual([user('café 🙂')]);
+    }
   });
 });
 
@@ -416,6 +485,21 @@ describe('server with a real tiny checkpoint', () => {
     for (let i = 0; i < 30; i++) turns.push(user(`What is two plus two? ${i}`), { role: 'assistant', content: 'Four.' });
     const r = await s.client.chat.completions.create({ model: 'm', messages: [...turns, user('Hello there!')], max_tokens: 10 });
     expect(r.usage!.prompt_tokens + 10).toBeLessThanOrEqual(FIXTURE_CONTEXT);
+  });
+
+  it('conversations the model cannot render are 400s naming the message', async () => {
+    const cases: [string, OpenAI.ChatCompletionMessageParam[], RegExp][] = [
+      ['only a system message', [{ role: 'system', content: 'x' }], /needs at least one user message/],
+      ['a system message second', [user('a'), { role: 'system', content: 'x' }], /message 1: a system message can only come first/],
+      // not trimmed away as the cut of a long history would be: the client sent it
+      ['a tool message first', [{ role: 'tool', content: '4', tool_call_id: 'x' }, user('a')], /message 0: a tool message must follow an assistant message/],
+    ];
+    for (const [name, messages, msg] of cases) {
+      const err = await s.client.chat.completions.create({ model: 'm', messages, max_tokens: 4 }).catch((e) => e);
+      expect(err, name).toBeInstanceOf(OpenAI.BadRequestError);
+      expect(err.error, name).toMatchObject({ type: 'invalid_request_error', param: 'messages' });
+      expect(err.error.message, name).toMatch(msg);
+    }
   });
 
   it('the real model stops promptly on abort, and skips a call aborted while it waits', async () => {

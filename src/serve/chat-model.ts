@@ -98,9 +98,10 @@ export function fitPrompt(tok: Tokenizer, messages: Message[], contextLength: nu
   const rest = messages.slice(system.length);
   if (rest.length === 0) throw new UserError('the conversation needs at least one user message');
   // Keeping rest.slice(k): a tool message cannot lead (it belongs to the assistant turn
-  // before it), so a cut that lands on one moves past it.
+  // before it), so a cut that lands on one moves past it. No cut (k = 0) keeps the
+  // conversation as given: one that starts with a tool message is refused when rendered.
   const keep = (k: number) => {
-    while (k < rest.length - 1 && rest[k].role === 'tool') k++;
+    while (k > 0 && k < rest.length - 1 && rest[k].role === 'tool') k++;
     return [...system, ...rest.slice(k)];
   };
   const len = (k: number) => renderForCompletion(tok, keep(k)).length;
