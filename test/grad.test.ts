@@ -131,6 +131,10 @@ const PRIM_CASES: Record<T.PrimOp, Case[]> = {
     { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [1, 5, 0, 5]) },
     { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [2, 7, 3, 7], 7) },
   ],
+  targetLogprobsFused: [
+    { inputs: [u([4, 6])], f: (x) => T.targetLogprobsFused(x, [1, 5, 0, 5]) },
+    { inputs: [u([1, 3])], f: (x) => T.targetLogprobsFused(x, [2]) },
+  ],
   rmsnormFused: [
     { inputs: [u([3, 4]), u([4])], f: (x, w) => T.rmsnormFused(x, w, 1e-6) },
     { inputs: [u([2, 2, 5])], f: (x) => T.rmsnormFused(x, null, 1e-5) },
@@ -154,6 +158,10 @@ const COMPOSED_CASES: Record<(typeof T.COMPOSED_OPS)[number], Case[]> = {
   crossEntropy: [
     { inputs: [u([4, 6])], f: (x) => T.crossEntropy(x, [1, 5, 0, 5]) },
     { inputs: [u([4, 6])], f: (x) => T.crossEntropy(x, [2, -1, 3, -1], -1) },
+  ],
+  targetLogprobs: [
+    { inputs: [u([4, 6])], f: (x) => T.targetLogprobs(x, [1, 5, 0, 5]) },
+    { inputs: [u([1, 3])], f: (x) => T.targetLogprobs(x, [2]) },
   ],
   rmsnorm: [{ inputs: [u([3, 4]), u([4])], f: (x, w) => T.rmsnorm(x, w, 1e-6) }],
   rope: [

@@ -128,6 +128,11 @@ export const VJP: { [K in PrimOp]: Vjp } = {
     const { lse, N, V } = n.attrs as { lse: Tensor; N: number; V: number };
     return [fusedBackward.crossEntropy(x0(n), x1(n), lse, dy, N, V), null];
   },
+  // target log-probs: dlogits = dy_i (onehot(target_i) - softmax(logits_i))
+  targetLogprobsFused: (n, dy) => {
+    const { lse, M, V } = n.attrs as { lse: Tensor; M: number; V: number };
+    return [fusedBackward.targetLogprobs(x0(n), x1(n), lse, dy, M, V), null];
+  },
   // RMSNorm: y = x r w with r = (mean x² + eps)^-1/2:
   //   dx = r (dy w) - x r³ mean(dy w x),  dw = Σ_rows dy x r
   rmsnormFused: (n, dy) => {
