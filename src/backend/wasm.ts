@@ -127,6 +127,12 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   override bytesInUse(): number {
     return this.heap.bytesInUse();
   }
+  override peakBytes(): number {
+    return this.heap.peakBytes();
+  }
+  override resetPeak(): void {
+    this.heap.resetPeak();
+  }
   destroy(): void {
     for (const h of this.helpers) void h.worker.terminate();
     this.helpers.length = 0;

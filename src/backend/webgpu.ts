@@ -244,6 +244,7 @@ export class WebGPUBackend implements Backend, FusedKernels {
   private readonly pool = new Map<number, GpuBuffer[]>(); // free buffers by byte size
   private readonly readPool = new Map<number, GpuBuffer[]>(); // MAP_READ staging buffers
   private live = 0; // bytes held by live storages
+  private peak = 0; // the most `live` has been since resetPeak()
   private pooled = 0; // bytes held by the pool
 
   // the batch being recorded
@@ -309,6 +310,7 @@ export class WebGPUBackend implements Backend, FusedKernels {
       this.stats.buffersCreated++;
     }
     this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
     return new GpuStorage(buffer, length, dtype);
   }
 
@@ -376,6 +378,12 @@ export class WebGPUBackend implements Backend, FusedKernels {
 
   bytesInUse(): number {
     return this.live;
+  }
+  peakBytes(): number {
+    return this.peak;
+  }
+  resetPeak(): void {
+    this.peak = this.live;
   }
 
   /** Bytes kept by the pool for reuse (not in use, not returned to the driver). */
