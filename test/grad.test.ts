@@ -219,6 +219,19 @@ describe('gradient checks (float64 finite differences)', () => {
     });
   });
 
+  it('a frozen matmul operand gets no gradient; the other gets the same as when both train', () => {
+    T.tidy(() => {
+      const a = [1, -2, 0.5, 3, 0.25, -1], b = [2, 1, -1, 0.5, 4, -3];
+      const A1 = T.tensor(a, [2, 3], { requiresGrad: true }), B1 = T.tensor(b, [3, 2], { requiresGrad: true });
+      const A2 = T.tensor(a, [2, 3], { requiresGrad: true }), B2 = T.tensor(b, [3, 2]); // B2 frozen
+      T.backward(T.sumAll(T.mul(T.matmul(A1, B1), T.matmul(A1, B1))));
+      T.backward(T.sumAll(T.mul(T.matmul(A2, B2), T.matmul(A2, B2))));
+      expect(B2.grad).toBeNull();
+      expect(A2.grad!.toArraySync()).toEqual(A1.grad!.toArraySync());
+      expect(A1.grad!.toArraySync().some((v) => v !== 0)).toBe(true);
+    });
+  });
+
   it('noGrad records nothing and backward refuses a loss without grad', () => {
     T.tidy(() => {
       const x = T.tensor([1, 2], [2], { requiresGrad: true });

@@ -115,8 +115,10 @@ export const VJP: { [K in PrimOp]: Vjp } = {
     return sizes.map((s) => O.slice(dy, axis, off, (off += s)));
   },
 
-  // C = A B: dA = dC Bᵀ, dB = Aᵀ dC; transposed operands swap roles accordingly.
-  matmul: (n, dy) => [matmulGradA(n, dy), matmulGradB(n, dy)],
+  // C = A B: dA = dC Bᵀ, dB = Aᵀ dC; transposed operands swap roles accordingly. A frozen
+  // operand (a base weight under LoRA) gets no gradient: its matmul, a third of the
+  // backward's work, is skipped rather than computed and dropped.
+  matmul: (n, dy) => [n.inputs[0].requiresGrad ? matmulGradA(n, dy) : null, n.inputs[1].requiresGrad ? matmulGradB(n, dy) : null],
 
   // gather's adjoint scatters the rows' gradients back, adding rows picked more than once.
   gather: (n, dy) => [O.scatterAdd(dy, x1(n), x0(n).shape[0]), null],
