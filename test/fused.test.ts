@@ -35,6 +35,19 @@ describe('fused ops agree with their composed references', () => {
     both(() => [randT([16, 50])], (x) => T.crossEntropyFused(x, t), (x) => T.crossEntropy(x, t));
   });
 
+  it('target log-probs, large logits and a repeated target', () => {
+    const t = Array.from({ length: 24 }, (_, i) => (i * 11) % 70);
+    both(() => [randT([24, 70], 4)], (x) => T.targetLogprobsFused(x, t), (x) => T.targetLogprobs(x, t));
+    both(() => [randT([3, 5])], (x) => T.targetLogprobsFused(x, [4, 4, 0]), (x) => T.targetLogprobs(x, [4, 4, 0]));
+  });
+
+  it('target log-probs refuse a target outside the vocabulary, in one line', () => {
+    const x = randT([2, 5]);
+    expect(() => T.targetLogprobsFused(x, [0, 5])).toThrow(/target 5 at row 1 is outside \[0, 5\)/);
+    expect(() => T.targetLogprobs(x, [-1, 0])).toThrow(/target -1 at row 0 is outside \[0, 5\)/);
+    x.dispose();
+  });
+
   it('RMSNorm with and without weight', () => {
     both(() => [randT([6, 32]), randT([32])], (x, w) => T.rmsnormFused(x, w, 1e-6), (x, w) => T.rmsnorm(x, w, 1e-6));
     both(() => [randT([2, 3, 8])], (x) => T.rmsnormFused(x, null, 1e-5), (x) => T.rmsnorm(x, null, 1e-5));

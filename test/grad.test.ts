@@ -131,6 +131,10 @@ const PRIM_CASES: Record<T.PrimOp, Case[]> = {
     { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [1, 5, 0, 5]) },
     { inputs: [u([4, 6])], f: (x) => T.crossEntropyFused(x, [2, 7, 3, 7], 7) },
   ],
+  targetLogprobsFused: [
+    { inputs: [u([4, 6])], f: (x) => T.targetLogprobsFused(x, [1, 5, 0, 5]) },
+    { inputs: [u([1, 3])], f: (x) => T.targetLogprobsFused(x, [2]) },
+  ],
   rmsnormFused: [
     { inputs: [u([3, 4]), u([4])], f: (x, w) => T.rmsnormFused(x, w, 1e-6) },
     { inputs: [u([2, 2, 5])], f: (x) => T.rmsnormFused(x, null, 1e-5) },
@@ -154,6 +158,10 @@ const COMPOSED_CASES: Record<(typeof T.COMPOSED_OPS)[number], Case[]> = {
   crossEntropy: [
     { inputs: [u([4, 6])], f: (x) => T.crossEntropy(x, [1, 5, 0, 5]) },
     { inputs: [u([4, 6])], f: (x) => T.crossEntropy(x, [2, -1, 3, -1], -1) },
+  ],
+  targetLogprobs: [
+    { inputs: [u([4, 6])], f: (x) => T.targetLogprobs(x, [1, 5, 0, 5]) },
+    { inputs: [u([1, 3])], f: (x) => T.targetLogprobs(x, [2]) },
   ],
   rmsnorm: [{ inputs: [u([3, 4]), u([4])], f: (x, w) => T.rmsnorm(x, w, 1e-6) }],
   rope: [
@@ -208,6 +216,19 @@ describe('gradient checks (float64 finite differences)', () => {
       expect(x.grad!.toArraySync()).toEqual([4, 8, 12]);
       T.zeroGrad([x]);
       expect(x.grad).toBeNull();
+    });
+  });
+
+  it('a frozen matmul operand gets no gradient; the other gets the same as when both train', () => {
+    T.tidy(() => {
+      const a = [1, -2, 0.5, 3, 0.25, -1], b = [2, 1, -1, 0.5, 4, -3];
+      const A1 = T.tensor(a, [2, 3], { requiresGrad: true }), B1 = T.tensor(b, [3, 2], { requiresGrad: true });
+      const A2 = T.tensor(a, [2, 3], { requiresGrad: true }), B2 = T.tensor(b, [3, 2]); // B2 frozen
+      T.backward(T.sumAll(T.mul(T.matmul(A1, B1), T.matmul(A1, B1))));
+      T.backward(T.sumAll(T.mul(T.matmul(A2, B2), T.matmul(A2, B2))));
+      expect(B2.grad).toBeNull();
+      expect(A2.grad!.toArraySync()).toEqual(A1.grad!.toArraySync());
+      expect(A1.grad!.toArraySync().some((v) => v !== 0)).toBe(true);
     });
   });
 

@@ -295,9 +295,9 @@ describe('wasm fused kernels vs cpu-fused', () => {
   const TOL = [1e-5, 1e-4] as const;
   const close = (g: Storage, w: Storage, what: string) => expectClose(host(g), host(w), { atol: TOL[0], rtol: TOL[1] }, what);
 
-  it('implements the FusedKernels capability, and the policy table uses all four', () => {
+  it('implements the FusedKernels capability, and the policy table uses all five', () => {
     expect(hasFused(wasm)).toBe(true);
-    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, attention: true, adamw: true });
+    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true });
   });
 
   it('the AdamW optimizer takes the fused path on wasm and matches the composed update on cpu', () => {
@@ -335,6 +335,21 @@ describe('wasm fused kernels vs cpu-fused', () => {
     expect((dx as Float32Array).byteOffset).toBe((dirty as Float32Array).byteOffset);
     close(dx, cpuFused.crossEntropyBackward(cup(x), cup(t, 'int32'), r.lse, cup(dl), N, V), 'dlogits');
     expect(() => wasm.crossEntropyForward(up(x), up(Int32Array.from([0, 0, 0, 37, 0, 0, 0]), 'int32'), N, V)).toThrow(/target 37 at row 3/);
+  });
+
+  it('target log-probs forward and backward (V not a multiple of 4: the scalar tail too)', () => {
+    for (const [M, V] of [[9, 37], [4, 64]]) {
+      const x = randn(M * V, 3), t = Int32Array.from({ length: M }, () => rng.int(V)), g = randn(M);
+      t[0] = V - 1; // the last column, in the tail when V % 4 != 0
+      const f = wasm.targetLogprobsForward(up(x), up(t, 'int32'), M, V), r = cpuFused.targetLogprobsForward(cup(x), cup(t, 'int32'), M, V);
+      close(f.logp, r.logp, `logp ${M}x${V}`);
+      close(f.lse, r.lse, `lse ${M}x${V}`);
+      const dirty = up(new Float32Array(M * V).fill(123));
+      wasm.free(dirty); // dx reuses this dirty block: the kernel must write every element
+      const dx = wasm.targetLogprobsBackward(up(x), up(t, 'int32'), f.lse, up(g), M, V);
+      close(dx, cpuFused.targetLogprobsBackward(cup(x), cup(t, 'int32'), r.lse, cup(g), M, V), `dlogits ${M}x${V}`);
+    }
+    expect(() => wasm.targetLogprobsForward(up(randn(10)), up(Int32Array.of(1, 5), 'int32'), 2, 5)).toThrow(/target 5 at row 1/);
   });
 
   it('RMSNorm forward and backward, with and without weight', () => {

@@ -51,6 +51,19 @@ describe('cpu-fused references agree with the composed tensor ops', () => {
     expectClose(host(dx), logits.grad!.dataSync(), TOL[0], TOL[1], 'dlogits');
   });
 
+  it('target log-probs forward and backward = composed targetLogprobs and its gradient', () => {
+    const [M, V] = [9, 13];
+    const x = randn(M * V, 2), g = randn(M);
+    const targets = Array.from({ length: M }, () => rng.int(V));
+    const logits = T.tensor(x, [M, V], { requiresGrad: true });
+    const logp = T.targetLogprobs(logits, targets);
+    T.backward(logp, T.tensor(g, [M]));
+    const f = cpuFused.targetLogprobsForward(cup(x), cup(targets, 'int32'), M, V);
+    expectClose(host(f.logp), logp.dataSync(), TOL[0], TOL[1], 'logp');
+    const dx = cpuFused.targetLogprobsBackward(cup(x), cup(targets, 'int32'), f.lse, cup(g), M, V);
+    expectClose(host(dx), logits.grad!.dataSync(), TOL[0], TOL[1], 'dlogits');
+  });
+
   it('RMSNorm forward and backward = composed rmsnorm', () => {
     const [R, C] = [5, 24];
     const x = randn(R * C), w = randn(C), dy = randn(R * C);
@@ -127,6 +140,24 @@ describe.skipIf(!gpu)('webgpu fused kernels vs cpu-fused', () => {
       // probabilities from exp(x - lse): exp's ~3 + 2|x| ULP on |x - lse| up to ~20
       expectClose(await read(g), host(rg), 1e-7, 1e-5, `dlogits ${N}x${V}`);
     }
+  });
+
+  it('target log-probs forward/backward, rows longer than a workgroup, a bad target reported', async () => {
+    for (const [M, V] of [[7, 11], [5, 1000]]) {
+      const x = randn(M * V, 3), g = randn(M);
+      const targets = Int32Array.from({ length: M }, () => rng.int(V));
+      const f = gpu!.targetLogprobsForward(up(x), up(targets, 'int32'), M, V);
+      const r = cpuFused.targetLogprobsForward(cup(x), cup(targets, 'int32'), M, V);
+      // as cross-entropy: exp and log a few ULP on the GPU, sums of V terms in tree order
+      expectClose(await read(f.lse), host(r.lse), 1e-5, 1e-5, `lse ${M}x${V}`);
+      expectClose(await read(f.logp), host(r.logp), 1e-5, 1e-5, `logp ${M}x${V}`);
+      const dx = gpu!.targetLogprobsBackward(up(x), up(targets, 'int32'), f.lse, up(g), M, V);
+      const rdx = cpuFused.targetLogprobsBackward(cup(x), cup(targets, 'int32'), r.lse, cup(g), M, V);
+      // probabilities from exp(x - lse), scaled by |g| ~ 1: as the cross-entropy gradient
+      expectClose(await read(dx), host(rdx), 1e-7, 1e-5, `dlogits ${M}x${V}`);
+    }
+    const bad = gpu!.targetLogprobsForward(up(randn(8)), up(Int32Array.of(1, 4), 'int32'), 2, 4);
+    await expect(read(bad.logp)).rejects.toThrow(/targetLogprobs \(webgpu\): target 4 at position 1/);
   });
 
   it('cross-entropy with every row ignored gives loss 0 and zero gradient', async () => {

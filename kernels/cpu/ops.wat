@@ -16,8 +16,8 @@
 ;; exp. WebAssembly has no exp instruction, so $exp4 computes it for four lanes at once:
 ;; e^x = 2^n * e^r with n = round(x / ln 2) and |r| <= ln 2 / 2, e^r by a degree-6
 ;; polynomial (the coefficients of the Cephes library's expf, relative error ~1e-7), and 2^n
-;; made directly in the float's exponent bits. Softmax, cross-entropy, sigmoid and attention
-;; use it; results agree with Math.exp to a few float32 ulps, not bit for bit.
+;; made directly in the float's exponent bits. Softmax, cross-entropy, target log-probs,
+;; sigmoid and attention use it; results agree with Math.exp to a few float32 ulps, not bit for bit.
 (module
   (import "env" "memory" (memory 1 32768 shared))
 
@@ -511,6 +511,65 @@
         ;; an ignored row: zero gradient (dx is not cleared beforehand)
         (memory.fill (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))) (i32.const 0)
                      (i32.shl (local.get $V) (i32.const 2)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $lp))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; log-probs of target tokens (cpu-fused.ts: targetLogprobsForward / Backward). logits
+  ;; (M, V), targets int32 (M), every one in [0, V) (JS checks before calling).
+  ;; forward: lse (M) and logp (M) = logit[target] - lse, with the exponentials in scratch
+  ;; (V floats), as cross_entropy_forward.
+  ;; backward: dx (M, V) = g_i (onehot - exp(x - lse)), g = dlogp (M); every element written.
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $target_logprobs_forward (export "target_logprobs_forward") (param $x i32) (param $t i32) (param $lse i32) (param $logp i32)
+        (param $scratch i32) (param $M i32) (param $V i32)
+    (local $i i32) (local $row i32) (local $m f32) (local $l f32) (local $off i32)
+    (block $d (loop $lp
+      (br_if $d (i32.ge_u (local.get $i) (local.get $M)))
+      (local.set $row (i32.add (local.get $x) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+      (local.set $m (call $rowmax (local.get $row) (local.get $V)))
+      (local.set $l (f32.add (local.get $m)
+        (f32.demote_f64 (call $log (f64.promote_f32 (call $expshift (local.get $row) (local.get $scratch) (local.get $V) (f32.const 1) (local.get $m)))))))
+      (local.set $off (i32.shl (local.get $i) (i32.const 2)))
+      (f32.store (i32.add (local.get $lse) (local.get $off)) (local.get $l))
+      (f32.store (i32.add (local.get $logp) (local.get $off))
+        (f32.sub (f32.load (i32.add (local.get $row) (i32.shl (i32.load (i32.add (local.get $t) (local.get $off))) (i32.const 2)))) (local.get $l)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $lp))))
+
+  (func $target_logprobs_backward (export "target_logprobs_backward") (param $x i32) (param $t i32) (param $lse i32) (param $g i32)
+        (param $dx i32) (param $M i32) (param $V i32)
+    (local $i i32) (local $k i32) (local $V4 i32) (local $row i32) (local $drow i32) (local $p i32)
+    (local $gi f32) (local $li f32) (local $lv v128) (local $nv v128)
+    (local.set $V4 (i32.and (local.get $V) (i32.const -4)))
+    (block $d (loop $lp
+      (br_if $d (i32.ge_u (local.get $i) (local.get $M)))
+      (local.set $row (i32.add (local.get $x) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+      (local.set $drow (i32.add (local.get $dx) (i32.shl (i32.mul (local.get $i) (local.get $V)) (i32.const 2))))
+      (local.set $gi (f32.load (i32.add (local.get $g) (i32.shl (local.get $i) (i32.const 2)))))
+      (local.set $li (f32.load (i32.add (local.get $lse) (i32.shl (local.get $i) (i32.const 2)))))
+      (local.set $lv (f32x4.splat (local.get $li)))
+      (local.set $nv (f32x4.splat (f32.neg (local.get $gi))))
+      ;; dx = -g exp(x - lse), four at a time, then the tail
+      (local.set $k (i32.const 0))
+      (block $dk (loop $lk
+        (br_if $dk (i32.ge_u (local.get $k) (local.get $V4)))
+        (local.set $p (i32.shl (local.get $k) (i32.const 2)))
+        (v128.store (i32.add (local.get $drow) (local.get $p))
+          (f32x4.mul (local.get $nv) (call $exp4 (f32x4.sub (v128.load (i32.add (local.get $row) (local.get $p))) (local.get $lv)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 4)))
+        (br $lk)))
+      (block $dk (loop $lk
+        (br_if $dk (i32.ge_u (local.get $k) (local.get $V)))
+        (local.set $p (i32.shl (local.get $k) (i32.const 2)))
+        (f32.store (i32.add (local.get $drow) (local.get $p))
+          (f32.mul (f32.neg (local.get $gi)) (call $exp1 (f32.sub (f32.load (i32.add (local.get $row) (local.get $p))) (local.get $li)))))
+        (local.set $k (i32.add (local.get $k) (i32.const 1)))
+        (br $lk)))
+      ;; the one-hot term: + g at the target
+      (local.set $p (i32.add (local.get $drow) (i32.shl (i32.load (i32.add (local.get $t) (i32.shl (local.get $i) (i32.const 2)))) (i32.const 2))))
+      (f32.store (local.get $p) (f32.add (f32.load (local.get $p)) (local.get $gi)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $lp))))
 

@@ -42,6 +42,10 @@ export interface Backend {
   free(s: Storage): void;
   /** Bytes held right now by live storages (for the memory-is-flat tests). */
   bytesInUse(): number;
+  /** The most bytes live storages held at once since the backend was made or since the
+   *  last resetPeak(): the peak memory of a step (bench/rl-memory.bench.ts measures it). */
+  peakBytes(): number;
+  resetPeak(): void;
   /** Submit queued work now (GPU backends batch dispatches; a no-op elsewhere). */
   flush?(): void;
   /** Resolve when all submitted work has finished (a fence, for timing). */

@@ -58,6 +58,36 @@ export class CpuFused implements FusedKernels {
     return dx;
   }
 
+  // ---- log-probs of target tokens ----
+
+  targetLogprobsForward(logits: Storage, targets: Storage, M: number, V: number): { logp: Storage; lse: Storage } {
+    const x = logits as F32, t = targets as Int32Array;
+    const lse = this.alloc(M), logp = this.alloc(M);
+    for (let i = 0; i < M; i++) {
+      if (!(t[i] >= 0 && t[i] < V)) throw new RangeError(`targetLogprobs: target ${t[i]} at row ${i} is outside [0, ${V})`);
+      const row = x.subarray(i * V, (i + 1) * V);
+      let m = -Infinity;
+      for (let j = 0; j < V; j++) m = Math.max(m, row[j]);
+      let s = 0;
+      for (let j = 0; j < V; j++) s += Math.exp(row[j] - m);
+      lse[i] = m + Math.log(s);
+      logp[i] = row[t[i]] - lse[i];
+    }
+    return { logp, lse };
+  }
+
+  targetLogprobsBackward(logits: Storage, targets: Storage, lseS: Storage, dlogpS: Storage, M: number, V: number): Storage {
+    const x = logits as F32, t = targets as Int32Array, lse = lseS as F32, g = dlogpS as F32;
+    const dx = this.alloc(M * V);
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < V; j++) {
+        const p = Math.exp(x[i * V + j] - lse[i]);
+        dx[i * V + j] = g[i] * ((j === t[i] ? 1 : 0) - p);
+      }
+    }
+    return dx;
+  }
+
   // ---- RMSNorm ----
 
   rmsnormForward(xS: Storage, wS: Storage | null, R: number, C: number, eps: number): { y: Storage; rstd: Storage } {

@@ -21,6 +21,7 @@ export class CpuBackend implements Backend {
   readonly name: string;
   private readonly F: FloatCtor;
   private live = 0;
+  private peak = 0; // the most `live` has been since resetPeak()
   // Freed float arrays by length, reused by the next allocation of that length. A training
   // step makes the same few hundred allocations every time; reusing them avoids the page
   // faults and garbage collection of fresh multi-megabyte typed arrays.
@@ -45,7 +46,7 @@ export class CpuBackend implements Backend {
 
   /** A zero-filled float array of n elements, from the pool when one is free. */
   protected newFloat(n: number): FloatArray {
-    this.live += n * this.F.BYTES_PER_ELEMENT;
+    this.grow(n * this.F.BYTES_PER_ELEMENT);
     const reuse = this.pool.get(n)?.pop();
     if (reuse) {
       this.pooledBytes -= reuse.byteLength;
@@ -57,7 +58,7 @@ export class CpuBackend implements Backend {
   // ---- memory ----
   zeros(length: number, dtype: DType): Storage {
     if (dtype === 'float32') return this.newFloat(length);
-    this.live += length * 4;
+    this.grow(length * 4);
     return new Int32Array(length);
   }
   upload(data: ArrayLike<number>, dtype: DType): Storage {
@@ -85,6 +86,16 @@ export class CpuBackend implements Backend {
   }
   bytesInUse(): number {
     return this.live;
+  }
+  peakBytes(): number {
+    return this.peak;
+  }
+  resetPeak(): void {
+    this.peak = this.live;
+  }
+  private grow(bytes: number): void {
+    this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
   }
 
   // ---- elementwise ----

@@ -1,14 +1,15 @@
 // Fused kernels: optional capabilities a backend may add on top of the primitive ops.
 //
 // Each one does in one or two kernels what the tensor engine would do with many primitives
-// (and many round trips through memory): softmax + cross-entropy, RMSNorm, RoPE, causal
-// attention, the AdamW update and Muon's Newton–Schulz iteration. Each has a plain-loop
+// (and many round trips through memory): softmax + cross-entropy, the per-token log-probs
+// of chosen tokens (RL's policy loss), RMSNorm, RoPE, causal attention, the AdamW update and
+// Muon's Newton–Schulz iteration. Each has a plain-loop
 // reference in cpu-fused.ts and a composed definition in src/tensor/composed.ts (or in the
 // optimizer); test/webgpu-fused.test.ts checks the GPU against the reference.
 //
 // The interface works on raw storages, like Backend. WHICH fused op a backend uses is one
 // table, FUSED_POLICY below; the tensor layer (src/tensor/fused.ts: rmsnormAuto,
-// attentionAuto, crossEntropyAuto) reads it, so the model never asks which backend it runs on. Shapes are passed as plain numbers; all float tensors are float32, contiguous,
+// attentionAuto, crossEntropyAuto, targetLogprobsAuto) reads it, so the model never asks which backend it runs on. Shapes are passed as plain numbers; all float tensors are float32, contiguous,
 // row-major; token ids and targets are int32.
 import type { Backend, Storage } from './backend.ts';
 
@@ -48,6 +49,15 @@ export interface FusedKernels {
   crossEntropyForward(logits: Storage, targets: Storage, N: number, V: number): { loss: Storage; lse: Storage };
   /** dlogits (N, V) = dloss / count * (softmax(logits) - onehot(target)); 0 on ignored rows. dloss: (1). */
   crossEntropyBackward(logits: Storage, targets: Storage, lse: Storage, dloss: Storage, N: number, V: number): Storage;
+
+  /**
+   * Log-probability of each row's target token: logp (M) = logits[i, target_i] − lse_i, with
+   * lse_i the log-sum-exp of row i. logits (M, V), targets int32 (M), each in [0, V) (no
+   * ignore value: the caller picks the rows it needs). lse (M) is kept for the backward.
+   */
+  targetLogprobsForward(logits: Storage, targets: Storage, M: number, V: number): { logp: Storage; lse: Storage };
+  /** dlogits (M, V) = dlogp_i (onehot(target_i) − softmax(logits_i)); dlogp: (M). */
+  targetLogprobsBackward(logits: Storage, targets: Storage, lse: Storage, dlogp: Storage, M: number, V: number): Storage;
 
   /**
    * RMSNorm over the last axis: y = x * rstd * weight, rstd = 1 / sqrt(mean(x²) + eps).
@@ -95,26 +105,26 @@ export function hasFused<B extends Backend>(b: B): b is B & FusedKernels {
 }
 
 /** The fused ops the model may use instead of their composed definitions. */
-export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'adamw';
+export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'targetLogprobs' | 'adamw';
 
 /**
  * Which fused ops each backend uses, by backend name: the one place this choice is made.
  * A backend not listed uses every fused op when it implements the kernels (hasFused).
- *   cpu, cpu64: RMSNorm and cross-entropy run cpu-fused.ts's loops (one pass instead of
- *     several); attention stays composed, because its two matmuls use the WASM SIMD matmul
+ *   cpu, cpu64: RMSNorm, cross-entropy and target log-probs run cpu-fused.ts's loops (one
+ *     pass instead of several); attention stays composed, because its two matmuls use the WASM SIMD matmul
  *     while cpu-fused.ts's attention is plain reference loops.
- *   wasm: all three are SIMD kernels (kernels/cpu/ops.wat); attention never stores (T, T).
- *   webgpu: all three are WGSL kernels.
+ *   wasm: all four are SIMD kernels (kernels/cpu/ops.wat); attention never stores (T, T).
+ *   webgpu: all four are WGSL kernels.
  *   adamw (the optimizer's update in place, src/optim/adamw.ts): wasm and webgpu; on cpu the
  *     composed update stays, as the reference the fused ones are tested against.
  * newtonSchulz and rope kernels exist (and are tested) but training does not call them:
  * Muon and RoPE run composed tensor ops, whose matmuls are the fast part anyway.
  */
 export const FUSED_POLICY: Record<string, Record<FusedOp, boolean>> = {
-  cpu: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
-  cpu64: { rmsnorm: true, crossEntropy: true, attention: false, adamw: false },
-  wasm: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
-  webgpu: { rmsnorm: true, crossEntropy: true, attention: true, adamw: true },
+  cpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false },
+  cpu64: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false },
+  wasm: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true },
+  webgpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true },
 };
 
 /** Should `op` run fused on backend b? (FUSED_POLICY, else whether b has the kernels.) */

@@ -50,6 +50,7 @@ export class WasmHeap {
   /** Merged free runs from the last coalesce, by address (served first fit, split). */
   private runs: { ptr: number; size: number }[] = [];
   private live = 0;
+  private peak = 0; // the most `live` has been since resetPeak()
 
   constructor(initialPages = 16) {
     this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
@@ -61,6 +62,7 @@ export class WasmHeap {
     const cls = sizeClass(bytes);
     const ptr = this.free.get(cls)?.pop() ?? this.fromRuns(cls) ?? this.bump(cls);
     this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
     return ptr;
   }
 
@@ -125,6 +127,14 @@ export class WasmHeap {
   /** Bytes requested by live blocks (not counting rounding or the free lists). */
   bytesInUse(): number {
     return this.live;
+  }
+
+  /** The most bytes live blocks held at once since the heap was made or resetPeak(). */
+  peakBytes(): number {
+    return this.peak;
+  }
+  resetPeak(): void {
+    this.peak = this.live;
   }
 
   /** The top of the heap: bytes in live and free blocks below it, rounding included. */

@@ -1,7 +1,7 @@
 // The wasm backend: the fast CPU path. Tensors live in one shared WebAssembly memory
 // (wasm-memory.ts) and the hot ops run as WebAssembly SIMD kernels on them in place:
 // kernels/cpu/matmul.wat (matmul) and kernels/cpu/ops.wat (elementwise, reductions, RMSNorm,
-// cross-entropy, attention, AdamW, transpose). docs/wasm.md is the learner's guide.
+// cross-entropy, target log-probs, attention, AdamW, transpose). docs/wasm.md is the learner's guide.
 //
 // Built on the reference. WasmBackend EXTENDS CpuBackend: its storages are Float32Array /
 // Int32Array views over the wasm memory, so every CpuBackend method works on them unchanged.
@@ -30,6 +30,8 @@ interface OpsExports {
   rmsnorm_backward(dy: number, x: number, w: number, rstd: number, dx: number, dw: number, R: number, C: number): void;
   cross_entropy_forward(x: number, t: number, lse: number, scratch: number, N: number, V: number): number;
   cross_entropy_backward(x: number, t: number, lse: number, dx: number, N: number, V: number, scale: number): void;
+  target_logprobs_forward(x: number, t: number, lse: number, logp: number, scratch: number, M: number, V: number): void;
+  target_logprobs_backward(x: number, t: number, lse: number, g: number, dx: number, M: number, V: number): void;
   attention_forward(q: number, k: number, v: number, out: number, lse: number, scratch: number, B: number, NH: number, NKV: number, T: number, S: number, HS: number, causal: number): void;
   attention_backward(dout: number, q: number, k: number, v: number, out: number, lse: number, dq: number, dk: number, dv: number, scratch: number, B: number, NH: number, NKV: number, T: number, S: number, HS: number, causal: number): void;
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
@@ -124,6 +126,12 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   }
   override bytesInUse(): number {
     return this.heap.bytesInUse();
+  }
+  override peakBytes(): number {
+    return this.heap.peakBytes();
+  }
+  override resetPeak(): void {
+    this.heap.resetPeak();
   }
   destroy(): void {
     for (const h of this.helpers) void h.worker.terminate();
@@ -292,6 +300,24 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const dx = this.raw(N * V); // every row written by the kernel (ignored rows as zeros)
     const scale = (dloss as F32)[0] / Math.max(1, count);
     this.ops.cross_entropy_backward((logits as F32).byteOffset, t.byteOffset, (lse as F32).byteOffset, dx.byteOffset, N, V, scale);
+    return dx;
+  }
+
+  targetLogprobsForward(logits: Storage, targets: Storage, M: number, V: number): { logp: Storage; lse: Storage } {
+    const t = targets as I32;
+    for (let i = 0; i < M; i++) {
+      if (!(t[i] >= 0 && t[i] < V)) throw new RangeError(`targetLogprobs: target ${t[i]} at row ${i} is outside [0, ${V})`);
+    }
+    const lse = this.raw(M), logp = this.raw(M), scratch = this.raw(V);
+    this.ops.target_logprobs_forward((logits as F32).byteOffset, t.byteOffset, lse.byteOffset, logp.byteOffset, scratch.byteOffset, M, V);
+    this.free(scratch);
+    return { logp, lse };
+  }
+
+  targetLogprobsBackward(logits: Storage, targets: Storage, lse: Storage, dlogp: Storage, M: number, V: number): Storage {
+    const dx = this.raw(M * V); // every element written by the kernel
+    const ptr = (x: Storage) => (x as View).byteOffset;
+    this.ops.target_logprobs_backward(ptr(logits), ptr(targets), ptr(lse), ptr(dlogp), dx.byteOffset, M, V);
     return dx;
   }
 

@@ -244,6 +244,7 @@ export class WebGPUBackend implements Backend, FusedKernels {
   private readonly pool = new Map<number, GpuBuffer[]>(); // free buffers by byte size
   private readonly readPool = new Map<number, GpuBuffer[]>(); // MAP_READ staging buffers
   private live = 0; // bytes held by live storages
+  private peak = 0; // the most `live` has been since resetPeak()
   private pooled = 0; // bytes held by the pool
 
   // the batch being recorded
@@ -309,6 +310,7 @@ export class WebGPUBackend implements Backend, FusedKernels {
       this.stats.buffersCreated++;
     }
     this.live += bytes;
+    if (this.live > this.peak) this.peak = this.live;
     return new GpuStorage(buffer, length, dtype);
   }
 
@@ -354,8 +356,8 @@ export class WebGPUBackend implements Backend, FusedKernels {
       this.errorsMayBeSet = false;
       if (e[0] !== 0) {
         this.clear(this.errors);
-        const op = ['', 'gather', 'scatterAdd', 'crossEntropy'][e[0]] ?? 'a kernel';
-        const what = e[0] === 3 ? 'target' : 'index';
+        const op = ['', 'gather', 'scatterAdd', 'crossEntropy', 'targetLogprobs'][e[0]] ?? 'a kernel';
+        const what = e[0] >= 3 ? 'target' : 'index';
         throw new RangeError(`${op} (webgpu): ${what} ${e[2]} at position ${e[1]} was outside the table; the result read now is not valid`);
       }
     }
@@ -376,6 +378,12 @@ export class WebGPUBackend implements Backend, FusedKernels {
 
   bytesInUse(): number {
     return this.live;
+  }
+  peakBytes(): number {
+    return this.peak;
+  }
+  resetPeak(): void {
+    this.peak = this.live;
   }
 
   /** Bytes kept by the pool for reuse (not in use, not returned to the driver). */
@@ -706,6 +714,22 @@ export class WebGPUBackend implements Backend, FusedKernels {
     this.dispatch('cross_entropy', 'count_rows', undefined, p, [null, t, null, null, null, null, null, null, count], [1, 1, 1]);
     this.dispatch('cross_entropy', 'backward', undefined, p, [this.check(logits), t, this.check(lse), null, null, this.check(dloss), dx, null, count], this.grid1d(N * V));
     this.free(count);
+    return dx;
+  }
+
+  // the log-probs of target tokens: the same kernel file, bindings 10 logp and 11 dlogp
+  targetLogprobsForward(logits: Storage, targets: Storage, M: number, V: number): { logp: Storage; lse: Storage } {
+    const lse = this.alloc(M, 'float32'), logp = this.alloc(M, 'float32');
+    const bufs: Binding[] = [this.check(logits), this.check(targets), lse, null, null, null, null, this.errors, null, logp];
+    this.dispatch('cross_entropy', 'logprob_forward', undefined, new ParamBlock().u32(M, V), bufs, this.grid1d(M, 1));
+    this.errorsMayBeSet = true;
+    return { logp, lse };
+  }
+
+  targetLogprobsBackward(logits: Storage, targets: Storage, lse: Storage, dlogp: Storage, M: number, V: number): Storage {
+    const dx = this.alloc(M * V, 'float32');
+    const bufs: Binding[] = [this.check(logits), this.check(targets), this.check(lse), null, null, null, dx, null, null, null, this.check(dlogp)];
+    this.dispatch('cross_entropy', 'logprob_backward', undefined, new ParamBlock().u32(M, V), bufs, this.grid1d(M * V));
     return dx;
   }
 

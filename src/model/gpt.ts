@@ -315,6 +315,21 @@ export class GPT {
    * multiple G of B: each prompt row then fills G cache rows.
    */
   forward(idx: T.Tensor, cache?: KVCache): T.Tensor {
+    return this.head(this.hidden(idx, cache));
+  }
+
+  /**
+   * Logits (M, V) at some positions only: `rows` int32 (M) indexes the B*T positions of idx
+   * (row b*T + t). The transformer runs on every position (attention needs them all); only
+   * the LM head, whose (·, V) output is the largest activation, is skipped elsewhere. RL's
+   * log-probs (model/logprobs.ts) need the logits only where a sampled token is predicted.
+   */
+  logitsAt(idx: T.Tensor, rows: T.Tensor): T.Tensor {
+    return this.head(T.gather(this.hidden(idx), rows));
+  }
+
+  /** The final hidden states (B*T, C) of idx (B, T), after the last RMSNorm; see forward. */
+  private hidden(idx: T.Tensor, cache?: KVCache): T.Tensor {
     const c = this.config;
     if (idx.dtype !== 'int32' || idx.rank !== 2) throw new Error(`GPT.forward: idx must be int32 (B, T), got ${idx.describe()}`);
     const [B, Tn] = idx.shape;
@@ -340,9 +355,14 @@ export class GPT {
       x = T.add(x, this.mlp(this.norm(x, pre + 'post_attention_layernorm.weight'), l));
     }
     if (cache) cache.length += Tn;
-    x = this.norm(x, 'model.norm.weight');
+    return this.norm(x, 'model.norm.weight'); // (B*T, C)
+  }
+
+  /** The LM head (and the optional soft-cap) on hidden states (R, C): logits (R, V). */
+  private head(x: T.Tensor): T.Tensor {
+    const c = this.config;
     const head = c.tieEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-    let logits = this.linear(x, head); // (B*T, V)
+    let logits = this.linear(x, head); // (R, V)
     if (c.logitSoftcap > 0) logits = T.mulScalar(T.tanh(T.mulScalar(logits, 1 / c.logitSoftcap)), c.logitSoftcap);
     return logits;
   }

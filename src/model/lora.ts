@@ -114,12 +114,14 @@ export class Lora implements LinearAdapter {
     if (!parts) return y;
     let h = x; // (N, in)
     if (this.training && this.config.dropout > 0) h = this.dropout(x);
-    let delta: T.Tensor | null = null;
+    // α/r multiplies the narrow (N, r_g) product, not the (N, out) one: the same sum, one
+    // fewer full-width tensor per layer kept for the backward (RL's step memory, bench/RESULTS.md)
+    let out = y;
     for (const { A, B } of parts) {
-      const d = T.matmul(T.matmul(h, A, { transB: true }), B, { transB: true }); // (N, r_g) → (N, out)
-      delta = delta ? T.add(delta, d) : d;
+      const low = T.mulScalar(T.matmul(h, A, { transB: true }), this.scale); // (N, r_g)
+      out = T.add(out, T.matmul(low, B, { transB: true })); // (N, out)
     }
-    return T.add(y, T.mulScalar(delta!, this.scale));
+    return out;
   }
 
   /** Inverted dropout on the adapter's input: zero features with probability p, scale the

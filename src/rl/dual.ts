@@ -219,7 +219,7 @@ export class DualAgent {
         const a = o.algo;
         const r = await withGroup(this.model, 'policy', () =>
           this.policy.trainStep(async (m) => {
-            const logp = tokenLogprobs(m, batch.ids, batch.N, batch.L); // (N, L-1)
+            const logp = tokenLogprobs(m, batch.ids, batch.N, batch.L, { only: batch.mask }); // (N, L-1)
             const logpHost = m.backend.readSync ? undefined : await logp.data();
             return policyLoss(
               { logp, oldLogp: batch.oldLogp, advantages: batch.advantages, mask: batch.mask, logpHost },

@@ -196,7 +196,7 @@ export class RLPolicy {
   /** The policy loss of one packed batch (losses.ts), with its host statistics kept for logging. */
   private async lossOf(model: GPT, b: RLBatch): Promise<T.Tensor> {
     const a = this.o.algo;
-    const logp = tokenLogprobs(model, b.ids, b.N, b.L); // (N, L-1)
+    const logp = tokenLogprobs(model, b.ids, b.N, b.L, { only: b.mask }); // (N, L-1), 0 off the sampled tokens
     // the loss's statistics are computed on the host: a GPU backend needs an explicit read
     const logpHost = model.backend.readSync ? undefined : await logp.data();
     const r = policyLoss(
@@ -213,7 +213,7 @@ export class RLPolicy {
     if (!adapter) throw new UserError('--beta > 0 needs a LoRA policy (the reference is the model without its adapter); use --lora-rank > 0 or --beta 0');
     this.model.adapter = null;
     try {
-      return await T.noGrad(() => T.tidy(async () => Float32Array.from(await tokenLogprobs(this.model, b.ids, b.N, b.L).data())));
+      return await T.noGrad(() => T.tidy(async () => Float32Array.from(await tokenLogprobs(this.model, b.ids, b.N, b.L, { only: b.mask }).data())));
     } finally {
       this.model.adapter = adapter;
     }

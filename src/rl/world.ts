@@ -50,7 +50,7 @@ export function packWorldBatch(seqs: { ids: number[]; obsMask: number[] }[], pad
 export function worldLoss(model: GPT, b: WorldBatch): T.Tensor {
   const count = b.mask.reduce((s, v) => s + v, 0);
   if (count === 0) throw new Error('internal: a world-model batch with no observation tokens');
-  const logp = tokenLogprobs(model, b.ids, b.N, b.L); // (N, L-1)
+  const logp = tokenLogprobs(model, b.ids, b.N, b.L, { only: b.mask }); // (N, L-1), 0 off the observations
   const w = T.tensor(b.mask.map((v) => -v / count), [b.N, b.L - 1], { backend: model.backend });
   return T.sumAll(T.mul(logp, w)); // () = −Σ mask·logp / Σ mask
 }

@@ -68,6 +68,28 @@ export function crossEntropy(logits: Tensor, targets: ArrayLike<number>, ignoreI
   return O.mulScalar(sumAll(picked), -1 / Math.max(1, picks.length));
 }
 
+/**
+ * Log-probability of each row's target, logits (M, V) and integer targets (M) -> (M):
+ * logSoftmax(logits)[i, target_i], picked from the flattened (M*V, 1) table at i*V + target_i
+ * as in crossEntropy (no ignore value here: every row has a target). RL's policy loss needs
+ * these one per sampled token; targetLogprobsFused computes the same without the (M, V)
+ * intermediates.
+ */
+export function targetLogprobs(logits: Tensor, targets: ArrayLike<number>): Tensor {
+  if (logits.rank !== 2) throw new O.ShapeError(`targetLogprobs: logits must be (M, V), got [${logits.shape}]`);
+  const [M, V] = logits.shape;
+  if (targets.length !== M) throw new O.ShapeError(`targetLogprobs: ${targets.length} targets for ${M} rows of logits`);
+  const picks = new Int32Array(M);
+  for (let i = 0; i < M; i++) {
+    const t = targets[i];
+    if (!(Number.isInteger(t) && t >= 0 && t < V)) throw new O.ShapeError(`targetLogprobs: target ${t} at row ${i} is outside [0, ${V})`);
+    picks[i] = i * V + t;
+  }
+  const logp = O.reshape(logSoftmax(logits, -1), [M * V, 1]);
+  const picked = O.gather(logp, O.tensor(picks, [M], { dtype: 'int32', backend: logits.backend })); // (M, 1)
+  return O.reshape(picked, [M]);
+}
+
 /** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * weight (weight optional). */
 export function rmsnorm(x: Tensor, weight: Tensor | null, eps = 1e-6): Tensor {
   const ms = mean(O.mul(x, x), -1, true);
@@ -137,5 +159,5 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, causal = true): Tenso
 
 /** Every composed op, for the test that makes sure each has a gradient check. */
 export const COMPOSED_OPS = [
-  'mean', 'sumAll', 'meanAll', 'silu', 'relu2', 'softmax', 'logSoftmax', 'crossEntropy', 'rmsnorm', 'rope', 'attention',
+  'mean', 'sumAll', 'meanAll', 'silu', 'relu2', 'softmax', 'logSoftmax', 'crossEntropy', 'targetLogprobs', 'rmsnorm', 'rope', 'attention',
 ] as const;

@@ -1,8 +1,9 @@
-// Fused ops: three deliberate exceptions to "everything is composed from primitives".
+// Fused ops: four deliberate exceptions to "everything is composed from primitives".
 //
-// Cross-entropy over a large vocabulary, RMSNorm and causal attention are where a composed
-// graph makes many passes over big intermediates (attention's (B, NH, T, T) scores alone
-// go through six ops). Each fused op here runs one forward kernel and one backward kernel of
+// Cross-entropy and the log-probs of target tokens over a large vocabulary, RMSNorm and
+// causal attention are where a composed graph makes many passes over big intermediates
+// (attention's (B, NH, T, T) scores alone go through six ops; a composed log-softmax keeps
+// several (M, V) tensors alive for its backward). Each fused op here runs one forward kernel and one backward kernel of
 // the backend (src/backend/fused.ts: loops in cpu-fused.ts, WGSL on the GPU) and carries its
 // own gradient rule in grad.ts. The composed versions in composed.ts stay the reference:
 // test/grad.test.ts checks these against finite differences like every op, and
@@ -11,7 +12,7 @@ import type { Backend } from '../backend/backend.ts';
 import { CpuBackend } from '../backend/cpu.ts';
 import { CpuFused } from '../backend/cpu-fused.ts';
 import { type AdamWParams, type AttentionShape, type FusedKernels, type FusedOp, hasFused, prefersFused } from '../backend/fused.ts';
-import { attention, crossEntropy, rmsnorm } from './composed.ts';
+import { attention, crossEntropy, rmsnorm, targetLogprobs } from './composed.ts';
 import { ShapeError, record, sameBackend, tensor, wantFloat } from './ops.ts';
 import { type Tensor, fromStorage } from './tensor.ts';
 
@@ -55,6 +56,29 @@ export function crossEntropyFused(logits: Tensor, targets: ArrayLike<number>, ig
   const { loss, lse } = kernels('crossEntropyFused', b).crossEntropyForward(logits.storage, tt.storage, N, V);
   const out = fromStorage(loss, [], 'float32', b, 'crossEntropyFused');
   return record('crossEntropyFused', [logits, tt], out, { lse: fromStorage(lse, [N], 'float32', b, 'crossEntropyFused.lse'), N, V });
+}
+
+/**
+ * Log-probability of each row's target: logits (M, V), host integer targets (M) in [0, V)
+ * -> (M) = logits[i, target_i] - logsumexp(logits[i, :]). Only the logits and one float per
+ * row (the log-sum-exp) are kept for the backward. Same result as composed `targetLogprobs`.
+ */
+export function targetLogprobsFused(logits: Tensor, targets: ArrayLike<number>): Tensor {
+  const b = sameBackend('targetLogprobsFused', [logits]);
+  wantFloat('targetLogprobsFused', logits);
+  if (logits.rank !== 2) throw new ShapeError(`targetLogprobsFused: logits must be (M, V), got [${logits.shape}]`);
+  const [M, V] = logits.shape;
+  if (targets.length !== M) throw new ShapeError(`targetLogprobsFused: ${targets.length} targets for ${M} rows of logits`);
+  const t = new Int32Array(M);
+  for (let i = 0; i < M; i++) {
+    const v = targets[i];
+    if (!(Number.isInteger(v) && v >= 0 && v < V)) throw new ShapeError(`targetLogprobsFused: target ${v} at row ${i} is outside [0, ${V})`);
+    t[i] = v;
+  }
+  const tt = tensor(t, [M], { dtype: 'int32', backend: b });
+  const { logp, lse } = kernels('targetLogprobsFused', b).targetLogprobsForward(logits.storage, tt.storage, M, V);
+  const out = fromStorage(logp, [M], 'float32', b, 'targetLogprobsFused');
+  return record('targetLogprobsFused', [logits, tt], out, { lse: fromStorage(lse, [M], 'float32', b, 'targetLogprobsFused.lse'), M, V });
 }
 
 /** RMSNorm over the last axis (weight optional). Same result as composed `rmsnorm`. */
@@ -117,6 +141,11 @@ export function crossEntropyAuto(logits: Tensor, targets: ArrayLike<number>, ign
   return useFused('crossEntropy', logits, allowFused) ? crossEntropyFused(logits, targets, ignoreIndex) : crossEntropy(logits, targets, ignoreIndex);
 }
 
+/** Target log-probs: targetLogprobsFused where FUSED_POLICY says so, else the composed one. */
+export function targetLogprobsAuto(logits: Tensor, targets: ArrayLike<number>, allowFused = true): Tensor {
+  return useFused('targetLogprobs', logits, allowFused) ? targetLogprobsFused(logits, targets) : targetLogprobs(logits, targets);
+}
+
 /**
  * One AdamW step IN PLACE on param p and its moments m, v (same shape, float32), by the
  * backend's fused kernel where FUSED_POLICY has 'adamw' for it. Returns false (and does
@@ -137,6 +166,10 @@ export const fusedBackward = {
   crossEntropy(logits: Tensor, targets: Tensor, lse: Tensor, dy: Tensor, N: number, V: number): Tensor {
     const s = kernels('crossEntropyFused', logits.backend).crossEntropyBackward(logits.storage, targets.storage, lse.storage, dy.storage, N, V);
     return fromStorage(s, [N, V], 'float32', logits.backend, 'crossEntropyFused.backward');
+  },
+  targetLogprobs(logits: Tensor, targets: Tensor, lse: Tensor, dy: Tensor, M: number, V: number): Tensor {
+    const s = kernels('targetLogprobsFused', logits.backend).targetLogprobsBackward(logits.storage, targets.storage, lse.storage, dy.storage, M, V);
+    return fromStorage(s, [M, V], 'float32', logits.backend, 'targetLogprobsFused.backward');
   },
   rmsnorm(x: Tensor, w: Tensor | null, rstd: Tensor, dy: Tensor, R: number, C: number): [Tensor, Tensor | null] {
     const r = kernels('rmsnormFused', x.backend).rmsnormBackward(dy.storage, x.storage, w?.storage ?? null, rstd.storage, R, C);

@@ -115,8 +115,10 @@ export const VJP: { [K in PrimOp]: Vjp } = {
     return sizes.map((s) => O.slice(dy, axis, off, (off += s)));
   },
 
-  // C = A B: dA = dC Bᵀ, dB = Aᵀ dC; transposed operands swap roles accordingly.
-  matmul: (n, dy) => [matmulGradA(n, dy), matmulGradB(n, dy)],
+  // C = A B: dA = dC Bᵀ, dB = Aᵀ dC; transposed operands swap roles accordingly. A frozen
+  // operand (a base weight under LoRA) gets no gradient: its matmul, a third of the
+  // backward's work, is skipped rather than computed and dropped.
+  matmul: (n, dy) => [n.inputs[0].requiresGrad ? matmulGradA(n, dy) : null, n.inputs[1].requiresGrad ? matmulGradB(n, dy) : null],
 
   // gather's adjoint scatters the rows' gradients back, adding rows picked more than once.
   gather: (n, dy) => [O.scatterAdd(dy, x1(n), x0(n).shape[0]), null],
@@ -127,6 +129,11 @@ export const VJP: { [K in PrimOp]: Vjp } = {
   crossEntropyFused: (n, dy) => {
     const { lse, N, V } = n.attrs as { lse: Tensor; N: number; V: number };
     return [fusedBackward.crossEntropy(x0(n), x1(n), lse, dy, N, V), null];
+  },
+  // target log-probs: dlogits = dy_i (onehot(target_i) - softmax(logits_i))
+  targetLogprobsFused: (n, dy) => {
+    const { lse, M, V } = n.attrs as { lse: Tensor; M: number; V: number };
+    return [fusedBackward.targetLogprobs(x0(n), x1(n), lse, dy, M, V), null];
   },
   // RMSNorm: y = x r w with r = (mean x² + eps)^-1/2:
   //   dx = r (dy w) - x r³ mean(dy w x),  dw = Σ_rows dy x r

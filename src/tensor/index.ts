@@ -4,4 +4,4 @@ export * from './ops.ts';
 export * from './composed.ts';
 export { backward, zeroGrad, sumTo, PRIM_OPS, VJP } from './grad.ts';
 export { Rng, type RngState } from './random.ts';
-export { crossEntropyFused, rmsnormFused, attentionFused, fusedKernels, rmsnormAuto, attentionAuto, attentionRunsFused, crossEntropyAuto, adamwUpdateFused } from './fused.ts';
+export { crossEntropyFused, targetLogprobsFused, targetLogprobsAuto, rmsnormFused, attentionFused, fusedKernels, rmsnormAuto, attentionAuto, attentionRunsFused, crossEntropyAuto, adamwUpdateFused } from './fused.ts';

@@ -14,7 +14,7 @@ export type PrimOp =
   | 'reshape' | 'permute' | 'slice' | 'pad' | 'concat'
   | 'matmul' | 'gather' | 'scatterAdd'
   // fused, each with a composed reference in composed.ts (see fused.ts)
-  | 'crossEntropyFused' | 'rmsnormFused' | 'attentionFused';
+  | 'crossEntropyFused' | 'targetLogprobsFused' | 'rmsnormFused' | 'attentionFused';
 
 // ---------------------------------------------------------------------------------------
 // checks and shape helpers
