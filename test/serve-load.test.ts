@@ -5,20 +5,13 @@
 // test sets up, not a race).
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
 import { abortError, loadChatModel, serialQueue, type ChatModel } from '../src/serve/chat-model.ts';
-import { createServer } from '../src/serve/server.ts';
 import { tinyChatCheckpoint } from './chat-fixture.ts';
+import { listen } from './serve-fixture.ts';
 
 const user = (content: string) => ({ role: 'user' as const, content });
 const QUESTIONS = ['Hello there!', 'How are you today?', 'What is two plus two?', 'Thank you.'];
 
-async function listen(model: ChatModel, maxQueue?: number) {
-  const app = createServer(model, { maxQueue });
-  const base = await app.listen({ port: 0, host: '127.0.0.1' });
-  // maxRetries 0: a failure must show, not be retried away
-  return { app, base, client: new OpenAI({ baseURL: base + '/v1', apiKey: 'x', maxRetries: 0 }) };
-}
 
 /** One request of the load: who sent it, what it asked, what came back. */
 interface Outcome {

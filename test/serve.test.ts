@@ -5,13 +5,13 @@ import OpenAI from 'openai';
 import { existsSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
 import { abortError, fitPrompt, loadChatModel, replyAssembler, serialQueue, type ChatModel, type Completion, type Message } from '../src/serve/chat-model.ts';
 import { sampleRow } from '../src/model/engine.ts';
 import { createServer, LIMITS, SERVER_DEFAULTS } from '../src/serve/server.ts';
 import { Rng } from '../src/tensor/index.ts';
 import { renderForCompletion, SPECIALS, trainTokenizer, type Tokenizer } from '../src/tokenizer/index.ts';
 import { FIXTURE_CONTEXT, tinyChatCheckpoint } from './chat-fixture.ts';
+import { listen } from './serve-fixture.ts';
 
 // ---------------------------------------------------------------------------------------
 // A fake ChatModel: replies with a fixed text in small deltas, one call at a time, and
@@ -60,11 +60,6 @@ function fakeModel(o: { delayMs: number; longDeltas?: number } = { delayMs: 0 })
   return { model, stats };
 }
 
-async function listen(model: ChatModel): Promise<{ app: FastifyInstance; base: string; client: OpenAI }> {
-  const app = createServer(model);
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return { app, base: url, client: new OpenAI({ baseURL: url + '/v1', apiKey: 'x', maxRetries: 0 }) };
-}
 
 const user = (content: string) => ({ role: 'user' as const, content });
 
