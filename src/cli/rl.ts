@@ -67,7 +67,7 @@ export async function runRlCommand(f: Flags, cmd?: Command): Promise<RLResult> {
     log: (l) => process.stderr.write(l + '\n'),
     progress: (s) =>
       process.stderr.write(
-        `step ${s.step}/${s.steps}  reward ${s.reward.toFixed(3)}  success ${(100 * s.success).toFixed(1)}%  len ${s.responseLength.toFixed(1)}  ` +
+        `step ${s.step}/${s.steps}  reward ${s.reward.toFixed(3)}  success ${(100 * s.success).toFixed(1)}%  zero-adv ${(100 * (s.zeroAdvantage ?? NaN)).toFixed(0)}%  len ${s.responseLength.toFixed(1)}  ` +
           `entropy ${s.entropy.toFixed(2)}  clip ${(100 * s.clipFraction).toFixed(1)}%  kl ${s.kl.toFixed(4)}  groups ${s.keptGroups} kept/${s.droppedGroups} dropped  ${s.seconds.toFixed(1)}s\n`,
       ),
   });

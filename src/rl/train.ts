@@ -39,7 +39,7 @@ import { replyText } from '../eval/tasks.ts';
 import { groupAdvantages } from './advantages.ts';
 import { overlongPenalty, policyLoss } from './losses.ts';
 import { packBatch, rollout, type Group, type RLBatch, type RolloutPrompt } from './rollout.ts';
-import { fillBatch } from './sampling.ts';
+import { fillBatch, hasSignal } from './sampling.ts';
 
 /** The switches of one RL run's algorithm. GRPO and DAPO are two settings of them. */
 export interface AlgoOptions {
@@ -67,8 +67,11 @@ export interface RLProblemSource {
 
 export interface RLStepStats {
   step: number;
-  reward: number; // mean reward of the kept groups' completions (shaping included)
+  reward: number; // mean reward of all sampled completions, kept or not (shaping included)
   success: number; // fraction of all sampled completions with task reward 1
+  // fraction of sampled groups whose rewards were all equal: their advantages are 0, they
+  // carry no signal (optional only because the service-env loop, run-dual.ts, does not fill it)
+  zeroAdvantage?: number;
   responseLength: number; // mean sampled tokens per completion
   entropy: number; // mean −log π_old(token) of sampled tokens: an estimate of the policy's entropy
   clipFraction: number; // fraction of trained tokens whose ratio was clipped
@@ -138,7 +141,7 @@ export class RLPolicy {
   async trainStep(source: RLProblemSource, rng: T.Rng): Promise<RLStepStats> {
     const t0 = performance.now();
     const { o } = this, a = o.algo;
-    let completions = 0, successes = 0, sampledTokens = 0, logpSum = 0, round = 0;
+    let completions = 0, successes = 0, rewardSum = 0, sampledTokens = 0, logpSum = 0, round = 0, groupsSampled = 0, groupsFlat = 0;
     // one round: `need` fresh problems, G completions each, scored (and shaped) — with the
     // sampling statistics of every completion, kept or not
     const generateRound = async (need: number): Promise<Group[]> => {
@@ -156,6 +159,11 @@ export class RLPolicy {
         }
         // DAPO's overlong shaping is added to the task reward before advantages
         if (a.overlong) g.rewards = g.rewards.map((r, s) => r + overlongPenalty(g.rows[s].tokens.length, a.overlong![0], a.overlong![1]));
+        // the step's reward and its zero-advantage fraction describe every sampled group, so a
+        // batch where all completions succeeded reads "reward 1, zero-adv 100%", not "reward 0"
+        rewardSum += g.rewards.reduce((x, y) => x + y, 0);
+        groupsSampled++;
+        if (!hasSignal(g)) groupsFlat++;
       }
       return groups;
     };
@@ -169,18 +177,17 @@ export class RLPolicy {
     } else kept = await generateRound(o.promptsPerStep);
     const rounds = round;
     const stats: RLStepStats = {
-      step: this.step + 1, reward: 0, success: successes / Math.max(1, completions), responseLength: sampledTokens / Math.max(1, completions),
+      step: this.step + 1, reward: rewardSum / Math.max(1, completions), success: successes / Math.max(1, completions), zeroAdvantage: groupsFlat / Math.max(1, groupsSampled), responseLength: sampledTokens / Math.max(1, completions),
       entropy: sampledTokens ? -logpSum / sampledTokens : 0, clipFraction: 0, kl: 0, keptGroups: kept.length, droppedGroups: dropped,
       genRounds: rounds, completions, loss: 0, seconds: 0,
     };
     this.step++;
-    if (kept.every((g) => g.rewards.every((r) => r === g.rewards[0]))) {
+    if (!kept.some(hasSignal)) {
       // every group had equal rewards: all advantages are 0, nothing to learn from this step
       stats.seconds = (performance.now() - t0) / 1000;
       return stats;
     }
     const advantages = groupAdvantages(kept.map((g) => g.rewards), { kind: a.advantage });
-    stats.reward = kept.reduce((s, g) => s + g.rewards.reduce((x, y) => x + y, 0), 0) / kept.reduce((s, g) => s + g.rewards.length, 0);
     this.batch = packBatch(kept, advantages);
     this.refLogp = a.beta > 0 ? await this.referenceLogprobs(this.batch) : null;
     let loss = 0;
