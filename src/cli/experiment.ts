@@ -17,6 +17,17 @@ function lrList(v: string): number[] {
   return xs;
 }
 
+function seedList(v: string): number[] {
+  const xs = v.split(',').map((x) => (/^\d+$/.test(x.trim()) ? Number(x) : NaN));
+  if (xs.some((x) => !Number.isInteger(x))) throw new InvalidArgumentError(`expected comma-separated integers >= 0, got "${v}"`);
+  if (new Set(xs).size !== xs.length) throw new InvalidArgumentError(`a seed is listed twice in "${v}"`);
+  return xs;
+}
+
+function thresholdArg(v: string): number | 'auto' {
+  return v.trim() === 'auto' ? 'auto' : num(v);
+}
+
 export function registerExperiment(program: Command): void {
   const exp = program.command('experiment').description('reproduce the claims behind minichat as small experiments');
   exp
@@ -30,16 +41,18 @@ export function registerExperiment(program: Command): void {
     .option('--batch-size <n>', SPEC_FIELDS.batchSize.help, posInt, D.batchSize)
     .option('--seq-len <n>', SPEC_FIELDS.seqLen.help, posInt, D.seqLen)
     .option('--lrs <list>', 'learning rates swept for each arm', lrList, D.lrs)
-    .option('--threshold <x>', 'report the step where the smoothed train loss first reaches this', num, D.threshold)
-    .option('--seed <n>', 'seed shared by both arms', nonNegInt, D.seed)
+    .option('--threshold <x>', "report the step where the smoothed train loss first reaches this; 'auto': the claim's loss 3.0 mapped onto this tokenizer and data (docs/experiments/qknorm-muon.md)", thresholdArg, D.threshold)
+    .option('--seed <n>', 'seed shared by both arms (init and data order)', nonNegInt, D.seed)
+    .option('--seeds <list>', 'several seeds (comma-separated, e.g. 0,1,2): every (arm, lr) runs once per seed; the table gives mean ± std (overrides --seed)', seedList)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
     .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
       await claimRunDir(o.out, 'experiment qknorm-muon', { mode: 'replace', options: { ...o } }); // its own previous output, or a new or empty directory
-      const { table } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
+      const { table, claim } = await runQkNormMuon({ ...o, backend }, (s) => process.stderr.write(s + '\n'));
       console.log(table);
+      if (o.seeds?.length > 1) console.log(`\n${claim}`);
       console.log(`\n-> ${o.out}/qknorm-muon.md, ${o.out}/qknorm-muon.svg`);
     });
 

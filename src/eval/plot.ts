@@ -5,11 +5,12 @@ export interface Series {
   color: string;
   width?: number;
   dashed?: boolean;
+  band?: [number, number, number][]; // (x, low, high): a shaded spread behind the line (e.g. min–max over seeds)
 }
 
 export function lineChartSvg(series: Series[], o: { title: string; xLabel: string; yLabel: string; width?: number; height?: number; yMax?: number; hLine?: number }): string {
   const W = o.width ?? 720, H = o.height ?? 420, L = 60, R = 170, Tp = 40, B = 50;
-  const all = series.flatMap((s) => s.points);
+  const all = series.flatMap((s) => [...s.points, ...(s.band ?? []).flatMap(([x, lo, hi]) => [[x, lo], [x, hi]] as [number, number][])]);
   const xMax = Math.max(...all.map((p) => p[0]), 1);
   const yMin = Math.min(...all.map((p) => p[1]), o.hLine ?? Infinity);
   const yMax = o.yMax ?? Math.max(...all.map((p) => p[1]));
@@ -34,6 +35,13 @@ export function lineChartSvg(series: Series[], o: { title: string; xLabel: strin
   if (o.hLine !== undefined) {
     out.push(`<line x1="${L}" x2="${W - R}" y1="${sy(o.hLine)}" y2="${sy(o.hLine)}" stroke="#999" stroke-dasharray="2 3"/>`);
     out.push(`<text x="${W - R - 4}" y="${sy(o.hLine) - 4}" text-anchor="end" fill="#666">${o.hLine}</text>`);
+  }
+  // bands first, so every line is drawn over them
+  for (const s of series) {
+    if (!s.band?.length) continue;
+    const upper = s.band.map(([x, , hi], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(hi).toFixed(1)}`).join('');
+    const lower = [...s.band].reverse().map(([x, lo]) => `L${sx(x).toFixed(1)},${sy(lo).toFixed(1)}`).join('');
+    out.push(`<path d="${upper}${lower}Z" fill="${s.color}" fill-opacity="0.18" stroke="none"/>`);
   }
   series.forEach((s, i) => {
     const d = s.points.map(([x, y], j) => `${j ? 'L' : 'M'}${sx(x).toFixed(1)},${sy(y).toFixed(1)}`).join('');
