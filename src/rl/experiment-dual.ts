@@ -59,7 +59,7 @@ export interface DualExperimentOptions {
 }
 
 export const DUAL_EXPERIMENT_DEFAULTS: Omit<DualExperimentOptions, 'out' | 'backend'> = {
-  modes: DUAL_MODES.filter((m) => m !== 'early'), seeds: [0, 1, 2], spaces: [SERVICE_DEFAULTS.space], steps: 8, tasksPerStep: 4, groupSize: 4,
+  modes: DUAL_MODES.filter((m) => m !== 'early'), seeds: [0, 1, 2], spaces: [SERVICE_DEFAULTS.space], steps: 6, tasksPerStep: 4, groupSize: 4,
   evalEvery: 1, evalEach: 2, target: 0.8, loraRank: 16, policyRank: 8, policyLr: 3e-3, worldLr: 1e-2, worldSeed: 0,
   companies: SERVICE_DEFAULTS.companies, targets: SERVICE_DEFAULTS.targets, requests: SERVICE_DEFAULTS.requests, warmRoot: 'runs/warmstart',
 };
