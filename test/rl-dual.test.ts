@@ -222,3 +222,27 @@ describe('rl --task service-env --resume', () => {
     expect(ad(a.model).some(([, v]) => (v as number[]).some((x) => x !== 0))).toBe(true);
   }, 60_000);
 });
+
+describe('rl --task service-env flags', () => {
+  it('refuses every typed flag it has no use for, in one line, and --init is only optional for it', async () => {
+    const { Command } = await import('commander');
+    const { registerRl } = await import('../src/cli/rl.ts');
+    const run = async (...args: string[]) => {
+      const program = new Command().exitOverride();
+      registerRl(program);
+      try {
+        await program.parseAsync(['node', 'minichat', 'rl', ...args]);
+        return 'ran';
+      } catch (e) {
+        return (e as Error).message;
+      }
+    };
+    for (const [flag, value] of [['--beta', '0.1'], ['--mu', '2'], ['--max-gen-rounds', '1'], ['--overlong', '64,16'], ['--digits', '2'], ['--tool', undefined]] as const) {
+      const msg = await run('--task', 'service-env', flag, ...(value ? [value] : []));
+      expect(msg, flag).toMatch(new RegExp(`^${flag} does not apply to --task service-env \\(`));
+      expect(msg).not.toContain('\n');
+    }
+    expect(await run('--task', 'arithmetic')).toMatch(/^--init is required for --task arithmetic/);
+    expect(await run('--task', 'arithmetic', '--init', 'x', '--space', '6')).toMatch(/^--space applies to --task service-env only/);
+  });
+});
