@@ -29,7 +29,7 @@ import { GPT, PRESETS, type GPTConfig } from '../model/gpt.ts';
 import { buildParamGroups } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
 import { trainTokenizer, type Tokenizer } from '../tokenizer/index.ts';
-import { renderConversation } from '../tokenizer/chat.ts';
+import { SPECIALS, renderConversation } from '../tokenizer/chat.ts';
 import { Trainer, languageModelLoss } from '../train/trainer.ts';
 import { episodeMessages, renderEpisode, bareCall } from './envs/render.ts';
 import {
@@ -54,20 +54,29 @@ export interface WarmStartOptions {
 export const WARM_START_DEFAULTS: WarmStartOptions = { vocabSize: 768, pretrainSteps: 450, sftSteps: 250, batchSize: 12, pretrainLr: 1e-2, sftLr: 3e-3, seed: 0 };
 
 /** Bumped whenever what a warm start is trained on changes (it is part of the cache key). */
-const WARM_START_VERSION = 2;
+const WARM_START_VERSION = 3;
 
 /** Kinds of documents, and their shares in pretraining and in SFT. */
-export type DocKind = 'oracle' | 'random' | 'recovery' | 'memory' | 'known-recovery' | 'guess';
-const PRETRAIN_MIX: [DocKind, number][] = [['oracle', 0.3], ['random', 0.2], ['recovery', 0.2], ['memory', 0.1], ['known-recovery', 0.1], ['guess', 0.1]];
-const SFT_MIX: [DocKind, number][] = [['oracle', 0.35], ['recovery', 0.2], ['memory', 0.2], ['known-recovery', 0.1], ['guess', 0.15]];
+export type DocKind = 'oracle' | 'random' | 'recovery' | 'memory' | 'known-recovery' | 'guess' | 'target-guess';
+const PRETRAIN_MIX: [DocKind, number][] = [['oracle', 0.3], ['random', 0.2], ['recovery', 0.2], ['memory', 0.1], ['known-recovery', 0.1], ['guess', 0.05], ['target-guess', 0.05]];
+const SFT_MIX: [DocKind, number][] = [['oracle', 0.35], ['recovery', 0.2], ['memory', 0.2], ['known-recovery', 0.1], ['guess', 0.05], ['target-guess', 0.1]];
 
 export interface Document {
   state: EpisodeState;
   preface: Step[];
+  /** ends at the last call, before its reply (target-guess: a target's requirement is never written) */
+  cut?: boolean;
 }
 
 /** One document of a kind (none of them ever names a target company's requirements). */
 export function worldDocument(world: ServiceWorld, kind: DocKind, rng: T.Rng): Document {
+  if (kind === 'target-guess') {
+    // a target company by name, with random asks and a call, cut before the reply: its name
+    // is seen (and produced) in training, its requirement never is. Without these, the target
+    // names' tokens are never a training target and the model will not copy them.
+    const task = sampleServiceTask(world, rng, 'target');
+    return { state: runEpisode(world, task, scriptedPolicy(shuffle(rng, [...world.fields]).slice(0, world.k))), preface: [], cut: true };
+  }
   if (kind === 'oracle' || kind === 'random' || kind === 'known-recovery') {
     const task = sampleServiceTask(world, rng, 'known');
     if (kind === 'random') return { state: runEpisode(world, task, randomPolicy(world, rng)), preface: [] };
@@ -109,6 +118,7 @@ export async function serviceTokenizer(world: ServiceWorld, vocabSize: number, s
   const texts: string[] = [serviceSystemPrompt()];
   for (let i = 0; i < 600; i++) {
     const d = worldDocument(world, pick(PRETRAIN_MIX, rng), rng);
+    if (d.cut) continue;
     texts.push([serviceUserMessage(d.state.task), ...[...d.preface, ...d.state.steps].flatMap((s) => [s.action, s.observation])].join('\n'));
   }
   // names must be single tokens: the targets' request lines (no requirement), every value
@@ -122,10 +132,19 @@ export async function serviceTokenizer(world: ServiceWorld, vocabSize: number, s
 
 /** A batch of documents as (B, T) next-token windows; `agentOnly`: targets on the agent's tokens only. */
 function documentBatch(tok: Tokenizer, docs: Document[], agentOnly: boolean) {
+  const callEnd = tok.specialId(SPECIALS.toolCallEnd);
   const eps = docs.map((d) => {
-    if (agentOnly) return renderEpisode(tok, d.state, d.preface);
-    const { ids } = renderConversation(tok, episodeMessages(d.state, d.preface));
-    return { ids, lossMask: ids.map(() => 1) };
+    let e: { ids: number[]; lossMask: number[] };
+    if (agentOnly) e = renderEpisode(tok, d.state, d.preface);
+    else {
+      const { ids } = renderConversation(tok, episodeMessages(d.state, d.preface));
+      e = { ids, lossMask: ids.map(() => 1) };
+    }
+    if (d.cut) {
+      const end = e.ids.lastIndexOf(callEnd) + 1;
+      e = { ids: e.ids.slice(0, end), lossMask: e.lossMask.slice(0, end) };
+    }
+    return e;
   });
   const B = eps.length, Tn = Math.max(...eps.map((e) => e.ids.length)) - 1;
   const x = new Int32Array(B * Tn), y = new Int32Array(B * Tn).fill(-1);
