@@ -176,7 +176,7 @@ export function registerInfer(program: Command): void {
       const { model, tokenizer, dir } = await loadCheckpoint(o.ckpt);
       if (model.adapter && !o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);
       if (o.format === 'gguf') {
-        if (isWithin(dir, o.out)) throw new UserError(`--out ${o.out} is inside the checkpoint being exported, ${dir}: choose another --out`);
+        if (isWithin(dir, o.out) || isWithin(o.out, dir)) throw new UserError(`--out ${o.out} is (or holds, or is inside) the checkpoint being exported, ${dir}: choose another --out`);
         await claimGGUFOut(o.out);
         if (model.adapter) mergeLora(model);
         const bytes = await exportGGUF(model, tokenizer, o.out, { dtype: o.dtype as GGUFDtype });
