@@ -1,33 +1,63 @@
-// wasm-worker.mjs: one helper thread of the wasm backend (src/backend/wasm.ts, `threads: N`,
-// Node worker_threads). It instantiates the same matmul kernel (matmul-shared.wasm)
-// over the SAME shared memory as the main thread, so it can compute a band of rows of a
-// matmul in place. No messages per call: the main thread writes the kernel number and its
-// arguments into the shared Int32Array `control`, bumps GO and wakes us (Atomics.notify); we
-// run the kernel, copy GO into DONE and wake the main thread, which waits (Atomics.wait) for
-// every helper. Waiting in Atomics.wait costs no CPU. Plain JavaScript: no loader needed.
+// wasm-worker.mjs: one helper thread of the WebAssembly kernels (src/backend/wasm.ts
+// `threads: N`, and the copying matmul of wasm-matmul.ts `initWasmMatmul({ threads: N })`;
+// Node worker_threads). It instantiates the same matmul kernel (matmul-shared.wasm) over the
+// SAME shared memory as the main thread, so it computes its band of rows in place.
+//
+// The protocol is in src/backend/wasm-threads.ts (read its header): GO and DONE are sequence
+// numbers in the shared control block; we sleep while GO still equals the last job we served,
+// run the kernel, store DONE = that job and notify. A wake-up carries no meaning by itself:
+// after every wait we re-read GO. If this thread dies, its 'exit' hook marks the block DEAD
+// and leaves the error message there, so the main thread (possibly blocked, unable to receive
+// events) reports one clear error instead of waiting forever.
+// Plain JavaScript (not TypeScript) so that it runs in a worker without any loader.
 import { parentPort, workerData } from 'node:worker_threads';
 
-// Slots of `control`; the same constants are in src/backend/wasm.ts.
-const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, FAILED = 15;
-// Kernel numbers: 0 = matmul.wat's matmul (6 args). (A number, so other kernels can be split too.)
+// Slots of `control`; the same numbers are in src/backend/wasm-threads.ts.
+const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 13, FAILED = 14, ALIVE = 1, DEAD = 2;
+const SLOTS = 16;
+// Kernel numbers: 0 = matmul.wat's matmul (6 args). 1 = exit this thread (tests use it to
+// check that a helper dying in the middle of a job is reported, not waited for).
+const K_MATMUL = 0, K_EXIT = 1;
 
 const { matmulBytes, memory, control } = workerData;
-const ctl = new Int32Array(control);
-const env = { env: { memory } };
-const mm = (await WebAssembly.instantiate(matmulBytes, env)).instance.exports;
-parentPort.postMessage('ready'); // createWasmBackend waits for this
+const ctl = new Int32Array(control, 0, SLOTS);
+const message = new Uint8Array(control, SLOTS * 4);
+let lastError = 'the thread exited';
+function say(text) {
+  const bytes = new TextEncoder().encode(text).subarray(0, message.length - 1);
+  message.fill(0);
+  message.set(bytes);
+}
+process.on('exit', (code) => {
+  say(`${lastError} (code ${code})`);
+  Atomics.store(ctl, STATE, DEAD);
+  Atomics.notify(ctl, DONE);
+});
+process.on('uncaughtException', (e) => {
+  lastError = String(e?.message ?? e);
+  process.exit(1);
+});
 
-let seen = 0; // the last GO we served
+const mm = (await WebAssembly.instantiate(matmulBytes, { env: { memory } })).instance.exports;
+Atomics.store(ctl, STATE, ALIVE);
+parentPort.postMessage('ready'); // startHelper waits for this
+
+let seen = 0; // the last job we served
 for (;;) {
-  Atomics.wait(ctl, GO, seen); // sleep while ctl[GO] === seen
+  // sleep while GO === seen; the loop, not the wake-up, decides that there is a new job
+  while (Atomics.load(ctl, GO) === seen) Atomics.wait(ctl, GO, seen);
   seen = Atomics.load(ctl, GO);
-  const a = (i) => ctl[ARGS + i];
+  const kernel = ctl[KERNEL];
   try {
-    if (ctl[KERNEL] === 0) mm.matmul(a(0), a(1), a(2), a(3), a(4), a(5));
-    else throw new Error(`unknown kernel ${ctl[KERNEL]}`);
+    if (kernel === K_MATMUL) mm.matmul(ctl[ARGS], ctl[ARGS + 1], ctl[ARGS + 2], ctl[ARGS + 3], ctl[ARGS + 4], ctl[ARGS + 5]);
+    else if (kernel === K_EXIT) {
+      lastError = 'asked to exit (test hook)';
+      process.exit(3);
+    } else throw new Error(`unknown kernel ${kernel}`);
   } catch (e) {
-    Atomics.store(ctl, FAILED, 1); // the main thread reports it (a trap here is a bug)
-    console.error('wasm-worker:', e);
+    // a trap in a kernel is a bug: say what it was, and let the main thread report it
+    say(String(e?.message ?? e));
+    Atomics.store(ctl, FAILED, 1);
   }
   Atomics.store(ctl, DONE, seen);
   Atomics.notify(ctl, DONE);

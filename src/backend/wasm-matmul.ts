@@ -19,10 +19,12 @@
 //
 // Threads (optional, Node only, off by default): `initWasmMatmul({ threads: 2 })` loads
 // matmul-shared.wasm (the same kernel over a shared WebAssembly.Memory) here and in one
-// worker_thread (kernels/cpu/matmul-worker.mjs); a large enough matmul is then split into
-// bands of rows of A and C, one per thread, with the main thread computing its own band and
-// then blocking (Atomics.wait) until the worker is done. Small matmuls stay single-threaded:
-// waking a thread costs more than they take. Not yet shown to pay (see THREADS_MIN_MACS).
+// worker_thread (kernels/cpu/wasm-worker.mjs, the wasm backend's helper); a large enough
+// matmul is then split into bands of rows of A and C, one per thread, with the main thread
+// computing its own band and then waiting until the worker is done (the protocol is in
+// wasm-threads.ts). Small matmuls stay single-threaded: waking a thread costs more than they
+// take. This path serves the `cpu` reference backend only; training on CPU uses the wasm
+// backend (wasm.ts), whose threads are the default.
 //
 // Loading the binary differs by platform (as for the WGSL kernels in kernels.ts):
 //   - Node: read kernels/cpu/matmul.wasm from disk, found relative to this module's URL.
@@ -31,6 +33,8 @@
 //         setWasmMatmulBytes(new Uint8Array(await (await fetch(wasmUrl)).arrayBuffer()));
 // This module imports nothing from Node at the top level, so a browser bundle can include it.
 
+import { type Helper, HelperPool, startHelper } from './wasm-threads.ts';
+
 /** The kernel's exports (see the .wat). Pointers are byte offsets into `memory`. */
 interface MatmulExports {
   memory: WebAssembly.Memory;
@@ -38,11 +42,9 @@ interface MatmulExports {
 }
 
 let kernel: MatmulExports | null = null;
-/** Helper threads of the threaded path: their control blocks (see matmul-worker.mjs). */
-let helpers: { worker: { terminate(): Promise<number> }; ctl: Int32Array }[] = [];
-let goSeq = 0; // the last GO sent to the helpers
-// Slots of a helper's control block; the same constants are in kernels/cpu/matmul-worker.mjs.
-const GO = 0, DONE = 1, ARG_A = 2, ARG_BT = 3, ARG_C = 4, ARG_M = 5, ARG_K = 6, ARG_N = 7, FAILED = 8;
+/** Helper threads of the threaded path (wasm-threads.ts). */
+let pool = new HelperPool([]);
+const K_MATMUL = 0; // kernel number in kernels/cpu/wasm-worker.mjs
 /**
  * Matmuls smaller than this many multiply-adds (M·K·N) stay on one thread: 2²⁰ takes ~150 µs
  * on one thread here, so the tens of microseconds of waking a worker and waiting for it would
@@ -92,8 +94,7 @@ export function initWasmMatmul(opts: WasmMatmulInitOptions = {}): Promise<boolea
 
 /** Forget the loaded kernel and stop its workers (tests use this to init again with other options). */
 export function resetWasmMatmul(): void {
-  for (const h of helpers) void h.worker.terminate();
-  helpers = [];
+  pool.destroy();
   kernel = null;
   view = new Float32Array(0);
   initPromise = null;
@@ -120,34 +121,19 @@ async function load(opts: WasmMatmulInitOptions): Promise<boolean> {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 32768, shared: true });
     const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
     kernel = { memory, matmul: (instance.exports as unknown as MatmulExports).matmul };
-    helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(bytes, memory)));
+    const path = await findKernelFile('wasm-worker.mjs');
+    pool = new HelperPool(await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(path, { matmulBytes: bytes, memory }))));
   }
   view = new Float32Array(kernel.memory.buffer);
   return true;
 }
 
-/** Start one worker of the threaded path and wait until its kernel is instantiated. */
-function startHelper(bytes: Uint8Array<ArrayBuffer>, memory: WebAssembly.Memory): Promise<(typeof helpers)[number]> {
-  return startKernelWorker('matmul-worker.mjs', { bytes, memory });
-}
-
 /**
- * Start a kernel worker (kernels/cpu/<file>, Node worker_threads) with a 16-slot shared
- * control block passed as `control` beside `data`, and wait for its 'ready' message. Shared
- * by this module's threaded matmul and the wasm backend (wasm.ts).
+ * Start a kernel worker (kernels/cpu/<file>) with a shared control block and wait until it
+ * is ready. Kept for callers of the old name; see startHelper in wasm-threads.ts.
  */
-export async function startKernelWorker(file: string, data: Record<string, unknown>): Promise<{ worker: { terminate(): Promise<number> }; ctl: Int32Array }> {
-  const wtName = 'node:worker_threads';
-  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
-  const ctl = new Int32Array(new SharedArrayBuffer(16 * 4));
-  const worker = new Worker(await findKernelFile(file), { workerData: { ...data, control: ctl.buffer } });
-  worker.unref(); // a sleeping helper must not keep the process alive
-  await new Promise<void>((resolve, reject) => {
-    worker.once('message', () => resolve());
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`${file} exited (code ${code}) before it was ready`)));
-  });
-  return { worker, ctl };
+export async function startKernelWorker(file: string, data: Record<string, unknown>): Promise<Helper> {
+  return startHelper(await findKernelFile(file), data);
 }
 
 /**
@@ -170,7 +156,7 @@ export function wasmMatmul(
   const mem = ensureFloats(pc + M * N);
   mem.set(a.subarray(aOff, aOff + M * K), pa);
   mem.set(bt.subarray(btOff, btOff + N * K), pb);
-  if (helpers.length > 0 && M * K * N >= THREADS_MIN_MACS && M >= 4 * (helpers.length + 1)) {
+  if (pool.size > 0 && M * K * N >= THREADS_MIN_MACS && M >= 4 * (pool.size + 1)) {
     runThreaded(pa * 4, pb * 4, pc * 4, M, K, N);
   } else {
     kernel.matmul(pa * 4, pb * 4, pc * 4, M, K, N);
@@ -183,32 +169,24 @@ export function wasmMatmul(
  * full), band 0 here and one per helper; then wait until every helper has finished.
  */
 function runThreaded(a: number, bt: number, c: number, M: number, K: number, N: number): void {
-  const parts = helpers.length + 1;
+  const parts = pool.size + 1;
   const band = (Math.ceil(M / parts) + 1) & ~1; // rows per band, rounded up to even
-  goSeq = (goSeq + 1) | 0;
-  helpers.forEach((h, t) => {
+  const jobs = Array.from({ length: parts - 1 }, (_, t) => {
     const m0 = Math.min(M, band * (t + 1)), m1 = Math.min(M, band * (t + 2));
-    const ctl = h.ctl;
-    ctl[ARG_A] = a + m0 * K * 4; ctl[ARG_BT] = bt; ctl[ARG_C] = c + m0 * N * 4;
-    ctl[ARG_M] = m1 - m0; ctl[ARG_K] = K; ctl[ARG_N] = N;
-    Atomics.store(ctl, GO, goSeq); // publishes the arguments above (Atomics are ordered)
-    Atomics.notify(ctl, GO);
+    return [a + m0 * K * 4, bt, c + m0 * N * 4, m1 - m0, K, N];
   });
-  kernel!.matmul(a, bt, c, Math.min(M, band), K, N);
-  for (const h of helpers) {
-    while (Atomics.load(h.ctl, DONE) !== goSeq) {
-      // Blocks this thread until the helper stores DONE; a minute means it died.
-      if (Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 60_000) === 'timed-out') {
-        throw new Error('wasmMatmul: a matmul worker did not answer within 60 s');
-      }
-    }
-    if (h.ctl[FAILED]) throw new Error('wasmMatmul: a matmul worker failed (see its message on stderr)');
+  const op = `matmul (${M}×${K} · ${K}×${N})`;
+  pool.start(K_MATMUL, jobs, op);
+  try {
+    kernel!.matmul(a, bt, c, Math.min(M, band), K, N);
+  } finally {
+    pool.finish(op);
   }
 }
 
 /** How many threads wasmMatmul splits large matmuls over (0 before init). */
 export function wasmMatmulThreads(): number {
-  return kernel ? helpers.length + 1 : 0;
+  return kernel ? pool.size + 1 : 0;
 }
 
 /** n rounded up to a multiple of 4 floats (16 bytes). */

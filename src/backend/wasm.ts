@@ -12,13 +12,15 @@
 //
 // Threads (Node): `threads: N` starts N - 1 worker_threads running the same matmul kernel on
 // the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
+// The hand-off protocol, and why it cannot stall, is in wasm-threads.ts.
 // In a browser this backend is single-threaded for now (see docs/wasm.md).
 import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
 import { sizeOf, stridesOf } from './backend.ts';
 import { CpuFused } from './cpu-fused.ts';
 import { CpuBackend, batchIndex } from './cpu.ts';
 import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
-import { readKernelFile, startKernelWorker } from './wasm-matmul.ts';
+import { findKernelFile, readKernelFile } from './wasm-matmul.ts';
+import { type Helper, HelperPool, startHelper as startWorker } from './wasm-threads.ts';
 import { WasmHeap } from './wasm-memory.ts';
 
 /** ops.wasm's exports (see kernels/cpu/ops.wat for each one's contract). Pointers are bytes. */
@@ -45,11 +47,7 @@ type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: numb
 const BINARY_CODE: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScalar: 2, addScalar: 3, exp: 4, sigmoid: 5, sqrt: 6, rsqrt: 7 };
 
-/** One helper thread of the threaded matmul (see kernels/cpu/wasm-worker.mjs). */
-interface Helper { worker: { terminate(): Promise<number> }; ctl: Int32Array }
-// slots of a helper's control block (the same constants are in wasm-worker.mjs)
-const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, FAILED = 15;
-/** Kernel numbers of the worker protocol (only matmul.wat's kernel is split so far). */
+/** Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs; only matmul.wat's kernel is split so far). */
 const K_DOT = 0;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
@@ -60,21 +58,23 @@ type View = F32 | I32;
 
 export class WasmBackend extends CpuBackend implements FusedKernels {
   private readonly reference: CpuFused;
-  private goSeq = 0;
+  /** The helper threads (wasm-threads.ts). */
+  readonly threadPool: HelperPool;
 
   constructor(
     readonly heap: WasmHeap,
     private readonly ops: OpsExports,
     private readonly mm: MatmulFn,
-    private readonly helpers: Helper[] = [],
+    helpers: Helper[] = [],
   ) {
     super(Float32Array, 'wasm');
+    this.threadPool = new HelperPool(helpers);
     this.reference = new CpuFused(this); // rope and Newton–Schulz: the reference loops, over our views
   }
 
   /** Threads matmul uses (1 = no workers). */
   get threads(): number {
-    return this.helpers.length + 1;
+    return this.threadPool.size + 1;
   }
 
   // ---- memory ----
@@ -134,8 +134,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     this.heap.resetPeak();
   }
   destroy(): void {
-    for (const h of this.helpers) void h.worker.terminate();
-    this.helpers.length = 0;
+    this.threadPool.destroy();
   }
 
   // ---- elementwise ----
@@ -231,7 +230,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
       lastA = ia[z];
       lastB = ib[z];
       const ap = aPtr, bp = bPtr;
-      this.split(K_DOT, M, K * N, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N]);
+      this.split(K_DOT, M, K * N, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N], `matmul (${M}×${K} · ${K}×${N})`);
     }
     if (pa) this.free(pa);
     if (pb) this.free(pb);
@@ -249,30 +248,22 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
    * is large enough (M · work ≥ THREADS_MIN_MACS multiply-adds): band 0 here, one per helper,
    * then wait for all. `args(m0, m1)` gives the kernel's arguments for rows [m0, m1).
    */
-  private split(kernel: number, M: number, workPerRow: number, args: (m0: number, m1: number) => number[]): void {
-    const parts = this.helpers.length + 1;
+  private split(kernel: number, M: number, workPerRow: number, args: (m0: number, m1: number) => number[], op: string): void {
+    const parts = this.threadPool.size + 1;
     if (parts === 1 || M * workPerRow < THREADS_MIN_MACS || M < 4 * parts) {
       this.runKernel(kernel, args(0, M));
       return;
     }
-    const band = (Math.ceil(M / parts) + 3) & ~3; // rows per band, a multiple of 4 so the tiles stay full
-    this.goSeq = (this.goSeq + 1) | 0;
-    this.helpers.forEach((h, t) => {
-      const m0 = Math.min(M, band * (t + 1)), m1 = Math.min(M, band * (t + 2));
-      const ctl = h.ctl;
-      ctl[KERNEL] = kernel;
-      args(m0, m1).forEach((v, i) => (ctl[ARGS + i] = v));
-      Atomics.store(ctl, GO, this.goSeq); // publishes the arguments above
-      Atomics.notify(ctl, GO);
-    });
-    this.runKernel(kernel, args(0, Math.min(M, band)));
-    for (const h of this.helpers) {
-      while (Atomics.load(h.ctl, DONE) !== this.goSeq) {
-        if (Atomics.wait(h.ctl, DONE, Atomics.load(h.ctl, DONE), 60_000) === 'timed-out') {
-          throw new Error('wasm backend: a worker thread did not answer within 60 s');
-        }
-      }
-      if (h.ctl[FAILED]) throw new Error('wasm backend: a worker thread failed (see its message on stderr)');
+    // rows per band, a multiple of 4 so that every band starts where the one-thread kernel
+    // starts a tile: each row is then computed by the same instructions, and the result is
+    // bit for bit the one-thread result (test/wasm-threads.test.ts checks it)
+    const band = (Math.ceil(M / parts) + 3) & ~3;
+    const jobs = Array.from({ length: parts - 1 }, (_, t) => args(Math.min(M, band * (t + 1)), Math.min(M, band * (t + 2))));
+    this.threadPool.start(kernel, jobs, op);
+    try {
+      this.runKernel(kernel, args(0, Math.min(M, band)));
+    } finally {
+      this.threadPool.finish(op); // even if our band threw: the helpers write into memory we may reuse
     }
   }
 
@@ -445,6 +436,6 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 }
 
 /** Start one matmul worker on `memory` and wait until its kernel is instantiated. */
-function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
-  return startKernelWorker('wasm-worker.mjs', { matmulBytes, memory });
+async function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
+  return startWorker(await findKernelFile('wasm-worker.mjs'), { matmulBytes, memory });
 }

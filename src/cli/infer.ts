@@ -5,6 +5,7 @@ import { Engine } from '../model/engine.ts';
 import { EVAL_DEFAULTS, EVAL_TASKS, runEval } from '../eval/suite.ts';
 import { chatCore } from '../eval/tasks.ts';
 import { exportHF } from '../io/export.ts';
+import { GGUF_DTYPES, claimGGUFOut, exportGGUF, ggufArchitecture, type GGUFDtype } from '../io/gguf.ts';
 import { mergeLora } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
 import { encodeCheckpointFile, loadCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
@@ -156,12 +157,14 @@ export function registerInfer(program: Command): void {
 
   program
     .command('export')
-    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory; file: the one-file minichat checkpoint the page loads)')
+    .description('export a checkpoint in another format (hf: a Hugging Face Qwen3ForCausalLM directory; gguf: one file for llama.cpp / Ollama / LM Studio; file: the one-file minichat checkpoint the page loads). See docs/export.md')
     .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
-    .option('--format <name>', 'output format: hf or file', oneOf('hf', 'file'), 'hf')
-    .requiredOption('--out <path>', "output: for hf a new or empty directory, or a previous export's (replaced); for file the .safetensors file (new, or a previous export's)")
+    .option('--format <name>', 'output format: hf, gguf or file', oneOf('hf', 'gguf', 'file'), 'hf')
+    .requiredOption('--out <path>', "output: for hf a new or empty directory, or a previous export's (replaced); for gguf and file the one file (new, or a previous export's)")
+    .option('--dtype <type>', `gguf only: weight type of the matrices, ${GGUF_DTYPES.join(', ')} (norms stay f32)`, oneOf(...GGUF_DTYPES), 'f32')
     .option('--merge-lora', 'fold LoRA adapters into the base weights, W + (alpha/r) B A (needed for a checkpoint with adapters)', false)
     .action(async (o) => {
+      if (o.format !== 'gguf' && o.dtype !== 'f32') throw new UserError(`--dtype applies to --format gguf only (${o.format} is written in f32)`);
       if (o.format === 'file') {
         // the same parts in the other container: weights, optimizer, tokenizer, state (src/io/checkpoint.ts)
         const { parts, where } = await readCheckpoint(o.ckpt);
@@ -172,6 +175,15 @@ export function registerInfer(program: Command): void {
       }
       const { model, tokenizer, dir } = await loadCheckpoint(o.ckpt);
       if (model.adapter && !o.mergeLora) throw new UserError(`${o.ckpt} has LoRA adapters: pass --merge-lora to fold them into the exported weights`);
+      if (o.format === 'gguf') {
+        if (isWithin(dir, o.out) || isWithin(o.out, dir)) throw new UserError(`--out ${o.out} is (or holds, or is inside) the checkpoint being exported, ${dir}: choose another --out`);
+        await claimGGUFOut(o.out);
+        if (model.adapter) mergeLora(model);
+        const bytes = await exportGGUF(model, tokenizer, o.out, { dtype: o.dtype as GGUFDtype });
+        console.log(`exported ${(model.numParams() / 1e6).toFixed(2)}M parameters as GGUF (${ggufArchitecture(model.config)}, ${o.dtype}, ${(bytes / 1e6).toFixed(1)} MB) -> ${o.out}`);
+        model.dispose();
+        return;
+      }
       await claimExportOut(o, dir);
       if (model.adapter) mergeLora(model);
       await exportHF(model, tokenizer, o.out);

@@ -18,6 +18,7 @@ import { registerRl } from './rl.ts';
 import { registerSpeedrun } from './speedrun.ts';
 import { registerChat } from './chat.ts';
 import { registerServe } from './serve.ts';
+import { registerImport } from './import.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -42,6 +43,7 @@ export function buildProgram(): Command {
   registerReport(program);
   registerChat(program);
   registerServe(program);
+  registerImport(program);
   registerDemo(program);
   // Every command: unknown flags are errors and defaults are shown in --help.
   const strict = (c: Command) => {

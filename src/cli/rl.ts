@@ -5,9 +5,15 @@ import { join } from 'node:path';
 import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, withSavedOptions } from './common.ts';
+import { DUAL_MODES } from '../rl/dual.ts';
+import { SERVICE_DEFAULTS } from '../rl/envs/service.ts';
+import { UserError } from '../util/errors.ts';
 
 interface Flags extends Omit<RLOptions, 'backend'> {
   backend: string;
+  space?: number;
+  companies?: number;
+  targets?: number;
   threads: number;
   json: boolean;
 }
@@ -15,11 +21,13 @@ interface Flags extends Omit<RLOptions, 'backend'> {
 export function rlFlags(cmd: Command, d: typeof D): Command {
   return cmd
     .option('--task <name>', 'arithmetic, countdown, gsm8k or service-env (the tool-use world with a dual LoRA)', d.task)
-    .option('--mode <name>', 'service-env: policy, world, dual, early or lookahead', oneOf('policy', 'world', 'dual', 'early', 'lookahead'), d.mode)
-    .option('--policy-rank <n>', "service-env: the policy group's ranks of --lora-rank (0 = half; the world model gets the rest; the issue's split is --lora-rank 64)", nonNegInt, d.policyRank)
+    .option('--mode <name>', `service-env: the arm, one of ${DUAL_MODES.join(', ')} (docs/world-model.md)`, oneOf(...DUAL_MODES), d.mode)
+    .option('--policy-rank <n>', "service-env: the policy group's ranks of --lora-rank (0 = half; the world model gets the rest)", nonNegInt, d.policyRank)
     .option('--world-lr <x>', 'service-env: learning rate of the world-model group (--lr is the policy group\'s)', nonNeg, d.worldLr)
     .option('--world-seed <n>', 'service-env: seed of the world (companies and their requirements)', nonNegInt, d.worldSeed)
-    .option('--short-values', "service-env: two-digit user values (as in the dual-lora experiment's warm start)", d.shortValues)
+    .option('--space <n>', `service-env: size of the requirement space C(n, k) (default ${SERVICE_DEFAULTS.space})`, posInt)
+    .option('--companies <n>', `service-env: known companies (default ${SERVICE_DEFAULTS.companies})`, posInt)
+    .option('--targets <n>', `service-env: target companies, never seen before RL (default ${SERVICE_DEFAULTS.targets})`, posInt)
     .option('--task-data <file>', 'gsm8k: the JSONL file (e.g. ../shared/data/gsm8k/train.jsonl)')
     .option('--digits <n>', 'arithmetic: digits per operand', posInt, d.digits)
     .option('--ops <ops>', 'arithmetic: operators drawn from', d.ops)
@@ -56,9 +64,28 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
 }
 
 /** The options a resumed run takes from its checkpoint unless typed again (not where it is). */
-const SAVED_KEYS = [...Object.keys(D), 'clipHigh', 'dynamicSampling', 'tokenLevelLoss', 'overlong', 'taskData'].filter((k) => k !== 'resume');
+const SAVED_KEYS = [...Object.keys(D), 'clipHigh', 'dynamicSampling', 'tokenLevelLoss', 'overlong', 'taskData', 'space', 'companies', 'targets'].filter((k) => k !== 'resume');
+
+/** Flags `--task service-env` has no use for: refused when typed, never silently ignored. */
+export const SERVICE_ENV_REFUSED: Record<string, string> = {
+  beta: 'there is no KL term in the service world', mu: 'one optimizer step per batch of episodes',
+  maxGenRounds: 'no resampling: every arm gets the same episode budget (zero-variance groups are dropped)',
+  overlong: 'episodes end with the world, not with a length', digits: 'arithmetic only', ops: 'arithmetic only', tool: 'the calculator is for arithmetic',
+  taskData: 'gsm8k only',
+};
+/** Flags that only --task service-env reads. */
+const SERVICE_ENV_ONLY = ['mode', 'policyRank', 'worldLr', 'worldSeed', 'space', 'companies', 'targets'];
+
+const flagName = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 
 export async function runRlCommand(f: Flags, cmd?: Command): Promise<RLResult> {
+  const typed = (k: string) => cmd?.getOptionValueSource(k) === 'cli';
+  if (f.task === 'service-env') {
+    for (const [k, why] of Object.entries(SERVICE_ENV_REFUSED)) if (typed(k)) throw new UserError(`${flagName(k)} does not apply to --task service-env (${why})`);
+  } else {
+    if (!f.init) throw new UserError(`--init is required for --task ${f.task} (the SFT checkpoint to start from)`);
+    for (const k of SERVICE_ENV_ONLY) if (typed(k)) throw new UserError(`${flagName(k)} applies to --task service-env only`);
+  }
   const backend = await selectBackend(f.backend, f.threads);
   const ckpt = f.resume && cmd ? await findCheckpoint(join(f.out, 'checkpoint')) : null;
   if (ckpt) f = withSavedOptions(f, cmd!, (await readCheckpoint(ckpt)).parts.state?.spec ?? {}, SAVED_KEYS);
@@ -81,7 +108,7 @@ export function registerRl(program: Command): void {
     program
       .command('rl')
       .description('reinforcement learning with verifiable rewards: GRPO or DAPO (each DAPO change a flag) with a LoRA policy')
-      .requiredOption('--init <dir>', 'the SFT checkpoint (or run directory) to start from')
+      .option('--init <dir>', 'the SFT checkpoint (or run directory) to start from (service-env: default the world\'s cached warm start)', '')
       .option('--out <dir>', 'run directory', 'runs/rl'),
     D,
   ).action(async (f: Flags, cmd: Command) => {

@@ -29,7 +29,7 @@ export function qwen3Incompatibility(c: GPTConfig): string | null {
 }
 
 /** GPT-2's reversible map from bytes to printable unicode characters. */
-function byteToUnicode(): string[] {
+export function byteToUnicode(): string[] {
   const keep: number[] = [];
   for (let b = 33; b <= 126; b++) keep.push(b);
   for (let b = 161; b <= 172; b++) keep.push(b);

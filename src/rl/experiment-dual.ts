@@ -1,179 +1,193 @@
-// The dual-LoRA experiment: does learning to predict what the environment says (a world
-// model in half of the adapter's ranks) make an agent learn the service world in fewer
-// episodes than reward alone?
+// The dual-LoRA experiment (issue #19): does learning to predict what the world replies make an
+// agent learn a new company's requirements from its failures in fewer episodes than reward alone
+// — and if something helps, which mechanism carries it?
 //
-//   minichat experiment dual-lora [--steps 6] [--seeds 0,1] [--modes policy,world,dual,early,lookahead]
+//   minichat experiment dual-lora [--seeds 0,1,2] [--space 28] [--modes policy,world,...]
 //
-// Protocol (every number below is an option with its default in DUAL_EXPERIMENT_DEFAULTS):
-//   1. one service world (8 training companies, 4 held out) and one warm start shared by every
-//      run (warmstart.ts: a tokenizer and a fresh small model taught the call format by SFT on
-//      oracle episodes of half the training companies); saved as a checkpoint for `minichat rl`;
-//   2. for each seed and mode: the warm model plus a fresh dual adapter (seeded), `steps`
-//      steps of tasksPerStep × G episodes — EQUAL budgets, the same for every mode — with
-//      greedy success on a fixed set of training-company tasks after every `evalEvery` steps;
-//   3. one exposure to each held-out company: one learning step on G episodes of one task per
-//      held-out company, through the same mode;
-//   4. after it: greedy success on fixed held-out tasks, and the world model's next-observation
-//      accuracy (exact match of the greedy reply) on held-out (company, call) probes.
-// Reported per mode as mean ± standard deviation over seeds; the curve plots the seeds' mean.
-// "Episodes to target" counts the episodes sampled before the greedy training success first
-// reached the target; a run that never reached it counts as not reached.
+// Protocol (every number is an option with its default in DUAL_EXPERIMENT_DEFAULTS):
+//   1. one service world per (world seed, space size): known companies, target companies,
+//      practice names (envs/service.ts); the warm start of that world, cached under
+//      runs/warmstart/ (warmstart.ts: a tokenizer, pretraining and SFT, built once);
+//   2. the gate (gate.ts), printed and written into the results; when it fails the
+//      experiment stops there, in one line, without running an arm;
+//   3. for each seed and arm: the warm model plus a fresh dual adapter (seeded), `steps`
+//      steps of tasksPerStep × G episodes on the TARGET pairs — equal episode budgets for
+//      every arm — with greedy first-call success on fixed target tasks (other users than the
+//      training ones) before the first step and after every `evalEvery` steps;
+//   4. the transfer probe (dual.ts transferProbe) before and after the run: the change of the
+//      log-probability of the required fields at the `ask_user(` position on the target tasks
+//      (the world-only arm's is the one the claim is about; every arm's is reported).
+// Reported per arm, mean ± std over seeds: episodes until greedy target success first reaches
+// `target` (80%; a run that never does counts as not reached), the area under the success
+// curve (mean success over the evaluated points, trapezoids over episodes, 0..1), the final
+// success, and the probe's Δ for required and for other fields. A plot of the seeds' mean
+// success against episodes per arm. With several --space values, one such table per size
+// (the scaling table): each size is its own world and warm start.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
 import { lineChartSvg } from '../eval/plot.ts';
-import { saveCheckpoint, type TrainState } from '../io/checkpoint.ts';
 import { GPT } from '../model/gpt.ts';
 import * as T from '../tensor/index.ts';
-import { observationNll } from './world.ts';
-import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, attachDualLora, evalTasks, probesFor, type DualMode } from './dual.ts';
-import { createServiceWorld, sampleServiceTask } from './envs/service.ts';
-import { WARM_START_DEFAULTS, serviceTokenizer, warmStart } from './warmstart.ts';
+import { UserError } from '../util/errors.ts';
+import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, MODE_NOTES, attachDualLora, fixedTasks, transferProbe, type DualMode } from './dual.ts';
+import { SERVICE_DEFAULTS, createServiceWorld, targetPairs } from './envs/service.ts';
+import { GATE_DEFAULTS, runGate, type GateResult } from './gate.ts';
+import { WARM_START_DEFAULTS, cachedWarmStart } from './warmstart.ts';
 
 export interface DualExperimentOptions {
   modes: DualMode[];
   seeds: number[];
+  spaces: number[]; // sizes of the requirement space C(n, k); more than one = the scaling table
   steps: number; // training steps per run (the budget is steps × tasksPerStep × groupSize episodes)
   tasksPerStep: number;
   groupSize: number;
-  evalEvery: number; // greedy training success every N steps
-  evalTasks: number; // fixed training-company tasks for that success rate
-  heldOutTasks: number; // fixed held-out tasks for the success after one exposure
+  evalEvery: number; // greedy target success every N steps
+  evalEach: number; // fixed evaluation tasks per target pair
   target: number; // the success rate whose first crossing is reported
   loraRank: number; // total rank of the dual adapter
   policyRank: number; // the policy group's share
   policyLr: number;
   worldLr: number;
-  sftSteps: number; // warm start: format SFT steps
   worldSeed: number;
-  shortValues: boolean; // two-digit user values: copying is not what limits a tiny model (service.ts)
+  companies: number; // known companies
+  targets: number; // target companies
+  requests: number;
+  warmRoot: string; // where warm starts are cached
   out: string;
   backend: Backend;
 }
 
-/** The small model the experiment trains (a narrower `tiny`, so five modes fit 15 CPU minutes). */
-export const EXPERIMENT_MODEL = { hiddenSize: 64, numLayers: 2, numHeads: 2, numKVHeads: 1, headDim: 32, intermediateSize: 128, maxSeqLen: 256 };
-
 export const DUAL_EXPERIMENT_DEFAULTS: Omit<DualExperimentOptions, 'out' | 'backend'> = {
-  modes: [...DUAL_MODES], seeds: [0, 1], steps: 6, tasksPerStep: 4, groupSize: 4, evalEvery: 2, evalTasks: 16, heldOutTasks: 12, target: 0.5,
-  loraRank: 16, policyRank: 8, policyLr: 1e-2, worldLr: 1e-2, sftSteps: 300, worldSeed: 0, shortValues: true,
+  modes: DUAL_MODES.filter((m) => m !== 'early'), seeds: [0, 1, 2], spaces: [SERVICE_DEFAULTS.space], steps: 6, tasksPerStep: 4, groupSize: 4,
+  evalEvery: 1, evalEach: 2, target: 0.8, loraRank: 16, policyRank: 8, policyLr: 3e-3, worldLr: 1e-2, worldSeed: 0,
+  companies: SERVICE_DEFAULTS.companies, targets: SERVICE_DEFAULTS.targets, requests: SERVICE_DEFAULTS.requests, warmRoot: 'runs/warmstart',
 };
 
-interface RunResult {
+export interface RunResult {
+  space: number;
   mode: DualMode;
   seed: number;
-  curve: [number, number][]; // (episodes sampled, greedy training success)
+  curve: [number, number][]; // (episodes sampled, greedy target success)
   episodesToTarget: number | null;
-  finalTrainSuccess: number;
-  heldOutSuccess: number;
-  heldOutObsAccuracy: number;
-  trainObsAccuracy: number;
-  heldOutObsNll: number; // L_world on the held-out probes, nats per observation token
-  trainObsNll: number;
-  worldLoss: number[]; // per step (NaN where no world step ran)
+  auc: number;
+  finalSuccess: number;
+  probeBefore: { required: number; other: number };
+  probeAfter: { required: number; other: number };
+  worldLoss: (number | null)[]; // per step
+  sampledSuccess: number[]; // per step: the share of that step's episodes that succeeded
   seconds: number;
 }
 
-const meanStd = (xs: number[]) => {
-  const m = xs.reduce((a, b) => a + b, 0) / xs.length;
+export const meanStd = (xs: number[]) => {
+  const m = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   return { mean: m, std: Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1)) };
 };
+
+/** Area under a success curve over episodes, normalised to 0..1 (trapezoids). */
+export function curveArea(curve: [number, number][]): number {
+  if (curve.length < 2) return curve[0]?.[1] ?? 0;
+  let a = 0;
+  for (let i = 1; i < curve.length; i++) a += ((curve[i][1] + curve[i - 1][1]) / 2) * (curve[i][0] - curve[i - 1][0]);
+  return a / (curve.at(-1)![0] - curve[0][0]);
+}
 
 export async function runDualExperiment(o: DualExperimentOptions, log: (s: string) => void) {
   const t0 = performance.now();
   await mkdir(o.out, { recursive: true });
-  const world = createServiceWorld({ seed: o.worldSeed, shortValues: o.shortValues });
-  const tok = await serviceTokenizer(world, WARM_START_DEFAULTS.vocabSize, o.worldSeed);
-  log(`world: ${world.companies.filter((c) => c.split === 'train').length} training and ${world.companies.filter((c) => c.split === 'test').length} held-out companies; tokenizer ${tok.vocabSize} tokens`);
-  const warm = await warmStart(world, tok, { ...WARM_START_DEFAULTS, sftSteps: o.sftSteps, config: EXPERIMENT_MODEL }, o.backend);
-  log(`warm start: format SFT ${o.sftSteps} steps, loss ${warm.losses[0].toFixed(3)} -> ${warm.losses.at(-1)!.toFixed(3)} (${((performance.now() - t0) / 1000).toFixed(0)}s)`);
-  await saveCheckpoint(join(o.out, 'warm', 'checkpoint'), { model: warm.model, tokenizer: tok, optimizerState: null, state: null as unknown as TrainState });
-  const weights = new Map(warm.model.namedParams().map((p) => [p.name, Float32Array.from(p.param.dataSync())]));
-  const config = warm.model.config;
-  warm.model.dispose();
-
-  const trainTasks = evalTasks(world, 'train', o.evalTasks);
-  const testTasks = evalTasks(world, 'test', o.heldOutTasks);
-  const testProbes = probesFor(tok, world, testTasks);
-  const trainProbes = probesFor(tok, world, trainTasks.slice(0, 8));
   const runs: RunResult[] = [];
-  for (const seed of o.seeds) {
-    for (const mode of o.modes) {
-      const r0 = performance.now();
-      const model = T.noGrad(() => new GPT(config, new T.Rng(1), o.backend));
-      for (const p of model.namedParams()) p.param.assign(T.noGrad(() => T.tensor(weights.get(p.name)!, p.param.shape, { backend: o.backend })));
-      attachDualLora(model, { rank: o.loraRank, policyRank: o.policyRank, alpha: o.loraRank }, new T.Rng(1000 + seed));
-      const agent = new DualAgent(model, tok, world, {
-        ...DUAL_DEFAULTS, mode, groupSize: o.groupSize, tasksPerStep: o.tasksPerStep, policyLr: o.policyLr, worldLr: o.worldLr, totalSteps: o.steps, seed,
-      });
-      const rng = new T.Rng(seed * 7919 + 1);
-      const curve: [number, number][] = [[0, await agent.success(trainTasks)]];
-      const worldLoss: number[] = [];
-      while (agent.step < o.steps) {
-        const s = await agent.trainStep(rng);
-        worldLoss.push(s.worldLoss);
-        if (agent.step % o.evalEvery === 0 || agent.step === o.steps) curve.push([agent.episodes, await agent.success(trainTasks)]);
-        log(`  ${mode} seed ${seed} step ${s.step}: ${s.episodes} episodes, sampled success ${(100 * s.success).toFixed(0)}%, policy loss ${s.policyLoss.toFixed(3)}, world loss ${s.worldLoss.toFixed(3)}, ${s.seconds.toFixed(1)}s`);
-      }
-      const trainObsAccuracy = await agent.observationAccuracy(trainProbes);
-      const trainObsNll = await observationNll(model, tok, trainProbes);
-      // one exposure to each held-out company: one task each, G episodes, one learning step
-      const exposureRng = new T.Rng(seed + 99);
-      const heldOut = world.companies.filter((c) => c.split === 'test').map((c) => {
-        for (;;) {
-          const t = sampleServiceTask(world, exposureRng, 'test');
-          if (t.company === c.name) return t;
-        }
-      });
-      const exposure = await agent.rollouts(heldOut, o.groupSize, DUAL_DEFAULTS.temperature, seed * 31 + 7);
-      await agent.learn(exposure);
-      const run: RunResult = {
-        mode, seed, curve, episodesToTarget: curve.find(([, s]) => s >= o.target)?.[0] ?? null, finalTrainSuccess: curve.at(-1)![1],
-        heldOutSuccess: await agent.success(testTasks), heldOutObsAccuracy: await agent.observationAccuracy(testProbes), trainObsAccuracy,
-        heldOutObsNll: await observationNll(model, tok, testProbes), trainObsNll,
-        worldLoss, seconds: (performance.now() - r0) / 1000,
-      };
-      runs.push(run);
-      log(`${mode} seed ${seed}: train success ${curve.map(([e, s]) => `${e}:${(100 * s).toFixed(0)}%`).join(' ')}; held-out success ${(100 * run.heldOutSuccess).toFixed(0)}%, held-out obs acc ${(100 * run.heldOutObsAccuracy).toFixed(0)}%, train obs acc ${(100 * trainObsAccuracy).toFixed(0)}%, obs NLL train ${trainObsNll.toFixed(2)} held-out ${run.heldOutObsNll.toFixed(2)} (${run.seconds.toFixed(0)}s)`);
-      model.dispose();
+  const gates: Record<number, GateResult & { warmSeconds: number; warmDir: string | null }> = {};
+  const tables: string[] = [];
+  for (const space of o.spaces) {
+    const world = createServiceWorld({ seed: o.worldSeed, space, companies: o.companies, targets: o.targets, requests: o.requests });
+    log(`world ${o.worldSeed}, space ${space} (${world.fields.length} fields, ${world.k} per requirement): ${o.companies} known companies, ${o.targets} target companies (${targetPairs(world).length} target pairs)`);
+    const warm = await cachedWarmStart(o.warmRoot, world, WARM_START_DEFAULTS, o.backend, log);
+    const gateAgent = new DualAgent(attachForGate(warm.model), warm.tok, world, { ...DUAL_DEFAULTS, mode: 'policy', totalSteps: 1 });
+    const gate = await runGate(gateAgent.engine, warm.tok, world, { ...GATE_DEFAULTS, maxTokens: DUAL_DEFAULTS.maxTokens });
+    gates[space] = { ...gate, warmSeconds: warm.seconds, warmDir: warm.dir };
+    log(`space ${space}: ${gate.line}`);
+    if (!gate.passed) {
+      await writeFile(join(o.out, 'dual-lora.json'), JSON.stringify({ options: { ...o, backend: o.backend.name }, gates, runs }, null, 2) + '\n');
+      warm.model.dispose();
+      throw new UserError(`the warm start of world ${o.worldSeed} (space ${space}) fails the gate, so the arms were not run: ${gate.line.replace(/^gate FAILED: /, '')}`);
     }
+    // the warm weights, copied into a fresh model per run (the adapter is what differs)
+    const weights = new Map(warm.model.namedParams().filter((p) => p.role !== 'adapter').map((p) => [p.name, Float32Array.from(p.param.dataSync())]));
+    const config = warm.model.config;
+    warm.model.dispose();
+    const evalSet = fixedTasks(world, targetPairs(world), o.evalEach);
+    for (const seed of o.seeds) {
+      for (const mode of o.modes) {
+        const r0 = performance.now();
+        const model = T.noGrad(() => new GPT(config, new T.Rng(1), o.backend));
+        for (const p of model.namedParams()) p.param.assign(T.noGrad(() => T.tensor(weights.get(p.name)!, p.param.shape, { backend: o.backend })));
+        attachDualLora(model, { rank: o.loraRank, policyRank: o.policyRank, alpha: o.loraRank }, new T.Rng(1000 + seed));
+        const agent = new DualAgent(model, warm.tok, world, { ...DUAL_DEFAULTS, mode, groupSize: o.groupSize, tasksPerStep: o.tasksPerStep, policyLr: o.policyLr, worldLr: o.worldLr, totalSteps: o.steps, seed });
+        const rng = new T.Rng(seed * 7919 + 1);
+        const probeBefore = await transferProbe(model, warm.tok, world, evalSet);
+        const curve: [number, number][] = [[0, await agent.success(evalSet)]];
+        const worldLoss: (number | null)[] = [], sampledSuccess: number[] = [];
+        while (agent.step < o.steps) {
+          const s = await agent.trainStep(rng);
+          worldLoss.push(s.worldLoss);
+          sampledSuccess.push(s.success);
+          if (agent.step % o.evalEvery === 0 || agent.step === o.steps) curve.push([agent.episodes, await agent.success(evalSet)]);
+        }
+        const probeAfter = await transferProbe(model, warm.tok, world, evalSet);
+        const run: RunResult = {
+          space, mode, seed, curve, episodesToTarget: curve.find(([, s]) => s >= o.target)?.[0] ?? null, auc: curveArea(curve), finalSuccess: curve.at(-1)![1],
+          probeBefore, probeAfter, worldLoss, sampledSuccess, seconds: (performance.now() - r0) / 1000,
+        };
+        runs.push(run);
+        log(`  ${mode} seed ${seed}: target success ${curve.map(([e, s]) => `${e}:${(100 * s).toFixed(0)}%`).join(' ')}; probe Δ required ${(probeAfter.required - probeBefore.required).toFixed(3)}, other ${(probeAfter.other - probeBefore.other).toFixed(3)} (${run.seconds.toFixed(0)}s)`);
+        model.dispose();
+      }
+    }
+    tables.push(resultTable(runs.filter((r) => r.space === space), o, space));
   }
 
   // ---- the report ----
-  const budget = o.steps * o.tasksPerStep * o.groupSize;
-  const colors: Record<DualMode, string> = { policy: '#d62728', world: '#7f7f7f', dual: '#1f77b4', early: '#2ca02c', lookahead: '#9467bd' };
+  const space = o.spaces[0];
+  const colors: Record<DualMode, string> = { policy: '#d62728', world: '#7f7f7f', dual: '#1f77b4', shared: '#17becf', lookahead: '#9467bd', shuffled: '#8c564b', memory: '#2ca02c', early: '#bcbd22' };
   const meanCurve = (mode: DualMode): [number, number][] => {
-    const rs = runs.filter((r) => r.mode === mode);
+    const rs = runs.filter((r) => r.mode === mode && r.space === space);
     return rs[0].curve.map(([e], i) => [e, meanStd(rs.map((r) => r.curve[i][1])).mean]);
   };
   const svg = lineChartSvg(
     o.modes.map((m) => ({ name: m, points: meanCurve(m), color: colors[m], width: 2 })),
-    { title: `dual LoRA: greedy success on training companies (mean of ${o.seeds.length} seeds)`, xLabel: 'episodes sampled', yLabel: 'success rate', yMax: 1, hLine: o.target },
+    { title: `dual LoRA, space ${space}: greedy first-call success on the targets (mean of ${o.seeds.length} seeds)`, xLabel: 'episodes sampled', yLabel: 'success rate', yMax: 1, hLine: o.target },
   );
   await writeFile(join(o.out, 'dual-lora.svg'), svg);
-  const pct = (xs: number[]) => {
-    const { mean, std } = meanStd(xs);
-    return `${(100 * mean).toFixed(0)}% ± ${(100 * std).toFixed(0)}`;
-  };
+  const gateLines = o.spaces.map((s) => `- space ${s}: ${gates[s].line}${gates[s].warmSeconds ? ` (warm start built in ${gates[s].warmSeconds.toFixed(0)}s)` : ' (warm start from the cache)'}`);
+  const seconds = (performance.now() - t0) / 1000;
+  const text = [...gateLines, '', ...tables].join('\n');
+  await writeFile(join(o.out, 'dual-lora.json'), JSON.stringify({ options: { ...o, backend: o.backend.name }, seconds, gates, runs }, null, 2) + '\n');
+  await writeFile(join(o.out, 'dual-lora-table.md'), `${text}\n\n![success vs episodes](dual-lora.svg)\n`);
+  log(`done in ${seconds.toFixed(0)}s`);
+  return { table: text, runs, gates, seconds };
+}
+
+/** The gate runs the warm model as is: a dual adapter at zero (B = 0) changes nothing. */
+function attachForGate(model: GPT): GPT {
+  attachDualLora(model, { rank: 2, policyRank: 1, alpha: 2 }, new T.Rng(0));
+  return model;
+}
+
+function resultTable(rs: RunResult[], o: DualExperimentOptions, space: number): string {
+  const budget = o.steps * o.tasksPerStep * o.groupSize;
+  const f = (xs: number[], d = 2) => `${meanStd(xs).mean.toFixed(d)} ± ${meanStd(xs).std.toFixed(d)}`;
+  const pct = (xs: number[]) => `${(100 * meanStd(xs).mean).toFixed(0)}% ± ${(100 * meanStd(xs).std).toFixed(0)}`;
   const rows = o.modes.map((m) => {
-    const rs = runs.filter((r) => r.mode === m);
-    const reached = rs.filter((r) => r.episodesToTarget !== null).map((r) => r.episodesToTarget!);
-    const toTarget = reached.length ? `${meanStd(reached).mean.toFixed(0)} (${reached.length}/${rs.length} runs)` : `not reached (0/${rs.length})`;
-    const nll = (xs: number[]) => `${meanStd(xs).mean.toFixed(2)} ± ${meanStd(xs).std.toFixed(2)}`;
-    return `| ${m} | ${pct(rs.map((r) => r.curve[0][1]))} | ${pct(rs.map((r) => r.finalTrainSuccess))} | ${toTarget} | ${pct(rs.map((r) => r.heldOutSuccess))} | ${pct(rs.map((r) => r.trainObsAccuracy))} | ${pct(rs.map((r) => r.heldOutObsAccuracy))} | ${nll(rs.map((r) => r.trainObsNll))} | ${nll(rs.map((r) => r.heldOutObsNll))} |`;
+    const mine = rs.filter((r) => r.mode === m);
+    const reached = mine.filter((r) => r.episodesToTarget !== null).map((r) => r.episodesToTarget!);
+    const toTarget = reached.length ? `${f(reached, 0)} (${reached.length}/${mine.length} runs)` : `not reached (0/${mine.length})`;
+    return `| ${m} | ${MODE_NOTES[m]} | ${pct(mine.map((r) => r.curve[0][1]))} | ${pct(mine.map((r) => r.finalSuccess))} | ${toTarget} | ${f(mine.map((r) => r.auc))} | ${f(mine.map((r) => r.probeAfter.required - r.probeBefore.required), 3)} | ${f(mine.map((r) => r.probeAfter.other - r.probeBefore.other), 3)} |`;
   });
-  const table = [
-    `| mode | train success at start | train success after ${budget} episodes | episodes to ${(100 * o.target).toFixed(0)}% train success | held-out success after one exposure | next-obs accuracy, train probes | next-obs accuracy, held-out probes | obs NLL, train probes | obs NLL, held-out probes |`,
-    '|---|---|---|---|---|---|---|---|---|',
+  return [
+    `space ${space}, ${o.seeds.length} seeds, ${budget} episodes per run:`,
+    '',
+    `| arm | what | target success at start | after ${budget} episodes | episodes to ${(100 * o.target).toFixed(0)}% | AUC | probe Δ log p, required fields | probe Δ log p, other fields |`,
+    '|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
-  const seconds = (performance.now() - t0) / 1000;
-  const summary = {
-    options: { ...o, backend: o.backend.name }, budget_episodes: budget, seconds, warm_sft_loss: [warm.losses[0], warm.losses.at(-1)],
-    runs: runs.map((r) => ({ ...r, worldLoss: r.worldLoss.map((x) => (Number.isFinite(x) ? x : null)) })),
-  };
-  await writeFile(join(o.out, 'dual-lora.json'), JSON.stringify(summary, null, 2) + '\n');
-  await writeFile(join(o.out, 'dual-lora-table.md'), `${table}\n\n![success vs episodes](dual-lora.svg)\n`);
-  log(`done in ${seconds.toFixed(0)}s`);
-  return { table, summary };
 }

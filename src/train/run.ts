@@ -154,7 +154,11 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
 
   // ---- model, parameter groups, loader ----
   const config = configFor(spec, tok.vocabSize);
-  if (ckpt) {
+  // A checkpoint trained from a preset must match it. One without training state (an import
+  // from Hugging Face, src/io/hf-import.ts) brings its own config and starts at step 0; its
+  // checkpoints say so in their spec (modelConfig: 'checkpoint'), and later resumes keep it.
+  const ownConfig = !!ckpt && (!ckpt.state || (ckpt.state.spec as { modelConfig?: string }).modelConfig === 'checkpoint');
+  if (ckpt && !ownConfig) {
     const want = configFor(spec, ckpt.config.vocabSize);
     if (JSON.stringify({ ...want, maxSeqLen: 0 }) !== JSON.stringify({ ...ckpt.config, maxSeqLen: 0 })) {
       throw new UserError(
@@ -168,7 +172,7 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
   const rng = new T.Rng(spec.seed);
   const model = ckpt ? modelFromParts(ckpt, deps.backend, where) : new GPT(config, rng, deps.backend);
   log(
-    `model: ${spec.preset}, ${(countParams(modelConfig) / 1e6).toFixed(2)}M parameters (${countParams(modelConfig)}), ` +
+    `model: ${ownConfig ? 'the checkpoint\'s config' : spec.preset}, ${(countParams(modelConfig) / 1e6).toFixed(2)}M parameters (${countParams(modelConfig)}), ` +
       `QK-norm ${modelConfig.qkNorm ? 'on' : 'off'}, ${modelConfig.mlp}, backend ${deps.backend.name}`,
   );
   const groups = paramGroupsFor(spec, model);
@@ -199,7 +203,7 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
   );
   const last = ckpt?.state?.metrics;
   return {
-    spec, tokenizer: tok, train, val, model, groups, loader, rng, trainer, dataFingerprint: fp,
+    spec: ownConfig ? ({ ...spec, modelConfig: 'checkpoint' } as RunSpec) : spec, tokenizer: tok, train, val, model, groups, loader, rng, trainer, dataFingerprint: fp,
     unigram: unigramLoss(train, val, tok.vocabSize), bytesPerToken: tokenByteLengths(tok), history,
     resumedAt: ckpt ? trainer.step : null,
     lastVal: { loss: last?.val_loss ?? NaN, bpb: last?.val_bpb ?? NaN }, lastLoss: last?.train_loss ?? NaN,

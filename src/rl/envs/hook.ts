@@ -3,24 +3,26 @@
 //
 // How one row plays out (row r plays task tasks[⌊r / G⌋]):
 //
-//   sampled:  <|tool_call_start|> ask_user(card_last4) <|tool_call_end|>
-//   hook:     decode the call → stepEpisode → "user: card_last4=1234"
-//   forced:   <|tool_result_start|> user: card_last4=1234 <|tool_result_end|>
-//   sampled:  <|tool_call_start|> call(NovaTel, cancel, card_last4=1234) <|tool_call_end|>
+//   sampled:  <|tool_call_start|> ask_user(card) <|tool_call_end|>
+//   hook:     decode the call → stepEpisode → "user: card=07"
+//   forced:   <|tool_result_start|> user: card=07 <|tool_result_end|>
+//   sampled:  <|tool_call_start|> call(NovaTel, cancel, card=07) <|tool_call_end|>
 //   forced:   <|tool_result_start|> NovaTel: cancel done <|tool_result_end|> END_ROW
 //
-// When the episode is over (success, failed call, finish(), maxTurns) the hook appends the
-// engine's END_ROW after the observation, so the row stops there: the model never has to
-// learn to say <|assistant_end|>, and a row cannot go on acting in a finished episode.
-// A sampled <|assistant_end|> ends the row as a stop token (reward 0: nothing was achieved).
+// When the episode is over (success, failed call, an ask past the budget, finish(), maxTurns)
+// the hook appends the engine's END_ROW after the observation, so the row stops there: the
+// model never has to learn to say <|assistant_end|>, and a row cannot go on acting in a
+// finished episode. A sampled <|assistant_end|> ends the row as a stop token (reward 0).
 //
-// Look-ahead (Dyna-style, the `lookahead` mode of dual.ts): when the agent closes a `call`
-// (the one action that can end the episode with a verdict) and `lookahead` is on, the hook
-// does not run it. It forces only <|tool_result_start|> and lets the MODEL sample the reply —
-// the world model's prediction, both LoRA groups active — up to a sampled <|tool_result_end|>.
-// Then the agent acts again, with that predicted reply in its context; its next call runs for
-// real. The predicted span is recorded per row (`previews`) so the losses can leave it out: it
-// is neither the agent's action nor the world's observation.
+// Look-ahead (the `lookahead` arm of dual.ts): the prompt ends with a bare call of the task
+// and an opened <|tool_result_start|> (render.ts agentPrompt), so the row's first generated
+// tokens are the MODEL's prediction of the company's reply — both LoRA groups active, as in
+// every forward — up to its own <|tool_result_end|>. Nothing is sent: the hook lets the
+// preview through untouched and only records its span; then the agent acts with that
+// predicted reply in its context (the warm start's recovery behaviour reads the requirement
+// off it), and its first real call is the one that counts. The span is recorded per row
+// (`previews`) so the losses can leave it out: it is neither the agent's action nor the
+// world's observation.
 //
 // Everything the hook decides is a deterministic function of the row's tokens and its task,
 // so `replayRow` recomputes the episode (and its reward) from a finished row alone.
@@ -28,19 +30,17 @@
 import { END_ROW, type RowOutput } from '../../model/engine.ts';
 import type { Tokenizer } from '../../tokenizer/bpe.ts';
 import { SPECIALS } from '../../tokenizer/chat.ts';
-import { parseAction } from './actions.ts';
 import { startEpisode, stepEpisode, type EpisodeState, type ServiceTask, type ServiceWorld } from './service.ts';
 
 export interface ServiceHookOptions {
-  lookahead?: boolean; // preview every call's reply from the model before it runs
+  lookahead?: boolean; // the prompt ends inside an opened reply: the row starts with a preview
 }
 
 /** Per-row bookkeeping the hook keeps while generating. */
 interface RowEnv {
   state: EpisodeState;
-  previewing: boolean; // inside a model-sampled preview reply
-  previewed: boolean; // the last call was previewed: the next call runs for real
-  previews: [number, number][]; // [start, end) token spans of the row that the model predicted
+  previewing: boolean; // inside the model-sampled preview reply
+  previews: [number, number][]; // [start, end) spans of the generated tokens that the model predicted
 }
 
 export interface ServiceSession {
@@ -51,18 +51,9 @@ export interface ServiceSession {
   previews(row: number): [number, number][];
 }
 
-/** Is `text` (an action) a well-formed call? Those are the actions look-ahead previews. */
-function isCall(text: string): boolean {
-  try {
-    return parseAction(text).kind === 'call';
-  } catch {
-    return false;
-  }
-}
-
 /**
  * A hook for one engine call over `tasks` with `G` rows per task (row = p * G + s, as the
- * engine numbers them). Rows are created lazily on their first tool call.
+ * engine numbers them). Rows are created lazily on their first token.
  */
 export function serviceSession(tok: Tokenizer, world: ServiceWorld, tasks: ServiceTask[], G: number, o: ServiceHookOptions = {}): ServiceSession {
   const callStart = tok.specialId(SPECIALS.toolCallStart), callEnd = tok.specialId(SPECIALS.toolCallEnd);
@@ -73,7 +64,7 @@ export function serviceSession(tok: Tokenizer, world: ServiceWorld, tasks: Servi
     if (!e) {
       const task = tasks[Math.floor(row / G)];
       if (!task) throw new Error(`internal: service hook has no task for row ${row}`);
-      rows.set(row, (e = { state: startEpisode(task), previewing: false, previewed: false, previews: [] }));
+      rows.set(row, (e = { state: startEpisode(task), previewing: !!o.lookahead, previews: o.lookahead ? [[0, 0]] : [] }));
     }
     return e;
   };
@@ -83,10 +74,8 @@ export function serviceSession(tok: Tokenizer, world: ServiceWorld, tasks: Servi
     const e = env(row);
     if (e.previewing) {
       // the model is writing its predicted reply; it ends at its own <|tool_result_end|>
-      if (last === resultEnd) {
-        e.previewing = false;
-        e.previews[e.previews.length - 1][1] = generated.length;
-      }
+      e.previews[0][1] = generated.length;
+      if (last === resultEnd) e.previewing = false;
       return undefined;
     }
     if (last !== callEnd) return undefined;
@@ -94,14 +83,6 @@ export function serviceSession(tok: Tokenizer, world: ServiceWorld, tasks: Servi
     let i = generated.length - 2;
     while (i >= 0 && generated[i] !== callStart && generated[i] !== callEnd && generated[i] !== resultEnd) i--;
     const action = i >= 0 && generated[i] === callStart ? tok.decode(generated.slice(i + 1, generated.length - 1)) : '';
-    if (o.lookahead && !e.previewed && isCall(action)) {
-      e.previewed = true;
-      e.previewing = true;
-      // the prediction starts after the forced <|tool_result_start|> (index generated.length)
-      e.previews.push([generated.length + 1, generated.length + 1]);
-      return [resultStart];
-    }
-    e.previewed = false;
     e.state = stepEpisode(world, e.state, action);
     const obs = e.state.steps[e.state.steps.length - 1].observation;
     const ids = [resultStart, ...tok.encodeOrdinary(obs), resultEnd];
@@ -134,7 +115,5 @@ export function rowMasks(row: Pick<RowOutput, 'tokens' | 'forced'>, previews: [n
   const action = row.tokens.map((_, j) => (row.forced[j] ? 0 : 1));
   const obs = row.tokens.map((_, j) => (row.forced[j] ? 1 : 0));
   for (const [a, b] of previews) for (let j = a; j < b; j++) action[j] = 0;
-  // the forced <|tool_result_start|> that opens a preview is a marker, not an observation
-  for (const [a] of previews) if (a - 1 >= 0) obs[a - 1] = 0;
   return { action, obs };
 }

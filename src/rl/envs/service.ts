@@ -1,126 +1,144 @@
-// A tool-use world for world-model learning (issue #12): service requests at companies.
+// A tool-use world for world-model learning (issues #12, #19): service requests at companies.
 //
-// The agent helps a user get something done at a company (cancel, change_plan, refund, ...)
-// by calling tools (the language is in actions.ts):
+// The agent helps a user get something done at a company (cancel, refund, ...) by calling
+// tools (the language is in actions.ts):
 //
-//   ask_user(field)                              → "user: field=value"
-//   call(Company, request, field=value, ...)     → "Company: request done"            (reward 1)
-//                                                  "Company: to request we need a, b"   (fails)
-//                                                  "Company: field does not match our records" (fails)
-//   finish()                                     → "finished"                           (reward 0)
-//   anything malformed or out of place           → "error: ..."                         (try again)
+//   ask_user(field)                           → "user: field=07"                     (at most k asks)
+//   call(Company, request, field=value, ...)  → "Company: request done"              (reward 1)
+//                                               "Company: to request we need a, b"   (fails)
+//                                               "Company: a does not match our records" (fails)
+//   finish()                                  → "finished"                           (reward 0)
+//   anything malformed or out of place        → "error: ..."                         (try again)
 //
-// Each (company, request) has hidden, fixed requirements: 1–3 fields of the user's details.
-// The user's profile holds every field's value. An episode ends with reward 1 on a call that
-// carries every required field with the user's value; with reward 0 on a failed call, on
-// finish(), or after maxTurns actions.
+// Each (company, request) has hidden, fixed requirements: exactly k of the world's n fields.
+// The pair (n, k) is the hypothesis space: C(n, k) possible requirement sets (6 = C(4,2),
+// 28 = C(8,2), 120 = C(10,3)); `space` picks it. The user's profile holds a two-digit value
+// for every field.
 //
-// Why it is built this way. Every observation is a deterministic function of the world, the
-// episode's task and the action, written with fixed templates, so a world model (the second
-// LoRA group of the dual adapter) can learn to predict them exactly; a failed call says
-// exactly which fields were missing, so there is something to learn about each company. The
-// companies come in two disjoint sets, training and held-out (different names, requirements
-// drawn independently), so one can ask whether what was learned transfers to companies never
-// seen. A scripted oracle (knows the requirements) and a random policy bracket what a learned
-// policy should reach. Everything is generated from one seed. (Pure: no Node imports.)
+// The rules that make the experiment of issue #19 measure what it claims:
+//   - the FIRST call decides: success ends with reward 1, a failed call ends with reward 0, so
+//     success means the agent knew the requirement before acting;
+//   - a budget of k asks: a (k+1)-th ask ends the episode with reward 0, so "ask for every
+//     field" is no shortcut; the agent must know WHICH fields;
+//   - a failed call for missing fields states the whole requirement ("to cancel we need a, b",
+//     in the company's order, whatever the call carried): everything there is to learn about
+//     a pair is in one failure reply, which is what a world model can learn to predict.
+//
+// Companies come in two disjoint sets: `known` companies (the warm start is trained on them)
+// and `target` companies (never seen before RL: what is learned about them can only come from
+// their failure replies). A third set of names, the `practice` companies, never appears in
+// RL: the warm start's recovery demonstrations use them, each time with fresh random
+// requirements, so the only way to get those right is to read the reply in the context.
+// Every observation is a deterministic function of the world, the task and the action, from
+// fixed templates. Everything is generated from one seed. (Pure: no Node imports.)
 import { Rng } from '../../tensor/random.ts';
-import { check } from '../../util/errors.ts';
+import { check, UserError } from '../../util/errors.ts';
 import { ActionParseError, formatAction, parseAction, type Action } from './actions.ts';
 
 // ---- the world ------------------------------------------------------------------------------
 
-/** Every field a company can ask for, and how a user's value for it is drawn. */
-export const FIELDS = ['card_last4', 'account_email', 'date_of_birth', 'order_id', 'phone_number', 'zip_code', 'member_id'] as const;
-export type Field = (typeof FIELDS)[number];
+/** Every field a company can ask for: single words, so each is one token of the world's tokenizer. */
+export const FIELD_POOL = ['card', 'email', 'birthday', 'order', 'phone', 'zip', 'member', 'pin', 'address', 'account'] as const;
+export type Field = string;
 
-export const REQUESTS = ['cancel', 'change_plan', 'refund', 'update_address', 'close_account'] as const;
-export type Request = (typeof REQUESTS)[number];
+/** The requests a user can make (single words, as the fields). */
+export const REQUEST_POOL = ['cancel', 'refund', 'upgrade', 'pause', 'close'] as const;
+export type Request = string;
 
 // Company names are a stem and a suffix: 26 × 8 = 208 possible, shuffled by the seed
 const STEMS = ['Acme', 'Bolt', 'Crest', 'Dyna', 'Echo', 'Flux', 'Gala', 'Helio', 'Iris', 'Juno', 'Kite', 'Lumen', 'Mesa',
   'Nova', 'Orbit', 'Pixel', 'Quill', 'Rivet', 'Sol', 'Terra', 'Umber', 'Vale', 'Wren', 'Xeno', 'Yarrow', 'Zephyr'];
 const SUFFIXES = ['Tel', 'Bank', 'Mart', 'Air', 'Net', 'Gym', 'Power', 'Box'];
-const FIRST_NAMES = ['ana', 'ben', 'cleo', 'dev', 'eli', 'fay', 'gus', 'hana', 'ivo', 'jin', 'kai', 'lea', 'max', 'noor'];
+
+export type Split = 'known' | 'target';
 
 export interface Company {
   name: string;
-  split: 'train' | 'test';
-  /** The fields each request needs, in the order the company lists them. */
+  split: Split;
+  /** The k fields each request needs, in the order the company lists them. */
   requires: Record<Request, Field[]>;
 }
 
 export type Profile = Record<Field, string>;
 
 export interface ServiceWorldOptions {
-  /** Seed for companies and requirements. */
+  /** Seed for companies, fields and requirements. */
   seed?: number;
-  /** Companies in the training set. */
-  trainCompanies?: number;
-  /** Companies in the held-out set (disjoint from the training set). */
-  testCompanies?: number;
-  /** Fewest and most required fields per (company, request). */
-  minFields?: number;
-  maxFields?: number;
-  /** Actions before the episode ends with reward 0. */
+  /** Companies the warm start knows. */
+  companies?: number;
+  /** Companies never seen before RL (their pairs are the targets). */
+  targets?: number;
+  /** Names for the warm start's recovery demonstrations (never in RL). */
+  practice?: number;
+  /** Requests per company (the first ones of REQUEST_POOL). */
+  requests?: number;
+  /** Size of the hypothesis space C(n, k): 6, 10, 15, 20, 21, 28, 35, 36, 45, 56, 70, 84, 120, ... */
+  space?: number;
+  /** Actions before the episode ends with reward 0 (errors included). */
   maxTurns?: number;
-  /**
-   * Every profile value is two digits ("07") instead of a realistic one ("ana7@mail.com"):
-   * one token to copy, so a tiny model's copying is not what limits it (the dual-LoRA
-   * experiment uses this; what it measures is learning the companies' requirements).
-   */
-  shortValues?: boolean;
 }
 
 export const SERVICE_DEFAULTS: Required<ServiceWorldOptions> = {
-  seed: 0,
-  trainCompanies: 8,
-  testCompanies: 4,
-  minFields: 1,
-  maxFields: 3,
-  maxTurns: 8,
-  shortValues: false,
+  seed: 0, companies: 8, targets: 2, practice: 8, requests: 3, space: 28, maxTurns: 6,
 };
 
 export interface ServiceWorld {
   options: Required<ServiceWorldOptions>;
-  companies: Company[];
+  fields: Field[]; // the n fields of this world
+  k: number; // fields per requirement (and the ask budget)
+  requests: Request[];
+  companies: Company[]; // known then target
+  practice: string[]; // names of the practice companies
+}
+
+const choose = (n: number, k: number): number => (k === 0 ? 1 : (choose(n - 1, k - 1) * n) / k);
+
+/** (n, k) with C(n, k) = space: the fewest fields, then the smallest k >= 2 (k <= n/2). */
+export function spaceShape(space: number): { n: number; k: number } {
+  for (let n = 4; n <= FIELD_POOL.length; n++) for (let k = 2; 2 * k <= n; k++) if (Math.round(choose(n, k)) === space) return { n, k };
+  const ok: number[] = [];
+  for (let n = 4; n <= FIELD_POOL.length; n++) for (let k = 2; 2 * k <= n; k++) ok.push(Math.round(choose(n, k)));
+  throw new UserError(`--space must be a number of requirement sets C(n, k) with 4 <= n <= ${FIELD_POOL.length}, 2 <= k <= n/2: one of ${[...new Set(ok)].sort((a, b) => a - b).join(', ')}; got ${space}`);
 }
 
 export function createServiceWorld(opts: ServiceWorldOptions = {}): ServiceWorld {
   const o = { ...SERVICE_DEFAULTS, ...opts };
-  const n = o.trainCompanies + o.testCompanies;
-  check(o.trainCompanies >= 1 && o.testCompanies >= 0 && n <= STEMS.length * SUFFIXES.length, `service world: need 1..${STEMS.length * SUFFIXES.length} companies in all, got ${n}`);
-  check(o.minFields >= 1 && o.minFields <= o.maxFields && o.maxFields <= FIELDS.length, `service world: need 1 <= minFields <= maxFields <= ${FIELDS.length}`);
-  check(o.maxTurns >= o.maxFields + 1, `service world: maxTurns must leave room to ask every field and call (>= ${o.maxFields + 1})`);
+  const names = STEMS.length * SUFFIXES.length;
+  const all = o.companies + o.targets + o.practice;
+  if (!(Number.isInteger(o.companies) && o.companies >= 1)) throw new UserError(`--companies must be an integer >= 1, got ${o.companies}`);
+  if (!(Number.isInteger(o.targets) && o.targets >= 1)) throw new UserError(`--targets must be an integer >= 1, got ${o.targets}`);
+  if (all > names) throw new UserError(`service world: at most ${names} companies in all (known + targets + practice), got ${all}`);
+  if (!(Number.isInteger(o.requests) && o.requests >= 1 && o.requests <= REQUEST_POOL.length)) throw new UserError(`--requests must be 1..${REQUEST_POOL.length}, got ${o.requests}`);
+  const { n, k } = spaceShape(o.space);
+  check(o.maxTurns >= k + 1, `service world: maxTurns must leave room to ask every field and call (>= ${k + 1})`);
   const rng = new Rng(o.seed);
-  // a shuffled list of distinct names: the first ones train, the rest are held out, so the
-  // two sets can never share a name
-  const names = shuffle(rng, STEMS.flatMap((s) => SUFFIXES.map((x) => s + x))).slice(0, n);
-  const companies = names.map((name, i): Company => {
-    const requires = {} as Record<Request, Field[]>;
-    for (const r of REQUESTS) {
-      const k = o.minFields + rng.int(o.maxFields - o.minFields + 1);
-      requires[r] = shuffle(rng, [...FIELDS]).slice(0, k);
-    }
-    return { name, split: i < o.trainCompanies ? 'train' : 'test', requires };
+  const fields = shuffle(rng, [...FIELD_POOL]).slice(0, n);
+  const requests = REQUEST_POOL.slice(0, o.requests);
+  // a shuffled list of distinct names: known, then targets, then practice, never shared
+  const pool = shuffle(rng, STEMS.flatMap((s) => SUFFIXES.map((x) => s + x))).slice(0, all);
+  const companies = pool.slice(0, o.companies + o.targets).map((name, i): Company => {
+    const requires: Record<Request, Field[]> = {};
+    for (const r of requests) requires[r] = drawRequirement(rng, fields, k);
+    return { name, split: i < o.companies ? 'known' : 'target', requires };
   });
-  return { options: o, companies };
+  return { options: o, fields, k, requests, companies, practice: pool.slice(o.companies + o.targets) };
 }
 
-/** A user with a value for every field, drawn from `rng` (two digits each when `short`). */
-export function makeProfile(rng: Rng, short = false): Profile {
-  if (short) return Object.fromEntries(FIELDS.map((f) => [f, String(rng.int(100)).padStart(2, '0')])) as Profile;
-  const digits = (k: number) => Array.from({ length: k }, () => rng.int(10)).join('');
-  const two = (v: number) => String(v).padStart(2, '0');
-  return {
-    card_last4: digits(4),
-    account_email: `${FIRST_NAMES[rng.int(FIRST_NAMES.length)]}${rng.int(100)}@mail.com`,
-    date_of_birth: `${1950 + rng.int(56)}-${two(1 + rng.int(12))}-${two(1 + rng.int(28))}`,
-    order_id: `ORD-${digits(6)}`,
-    phone_number: `555${digits(7)}`,
-    zip_code: digits(5),
-    member_id: `M${digits(8)}`,
-  };
+/** k distinct fields, uniformly among the C(n, k) sets, in a random order (the company's). */
+export function drawRequirement(rng: Rng, fields: Field[], k: number): Field[] {
+  return shuffle(rng, [...fields]).slice(0, k);
+}
+
+/** A user with a two-digit value ("07") for every field: one token to copy. */
+export function makeProfile(rng: Rng, fields: readonly Field[] = FIELD_POOL): Profile {
+  return Object.fromEntries(fields.map((f) => [f, String(rng.int(100)).padStart(2, '0')]));
+}
+
+export const companiesOf = (world: ServiceWorld, split: Split): Company[] => world.companies.filter((c) => c.split === split);
+
+/** The target pairs: (company, request) of every target company. */
+export function targetPairs(world: ServiceWorld): { company: string; request: Request }[] {
+  return companiesOf(world, 'target').flatMap((c) => world.requests.map((request) => ({ company: c.name, request })));
 }
 
 // ---- episodes -------------------------------------------------------------------------------
@@ -130,14 +148,16 @@ export interface ServiceTask {
   company: string;
   request: Request;
   profile: Profile;
+  /** A practice company's requirement for this episode (the warm start's recovery demonstrations). */
+  requires?: Field[];
 }
 
-export function sampleServiceTask(world: ServiceWorld, rng: Rng, split: 'train' | 'test'): ServiceTask {
-  const pool = world.companies.filter((c) => c.split === split);
+export function sampleServiceTask(world: ServiceWorld, rng: Rng, split: Split): ServiceTask {
+  const pool = companiesOf(world, split);
   check(pool.length > 0, `service world: no '${split}' companies`);
   const company = pool[rng.int(pool.length)].name;
-  const request = REQUESTS[rng.int(REQUESTS.length)];
-  return { company, request, profile: makeProfile(rng, world.options.shortValues) };
+  const request = world.requests[rng.int(world.requests.length)];
+  return { company, request, profile: makeProfile(rng, world.fields) };
 }
 
 export interface Step {
@@ -152,19 +172,13 @@ export interface EpisodeState {
   reward: number;
 }
 
-/** The tools, as the system prompt states them (fixed text). */
+/** The tools, as the system prompt states them (fixed text, short: every token is compute). */
 export function serviceSystemPrompt(): string {
-  return (
-    'You handle service requests for a user by calling tools, one per tool call:\n' +
-    'call(COMPANY, REQUEST, field=value, ...) sends the request with the fields the company needs.\n' +
-    'ask_user(field) asks the user for one of their details.\n' +
-    'finish() ends the conversation.\n' +
-    `Fields: ${FIELDS.join(', ')}.`
-  );
+  return 'Tools: call, ask_user, finish.';
 }
 
 /** The user's opening message (fixed template). */
-export function serviceUserMessage(task: ServiceTask): string {
+export function serviceUserMessage(task: Pick<ServiceTask, 'company' | 'request'>): string {
   return `Request for ${task.company}: ${task.request}.`;
 }
 
@@ -172,8 +186,24 @@ export function startEpisode(task: ServiceTask): EpisodeState {
   return { task, steps: [], done: false, reward: 0 };
 }
 
-/** The world's answer to one action: a pure function of (world, task, action text). */
-export function observe(world: ServiceWorld, task: ServiceTask, actionText: string): { observation: string; done: boolean; reward: number } {
+/** The reply to a call of (company, request) that lacks fields: the whole requirement. */
+export function needReply(company: string, request: Request, requires: Field[]): string {
+  return `${company}: to ${request} we need ${requires.join(', ')}`;
+}
+
+/** The fields a "to X we need a, b" reply states, or null for any other text. */
+export function parseNeedReply(text: string): { company: string; request: string; fields: string[] } | null {
+  const m = /^([A-Za-z]+): to ([a-z]+) we need ([a-z]+(?:, [a-z]+)*)$/.exec(text);
+  return m ? { company: m[1], request: m[2], fields: m[3].split(', ') } : null;
+}
+
+/**
+ * The world's answer to one action, a pure function of (world, task, what was done so far,
+ * action text). A task's own `requires` stands for a practice company's requirement (the warm
+ * start's recovery demonstrations draw fresh ones each episode).
+ */
+export function observe(world: ServiceWorld, task: ServiceTask, steps: Step[], actionText: string): { observation: string; done: boolean; reward: number } {
+  const requires = task.requires;
   let a: Action;
   try {
     a = parseAction(actionText);
@@ -183,29 +213,35 @@ export function observe(world: ServiceWorld, task: ServiceTask, actionText: stri
   }
   if (a.kind === 'finish') return { observation: 'finished', done: true, reward: 0 };
   if (a.kind === 'ask_user') {
-    if (!isField(a.field)) return { observation: `error: unknown field ${a.field}`, done: false, reward: 0 };
+    if (!world.fields.includes(a.field)) return { observation: `error: unknown field ${a.field}`, done: false, reward: 0 };
+    if (asksSoFar(steps) >= world.k) return { observation: `error: no questions left`, done: true, reward: 0 };
     return { observation: `user: ${a.field}=${task.profile[a.field]}`, done: false, reward: 0 };
   }
   const company = world.companies.find((c) => c.name === a.company);
-  if (!company) return { observation: `error: unknown company ${a.company}`, done: false, reward: 0 };
-  if (!isRequest(a.request)) return { observation: `error: unknown request ${a.request}`, done: false, reward: 0 };
+  const isPractice = requires !== undefined && a.company === task.company;
+  if (!company && !isPractice) return { observation: `error: unknown company ${a.company}`, done: false, reward: 0 };
+  if (!world.requests.includes(a.request)) return { observation: `error: unknown request ${a.request}`, done: false, reward: 0 };
   if (a.company !== task.company || a.request !== task.request) {
     return { observation: `error: the user asked for ${task.request} at ${task.company}`, done: false, reward: 0 };
   }
-  for (const [f] of a.args) if (!isField(f)) return { observation: `error: unknown field ${f}`, done: false, reward: 0 };
+  for (const [f] of a.args) if (!world.fields.includes(f)) return { observation: `error: unknown field ${f}`, done: false, reward: 0 };
   const given = new Map(a.args);
-  const required = company.requires[task.request];
-  const missing = required.filter((f) => !given.has(f));
-  if (missing.length > 0) return { observation: `${company.name}: to ${task.request} we need ${missing.join(', ')}`, done: true, reward: 0 };
+  const required = requires ?? company!.requires[task.request];
+  if (required.some((f) => !given.has(f))) return { observation: needReply(task.company, task.request, required), done: true, reward: 0 };
   const wrong = required.find((f) => given.get(f) !== task.profile[f]);
-  if (wrong) return { observation: `${company.name}: ${wrong} does not match our records`, done: true, reward: 0 };
-  return { observation: `${company.name}: ${task.request} done`, done: true, reward: 1 };
+  if (wrong) return { observation: `${task.company}: ${wrong} does not match our records`, done: true, reward: 0 };
+  return { observation: `${task.company}: ${task.request} done`, done: true, reward: 1 };
+}
+
+/** ask_user actions answered so far (the budget counts them). */
+function asksSoFar(steps: Step[]): number {
+  return steps.filter((s) => s.observation.startsWith('user: ')).length;
 }
 
 /** Apply one action; past maxTurns actions the episode ends with reward 0. */
 export function stepEpisode(world: ServiceWorld, state: EpisodeState, actionText: string): EpisodeState {
   check(!state.done, 'service world: the episode is over');
-  const r = observe(world, state.task, actionText);
+  const r = observe(world, state.task, state.steps, actionText);
   const steps = [...state.steps, { action: actionText, observation: r.observation }];
   const done = r.done || steps.length >= world.options.maxTurns;
   return { task: state.task, steps, done, reward: r.reward };
@@ -232,11 +268,9 @@ export function knownValues(steps: Step[]): Map<string, string> {
   return known;
 }
 
-/** Knows every requirement: asks for each needed field once, then calls. */
-export function oraclePolicy(world: ServiceWorld): ServicePolicy {
+/** Asks for each of `required` once, then calls with them in that order. */
+export function scriptedPolicy(required: Field[]): ServicePolicy {
   return (view) => {
-    const company = world.companies.find((c) => c.name === view.company)!;
-    const required = company.requires[view.request];
     const known = knownValues(view.steps);
     const next = required.find((f) => !known.has(f));
     if (next) return formatAction({ kind: 'ask_user', field: next });
@@ -244,12 +278,25 @@ export function oraclePolicy(world: ServiceWorld): ServicePolicy {
   };
 }
 
+/** The requirement of a task: its own (practice) or its company's. */
+export function requirementOf(world: ServiceWorld, task: Pick<ServiceTask, 'company' | 'request' | 'requires'>): Field[] {
+  if (task.requires) return task.requires;
+  const c = world.companies.find((x) => x.name === task.company);
+  check(c !== undefined, `service world: unknown company ${task.company}`);
+  return c.requires[task.request];
+}
+
+/** Knows every requirement: asks for each needed field once, then calls. */
+export function oraclePolicy(world: ServiceWorld): ServicePolicy {
+  return (view) => scriptedPolicy(requirementOf(world, view))(view);
+}
+
 /** Random but well-formed: ask a random field, call with what it knows, or finish. */
-export function randomPolicy(rng: Rng): ServicePolicy {
+export function randomPolicy(world: ServiceWorld, rng: Rng): ServicePolicy {
   return (view) => {
     const u = rng.uniform();
-    if (u < 0.5) return formatAction({ kind: 'ask_user', field: FIELDS[rng.int(FIELDS.length)] });
-    if (u < 0.85) return formatAction({ kind: 'call', company: view.company, request: view.request, args: [...knownValues(view.steps)] });
+    if (u < 0.55) return formatAction({ kind: 'ask_user', field: world.fields[rng.int(world.fields.length)] });
+    if (u < 0.95) return formatAction({ kind: 'call', company: view.company, request: view.request, args: [...knownValues(view.steps)] });
     return formatAction({ kind: 'finish' });
   };
 }
@@ -263,11 +310,8 @@ export function runEpisode(world: ServiceWorld, task: ServiceTask, policy: Servi
 
 // ---- helpers --------------------------------------------------------------------------------
 
-const isField = (f: string): f is Field => (FIELDS as readonly string[]).includes(f);
-const isRequest = (r: string): r is Request => (REQUESTS as readonly string[]).includes(r);
-
 /** Fisher–Yates on a copy. */
-function shuffle<T>(rng: Rng, xs: T[]): T[] {
+export function shuffle<T>(rng: Rng, xs: T[]): T[] {
   const a = [...xs];
   for (let i = a.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
