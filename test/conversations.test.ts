@@ -17,6 +17,7 @@ import {
 import { Tokenizer, trainTokenizer, renderConversation, SPECIALS, type Message, type Rendered } from '../src/tokenizer/index.ts';
 import { Rng } from '../src/tensor/random.ts';
 import { UserError } from '../src/util/errors.ts';
+import { gsm8kToExample } from '../src/data/gsm8k.ts';
 import { tempDir } from './tmp.ts';
 
 let tok: Tokenizer;
@@ -154,6 +155,14 @@ describe('parsing', () => {
     // arguments that are not a one-string JSON object are used as written
     const raw = line({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: null, tool_calls: [{ function: { name: 'f', arguments: '{"a":1,"b":2}' } }] }] });
     expect(parseConversationsJsonl(raw, 'r.jsonl')[0][1]).toEqual({ role: 'assistant', content: [{ type: 'tool_call', text: 'f({"a":1,"b":2})' }] });
+  });
+
+  it("reads a GSM8K line (question, answer) as the same conversation as src/data/gsm8k.ts makes", () => {
+    const item = { question: 'Natalia sold 48 clips. How many are half?', answer: 'Half is 48/2 = <<48/2=24>>24 clips.\n#### 24' };
+    const [conv] = parseConversationsJsonl(line(item), 'g.jsonl');
+    expect(conv).toEqual(gsm8kToExample(item).messages);
+    expect(conv[1].content).toContainEqual({ type: 'tool_call', text: 'calc(48/2)' });
+    expect(() => parseConversationsJsonl(line({ question: 'q', answer: 'no final line' }), 'g.jsonl')).toThrow(/^g\.jsonl:1/);
   });
 
   it('names file:line for bad JSON, unknown roles and misplaced messages', () => {

@@ -54,6 +54,46 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** What `parseOnly` found: the command that would run (e.g. "eval loss") and its parsed options. */
+export interface ParsedCommand {
+  command: string;
+  opts: Record<string, unknown>;
+}
+
+/**
+ * Parse `args` (what follows `minichat`) with the real program and stop just before the
+ * command's action runs: the (sub)command, every flag, choices, required options and number
+ * flags are checked exactly as in a real run, and nothing is executed. An unknown command or
+ * flag throws commander's error (its message is what the user would see). Used by
+ * test/readme-commands.test.ts to check every command the docs show.
+ */
+export async function parseOnly(args: string[]): Promise<ParsedCommand> {
+  const program = buildProgram();
+  class Parsed extends Error {
+    constructor(readonly parsed: ParsedCommand) {
+      super('parsed');
+    }
+  }
+  program.commands.forEach(function quiet(c: Command) {
+    c.exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
+    c.commands.forEach(quiet);
+  });
+  program.exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
+  // preAction runs after all parsing and validation, right before the action: stop there
+  program.hook('preAction', (_program, cmd) => {
+    const names: string[] = [];
+    for (let c: Command | null = cmd; c && c !== program; c = c.parent) names.unshift(c.name());
+    throw new Parsed({ command: names.join(' '), opts: cmd.opts() });
+  });
+  try {
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    if (e instanceof Parsed) return e.parsed;
+    throw e;
+  }
+  throw new Error(`minichat ${args.join(' ')}: no command would run`);
+}
+
 export async function main(argv: string[]): Promise<void> {
   // `minichat ... | head` closes stdout early: that is the reader's choice, not an error
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {

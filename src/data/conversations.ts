@@ -9,6 +9,8 @@
 //
 //   OpenAI style     {"messages": [{"role": "user", "content": "..."}, ...]}
 //   MiniMind style   {"conversations": [{"role": "user", "content": "..."}, ...]}
+//   GSM8K            {"question": "...", "answer": "... <<48/2=24>>24 ... #### 72"}: the
+//                    answer's annotations become calculator calls (src/data/gsm8k.ts)
 //
 // Roles are system (first message only), user, assistant and tool; any other role is an
 // error naming file:line. How tool use maps onto minichat's chat format (src/tokenizer/chat.ts),
@@ -58,6 +60,7 @@ import { Rng, type RngState } from '../tensor/random.ts';
 import { renderConversation, type AssistantPart, type Message, type Rendered } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/bpe.ts';
 import { UserError } from '../util/errors.ts';
+import { gsm8kToExample } from './gsm8k.ts';
 
 // ---- parsing ------------------------------------------------------------------------------
 
@@ -160,11 +163,14 @@ function openAiCallText(tc: unknown, at: string): string {
 
 const describeValue = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'a list' : typeof v);
 
-/** Parse one JSONL record (OpenAI "messages" or MiniMind "conversations"). */
+/** Parse one JSONL record (OpenAI "messages", MiniMind "conversations", or a GSM8K item). */
 export function parseConversationRecord(rec: unknown, where: string): Message[] {
   if (rec === null || typeof rec !== 'object' || Array.isArray(rec)) throw new UserError(`${where}: expected a JSON object per line`);
   const o = rec as Record<string, unknown>;
   const list = o.messages ?? o.conversations;
+  if (list === undefined && typeof o.question === 'string' && typeof o.answer === 'string') {
+    return gsm8kToExample({ question: o.question, answer: o.answer }, where).messages;
+  }
   if (list === undefined) {
     throw new UserError(`${where}: no "messages" or "conversations" field (fields: ${Object.keys(o).join(', ') || 'none'})`);
   }
