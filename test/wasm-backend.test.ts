@@ -404,7 +404,7 @@ describe('wasm fused kernels vs cpu-fused', () => {
 
 describe('GPT on the wasm backend matches the CPU backend', () => {
   // Same model, tolerances and reasons as test/webgpu-model.test.ts: loss 1e-4 relative;
-  // gradients 1e-3 of the largest entry + 1e-3 relative; 20 Muon + AdamW steps within 2%.
+  // gradients 1e-3 of the largest entry + 1e-3 relative; 20 Muon + AdamW steps within 1e-6 relative (measured 7.1e-8).
   const config = presetConfig('tiny', { vocabSize: 64, hiddenSize: 32, numLayers: 2, numHeads: 4, numKVHeads: 2, headDim: 8, intermediateSize: 48, maxSeqLen: 32 });
   const B = 2, Tn = 16;
   const trng = new T.Rng(11);
@@ -466,6 +466,8 @@ describe('GPT on the wasm backend matches the CPU backend', () => {
     const [c, w] = curves;
     const mean5 = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(mean5(c.slice(15))).toBeLessThan(mean5(c.slice(0, 5)) - 0.3);
-    for (let s = 0; s < 20; s++) expect(Math.abs(w[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(0.02);
+    // measured worst step 7.1e-8 relative (2026-12-03): the bound is ~14x that, so a kernel that
+    // drifts by even a few float32 ulps per step fails here
+    for (let s = 0; s < 20; s++) expect(Math.abs(w[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(1e-6);
   }, 120_000);
 });

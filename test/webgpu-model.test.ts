@@ -8,10 +8,10 @@
 // generous for rounding, far below any real bug (a wrong index or missing term changes the
 // loss at the 1e-2 level). Gradients: 1e-3 of the gradient's largest entry plus 1e-3
 // relative, since small entries are sums of cancelling terms. Training: after 20 steps the
-// rounding differences have been amplified by the optimizer (Muon's Newton–Schulz
-// normalises tiny differences up to the update scale), so the two runs are compared at 2%
-// relative per step — a divergence, a skipped update or a wrong learning rate breaks that
-// within a few steps.
+// rounding differences could be amplified by the optimizer (Muon's Newton–Schulz
+// normalises tiny differences up to the update scale); measured, they stay at ~1e-7, so the
+// two runs are compared at 1e-6 relative per step — a divergence, a skipped update, a wrong
+// learning rate or a kernel a few ulps off breaks that within a step or two.
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
@@ -98,6 +98,7 @@ describe.skipIf(!gpu)('GPT on WebGPU matches the CPU backend', () => {
     // first five's (4.16 = ln 64 at the start; without updates only batch noise, ~0.1, moves it)
     const mean5 = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     expect(mean5(c.slice(15))).toBeLessThan(mean5(c.slice(0, 5)) - 0.3);
-    for (let s = 0; s < 20; s++) expect(Math.abs(g[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(0.02);
+    // measured worst step 1.2e-7 relative on SwiftShader (2026-12-03); the bound is ~8x that
+    for (let s = 0; s < 20; s++) expect(Math.abs(g[s] - c[s]) / c[s], `step ${s + 1}`).toBeLessThan(1e-6);
   }, 600_000); // SwiftShader runs each of a step's ~500 small dispatches on the CPU: seconds per step
 });
