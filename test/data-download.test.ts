@@ -6,8 +6,9 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { downloadDataset, downloadFile, findDataset, nextStep, DATASETS } from '../src/data/download.ts';
+import { basename, join } from 'node:path';
+import { downloadDataset, downloadFile, downloadHfModel, findDataset, nextStep, DATASETS } from '../src/data/download.ts';
+import { importHF } from '../src/io/hf-import.ts';
 import { readConversationFile } from '../src/data/conversations.ts';
 import { UserError } from '../src/util/errors.ts';
 
@@ -149,5 +150,45 @@ describe('download', () => {
     await expect(readConversationFile(join(st, 'test-00000-of-00001.parquet'))).rejects.toThrow(/test-00000-of-00001\.parquet: could not read a "messages" column/);
     // pretraining sets still point at data prepare
     expect(nextStep(findDataset('tinystories'), 'D')).toBe('minichat data prepare --data D/TinyStoriesV2-GPT4-train.txt --tokenizer TOK --out SHARDS');
+  });
+});
+
+// --hf-model: a local server laid out like huggingface.co (OWNER/NAME/resolve/main/FILE)
+// serving the committed Llama fixture, sharded, so the index path is the one exercised
+describe('--hf-model: a Hugging Face model repository for minichat import', () => {
+  const FIXTURE = join(import.meta.dirname, 'fixtures', 'hf-llama-tiny');
+  const FILES = ['config.json', 'tokenizer.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+  let hf: Server, hfBase: string;
+  const seen: string[] = [];
+  beforeAll(async () => {
+    hf = createServer((req, res) => {
+      seen.push(`${req.method} ${req.url}`);
+      const m = /^\/TinyOrg\/tiny-llama\/resolve\/main\/([\w.-]+)$/.exec(req.url ?? '');
+      if (!m || !FILES.includes(m[1])) return void res.writeHead(404).end('Entry not found');
+      const body = readFileSync(join(FIXTURE, m[1]));
+      res.writeHead(200, { 'content-length': String(body.length) }).end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((r) => hf.listen(0, '127.0.0.1', () => r()));
+    hfBase = `http://127.0.0.1:${(hf.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise((r) => hf.close(r)));
+
+  it('fetches config, tokenizer, the index and every shard it names; the result imports', async () => {
+    const out = join(dir, 'hf-tiny');
+    const r = await downloadHfModel('TinyOrg/tiny-llama', out, { baseUrl: hfBase });
+    expect(r.map((x) => basename(x.path)).sort()).toEqual([...FILES].sort());
+    for (const f of FILES) expect(readFileSync(join(out, f)).equals(readFileSync(join(FIXTURE, f))), f).toBe(true);
+    expect(seen).toContain('HEAD /TinyOrg/tiny-llama/resolve/main/model.safetensors.index.json');
+    expect(seen.some((s) => s.endsWith('/model.safetensors'))).toBe(false); // sharded: no single file asked for
+    const imported = await importHF(out);
+    expect(imported.architecture).toBe('LlamaForCausalLM');
+    // again: everything complete is skipped
+    expect((await downloadHfModel('TinyOrg/tiny-llama', out, { baseUrl: hfBase })).every((x) => x.skipped)).toBe(true);
+  });
+
+  it('a repository that does not exist, or a malformed name, is one clear line', async () => {
+    await expect(downloadHfModel('TinyOrg/missing', join(dir, 'hf-missing'), { baseUrl: hfBase })).rejects.toThrow(UserError);
+    await expect(downloadHfModel('TinyOrg/missing', join(dir, 'hf-missing'), { baseUrl: hfBase })).rejects.toThrow(/404/);
+    await expect(downloadHfModel('not a name', join(dir, 'hf-bad'))).rejects.toThrow(/OWNER\/NAME/);
   });
 });

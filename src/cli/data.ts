@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { check } from '../util/errors.ts';
 import { fraction01, nonNegInt, posInt } from './common.ts';
 import { claimRunDir } from '../io/run-dir.ts';
-import { DATASETS, downloadDataset, findDataset, fileUrl, nextStep } from '../data/download.ts';
+import { UserError } from '../util/errors.ts';
+import { DATASETS, downloadDataset, downloadHfModel, findDataset, fileUrl, nextStep } from '../data/download.ts';
 import { streamDocuments, type TxtSplit } from '../data/documents.ts';
 import { writeShards, DEFAULT_VAL_FRACTION, type TextTokenizer } from '../data/shards.ts';
 import { generateSyntheticCorpus, DEFAULT_SYNTHETIC_STORIES } from '../data/synthetic.ts';
@@ -101,11 +102,20 @@ export function registerData(program: Command): void {
 
   data
     .command('download')
-    .description('download a public data set (resume-safe: complete files are skipped)')
-    .argument('<name>', `data set name (${DATASETS.map((d) => d.name).join(', ')})`)
-    .option('--out <dir>', 'output directory (default: runs/data/NAME)')
+    .description('download a public data set, or a Hugging Face model for `minichat import` (resume-safe: complete files are skipped)')
+    .argument('[name]', `data set name (${DATASETS.map((d) => d.name).join(', ')})`)
+    .option('--hf-model <owner/name>', 'instead: a Hugging Face model repository (config.json, tokenizer.json, safetensors weights) for `minichat import --hf DIR`')
+    .option('--out <dir>', 'output directory (default: runs/data/NAME, or runs/hf/NAME for --hf-model)')
     .option('--base-url <url>', "fetch from this base URL instead of the registry's (a mirror)")
-    .action(async (name: string, o: { out?: string; baseUrl?: string }) => {
+    .action(async (name: string | undefined, o: { out?: string; baseUrl?: string; hfModel?: string }) => {
+      if (o.hfModel !== undefined) {
+        if (name !== undefined) throw new UserError(`give a data set name or --hf-model, not both (got "${name}" and --hf-model ${o.hfModel})`);
+        const out = o.out ?? join('runs', 'hf', o.hfModel.replace('/', '--'));
+        const results = await downloadHfModel(o.hfModel, out, { baseUrl: o.baseUrl, log: console.log });
+        console.log(`${results.length} file(s) in ${out}. Next: minichat import --hf ${out} --out runs/imported`);
+        return;
+      }
+      if (name === undefined) throw new UserError(`name a data set (${DATASETS.map((d) => d.name).join(', ')}) or give --hf-model OWNER/NAME`);
       const d = findDataset(name);
       const out = o.out ?? join('runs', 'data', d.name);
       console.log(`${d.name}: ${d.description} (license ${d.license})`);

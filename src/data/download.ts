@@ -19,7 +19,7 @@
 // `baseUrl` overrides where the files come from (a mirror such as hf-mirror.com, or a local
 // test server); the file paths inside the data set stay the same.
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, stat, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UserError } from '../util/errors.ts';
 
@@ -263,6 +263,45 @@ export async function downloadDataset(name: string, outDir: string, opts: Downlo
   const results: DownloadResult[] = [];
   for (const f of d.files) {
     results.push(await downloadFile(fileUrl(d, f, opts.baseUrl), join(outDir, f.filename), { ...opts, expectedBytes: f.bytes }));
+  }
+  return results;
+}
+
+/** Where Hugging Face model repositories are served from; `--base-url` replaces it (a mirror). */
+export const HF_BASE_URL = 'https://huggingface.co';
+
+/**
+ * Download the files `minichat import --hf` reads from a Hugging Face model repository
+ * (`NAME` = "owner/model"): config.json, tokenizer.json, and the weights — the shard index
+ * model.safetensors.index.json and every shard it names when the repository is sharded, else
+ * the single model.safetensors. Resume-safe like the data sets (complete files are skipped).
+ */
+export async function downloadHfModel(name: string, outDir: string, opts: DownloadOptions = {}): Promise<DownloadResult[]> {
+  if (!/^[\w.-]+\/[\w.-]+$/.test(name)) throw new UserError(`--hf-model takes OWNER/NAME as on huggingface.co (e.g. HuggingFaceTB/SmolLM2-135M), got "${name}"`);
+  const root = `${(opts.baseUrl ?? HF_BASE_URL).replace(/\/+$/, '')}/${name}/resolve/main`;
+  await mkdir(outDir, { recursive: true });
+  const get = (file: string) => downloadFile(`${root}/${file}`, join(outDir, file), opts);
+  const results = [await get('config.json'), await get('tokenizer.json')];
+  // sharded or not: a repository with an index has no model.safetensors, so ask for the index first
+  let sharded: boolean;
+  try {
+    sharded = (await fetch(`${root}/model.safetensors.index.json`, { method: 'HEAD', redirect: 'follow' })).ok;
+  } catch (e) {
+    throw new UserError(`cannot reach ${root}: ${(e as Error).message}`);
+  }
+  if (!sharded) return [...results, await get('model.safetensors')];
+  const index = await get('model.safetensors.index.json');
+  results.push(index);
+  let shards: string[];
+  try {
+    const map = JSON.parse(await readFile(index.path, 'utf8')).weight_map as Record<string, string>;
+    shards = [...new Set(Object.values(map))];
+  } catch (e) {
+    throw new UserError(`${index.path}: not a safetensors index with a weight_map (${(e as Error).message})`);
+  }
+  for (const s of shards) {
+    if (!/^[\w.-]+\.safetensors$/.test(s)) throw new UserError(`${index.path}: shard name "${s}" is not a plain .safetensors file name`);
+    results.push(await get(s));
   }
   return results;
 }
