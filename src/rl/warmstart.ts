@@ -51,7 +51,7 @@ export interface WarmStartOptions {
   config?: Partial<GPTConfig>; // overrides of the tiny preset (tests use a smaller model)
 }
 
-export const WARM_START_DEFAULTS: WarmStartOptions = { vocabSize: 768, pretrainSteps: 450, sftSteps: 250, batchSize: 12, pretrainLr: 1e-2, sftLr: 3e-3, seed: 0 };
+export const WARM_START_DEFAULTS: WarmStartOptions = { vocabSize: 768, pretrainSteps: 450, sftSteps: 500, batchSize: 12, pretrainLr: 1e-2, sftLr: 3e-3, seed: 0 };
 
 /** Bumped whenever what a warm start is trained on changes (it is part of the cache key). */
 const WARM_START_VERSION = 3;
@@ -59,7 +59,7 @@ const WARM_START_VERSION = 3;
 /** Kinds of documents, and their shares in pretraining and in SFT. */
 export type DocKind = 'oracle' | 'random' | 'recovery' | 'memory' | 'known-recovery' | 'guess' | 'target-guess';
 const PRETRAIN_MIX: [DocKind, number][] = [['oracle', 0.3], ['random', 0.2], ['recovery', 0.2], ['memory', 0.1], ['known-recovery', 0.1], ['guess', 0.05], ['target-guess', 0.05]];
-const SFT_MIX: [DocKind, number][] = [['oracle', 0.35], ['recovery', 0.2], ['memory', 0.2], ['known-recovery', 0.1], ['guess', 0.05], ['target-guess', 0.1]];
+const SFT_MIX: [DocKind, number][] = [['oracle', 0.5], ['recovery', 0.15], ['memory', 0.15], ['known-recovery', 0.1], ['guess', 0.05], ['target-guess', 0.05]];
 
 export interface Document {
   state: EpisodeState;
