@@ -194,7 +194,7 @@ const BUDGETS: Record<string, { divisor?: number; defaultSteps?: number; set?: R
   },
   pretrain: { divisor: 50, set: { '--batch-size': '2', '--seq-len': '32', '--synthetic-stories': '60', '--vocab-size': '300', '--eval-batches': '1', '--sample-tokens': '4' } },
   sft: { divisor: 100, defaultSteps: 200, set: { '--batch-size': '2', '--builtin-examples': '40' } },
-  rl: { divisor: 30, defaultSteps: 40, set: { '--group-size': '2', '--prompts-per-step': '2', '--max-tokens': '8', '--eval-problems': '2' } },
+  rl: { divisor: 30, defaultSteps: 20, set: { '--group-size': '2', '--prompts-per-step': '2', '--max-tokens': '8', '--eval-problems': '2' } },
   eval: { set: { '--n': '2', '--max-tokens': '8' } },
   generate: { set: { '--max-tokens': '8' } },
   chat: { set: { '--max-tokens': '8' } },

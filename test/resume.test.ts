@@ -139,7 +139,7 @@ describe('kill -9, then --resume, equals one uninterrupted run', () => {
 
   it('rl with a LoRA policy: adapters and their optimizer state', async () => {
     const { killed } = await killAndResume({
-      args: (out) => ['rl', '--init', policy, '--task', 'arithmetic', '--digits', '1', '--ops', '+', '--steps', '12', '--group-size', '4', '--prompts-per-step', '4',
+      args: (out) => ['rl', '--init', policy, '--task', 'arithmetic', '--digits', '1', '--ops', '+', '--no-tool', '--temperature', '1', '--steps', '12', '--group-size', '4', '--prompts-per-step', '4',
         '--max-tokens', '6', '--lora-rank', '4', '--eval-every', '4', '--eval-problems', '8', '--ckpt-every', '1', '--out', out],
       steps: 12, files: [...MODEL, 'adapters.safetensors'],
     });

@@ -40,7 +40,7 @@ const maxAbsDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => M
 
 const STEPS = 6;
 const runArgs = (policy: string, out: string) => [
-  'rl', '--init', policy, '--task', 'arithmetic', '--digits', '1', '--ops', '+', '--steps', String(STEPS), '--group-size', '4', '--prompts-per-step', '4',
+  'rl', '--init', policy, '--task', 'arithmetic', '--digits', '1', '--ops', '+', '--no-tool', '--temperature', '1', '--steps', String(STEPS), '--group-size', '4', '--prompts-per-step', '4',
   '--max-tokens', '6', '--lora-rank', '4', '--lr', '0.01', '--eval-every', '3', '--eval-problems', '8', '--ckpt-every', '3', '--out', out,
 ];
 

@@ -44,12 +44,15 @@ async function meanReward(algoName: 'grpo' | 'dapo', steps: number) {
 }
 
 describe('RL loop', () => {
-  it('the presets differ exactly in the four DAPO switches', () => {
+  it('the presets differ in three DAPO switches; overlong shaping is opt-in for both', () => {
     const g = ALGO_PRESETS.grpo, d = algoOptions({ algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: 40 });
     expect([g.epsHigh, d.epsHigh]).toEqual([0.2, 0.28]);
     expect([g.dynamicSampling, d.dynamicSampling]).toEqual([false, true]);
     expect([g.tokenLevelLoss, d.tokenLevelLoss]).toEqual([false, true]);
-    expect([g.overlong, d.overlong]).toEqual([null, [40, 10]]);
+    expect([g.overlong, d.overlong]).toEqual([null, null]);
+    // 'on' = DAPO's proportion of the length limit; an explicit pair as given
+    expect(algoOptions({ algo: 'dapo', overlong: 'on', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: 40 }).overlong).toEqual([40, 10]);
+    expect(algoOptions({ algo: 'grpo', overlong: '64,8', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: 64 }).overlong).toEqual([64, 8]);
     // each switch can be turned off alone
     expect(algoOptions({ algo: 'dapo', clipHigh: false, beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: 40 }).epsHigh).toBe(0.2);
     expect(algoOptions({ algo: 'dapo', overlong: 'off', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: 40 }).overlong).toBeNull();

@@ -33,6 +33,7 @@ export interface RLExperimentOptions {
   groupSize: number;
   promptsPerStep: number;
   maxTokens: number;
+  temperature: number; // rollout sampling temperature
   lr: number;
   loraRank: number;
   evalEvery: number; // steps between held-out evaluations
@@ -48,7 +49,7 @@ type Switches = Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSampling' | 'token
 
 /** Each arm as switches over the --algo presets. */
 export function arms(maxTokens: number): Record<string, Switches> {
-  const overlong = `${maxTokens},${Math.max(1, Math.floor(maxTokens / 4))}`;
+  const overlong = `${maxTokens},${Math.max(1, Math.floor(maxTokens / 4))}`; // DAPO as published: the shaping on
   return {
     grpo: { algo: 'grpo' },
     dapo: { algo: 'dapo', overlong },
@@ -62,13 +63,61 @@ export function arms(maxTokens: number): Record<string, Switches> {
 interface ArmRun {
   arm: string;
   seed: number;
-  curve: { step: number; completions: number; success: number }[];
+  curve: { step: number; completions: number; success: number }[]; // held-out greedy pass@1
+  train: { step: number; success: number; zeroAdvantage: number }[]; // per step, over every sampled completion
   steps: number;
   completions: number;
   seconds: number;
 }
 
-export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => void): Promise<{ table: string; runs: ArmRun[] }> {
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** Sample standard deviation (n − 1); 0 for one value. */
+const std = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
+const pm = (xs: number[], digits: number) => `${mean(xs).toFixed(digits)}${xs.length > 1 ? ` ± ${std(xs).toFixed(digits)}` : ''}`;
+
+/** The first held-out evaluation at or above the target: its optimizer step and completions. */
+export function firstCrossing(r: Pick<ArmRun, 'curve'>, target: number): { step: number; completions: number } | null {
+  const c = r.curve.find((x) => x.success >= target);
+  return c ? { step: c.step, completions: c.completions } : null;
+}
+
+/** The results table (per arm, mean ± sample std over seeds) and the claim's ratio line. */
+export function summarise(runs: ArmRun[], armNames: string[], target: number): { table: string; claim: string } {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lines = [
+    `| arm | seeds at ${(100 * target).toFixed(0)}% | steps to ${(100 * target).toFixed(0)}% | completions to ${(100 * target).toFixed(0)}% | final held-out pass@1 | start | sampled success | zero-adv groups | optimizer steps | completions | wall time |`,
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const name of armNames) {
+    const rs = runs.filter((r) => r.arm === name);
+    if (!rs.length) continue;
+    const hit = rs.map((r) => firstCrossing(r, target)).filter((x) => x !== null);
+    const finals = rs.map((r) => r.curve.at(-1)!.success);
+    const trainMean = (f: (t: ArmRun['train'][number]) => number) => rs.map((r) => mean(r.train.map(f)));
+    lines.push(
+      `| ${name} | ${hit.length}/${rs.length} | ${hit.length ? pm(hit.map((h) => h.step), 1) : 'not reached'} | ${hit.length ? pm(hit.map((h) => h.completions), 0) : '—'} | ` +
+        `${pm(finals.map((f) => 100 * f), 1)}%${rs.length > 1 ? ` (${finals.map((f) => (100 * f).toFixed(0)).join(', ')})` : ''} | ${pct(mean(rs.map((r) => r.curve[0].success)))} | ` +
+        `${pm(trainMean((t) => 100 * t.success), 1)}% | ${pm(trainMean((t) => 100 * t.zeroAdvantage), 0)}% | ${mean(rs.map((r) => r.steps)).toFixed(0)} | ${mean(rs.map((r) => r.completions)).toFixed(0)} | ${mean(rs.map((r) => r.seconds)).toFixed(0)} s |`,
+    );
+  }
+  // the claim: DAPO reaches the target in a third of GRPO's steps (ratio GRPO / DAPO = 3)
+  const reach = (name: string) => runs.filter((r) => r.arm === name).map((r) => firstCrossing(r, target));
+  const g = reach('grpo'), d = reach('dapo');
+  let claim = 'claim (DAPO at a third of GRPO\'s steps): needs both the grpo and dapo arms';
+  if (g.length && d.length) {
+    const all = (xs: typeof g) => xs.length > 0 && xs.every((x) => x !== null);
+    if (all(g) && all(d)) {
+      const gs = mean(g.map((x) => x!.step)), ds = mean(d.map((x) => x!.step));
+      const gc = mean(g.map((x) => x!.completions)), dc = mean(d.map((x) => x!.completions));
+      claim = `claim (DAPO at a third of GRPO's steps, ratio 3): GRPO/DAPO steps to ${(100 * target).toFixed(0)}% = ${gs.toFixed(1)}/${ds.toFixed(1)} = ${(gs / ds).toFixed(2)}x; completions ${gc.toFixed(0)}/${dc.toFixed(0)} = ${(gc / dc).toFixed(2)}x`;
+    } else {
+      claim = `claim (DAPO at a third of GRPO's steps): not measurable at this target — GRPO reached it on ${g.filter((x) => x).length}/${g.length} seeds, DAPO on ${d.filter((x) => x).length}/${d.length}`;
+    }
+  }
+  return { table: lines.join('\n'), claim };
+}
+
+export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => void): Promise<{ table: string; claim: string; runs: ArmRun[] }> {
   await mkdir(o.out, { recursive: true });
   const all = arms(o.maxTokens);
   const task = await getTask(o.task, { arithmetic: { digits: o.digits, ops: [...o.ops] as never } });
@@ -82,17 +131,18 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
       preparePolicy(model, { loraRank: o.loraRank, loraAlpha: 2 * o.loraRank, loraTargets: parseLoraTargets('all') }, new T.Rng(seed + 5));
       const algo = algoOptions({ ...sw, beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: o.maxTokens });
       const afterToken = o.tool ? toolHook(tok, defaultToolRegistry()) : undefined;
-      const policy = new RLPolicy(model, tok, { algo, groupSize: o.groupSize, promptsPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: 1, lr: o.lr, seed }, afterToken);
+      const policy = new RLPolicy(model, tok, { algo, groupSize: o.groupSize, promptsPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: o.temperature, lr: o.lr, seed }, afterToken);
       const source = problemSource(task, tok, o.tool);
       const rng = new T.Rng(seed);
-      const run: ArmRun = { arm: name, seed, curve: [], steps: 0, completions: 0, seconds: 0 };
+      const run: ArmRun = { arm: name, seed, curve: [], train: [], steps: 0, completions: 0, seconds: 0 };
       const measure = async () => run.curve.push({ step: policy.step, completions: run.completions, success: await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken) });
       await measure();
       while (run.completions < o.budget) {
         const s = await policy.trainStep(source, rng);
         run.completions += s.completions;
+        run.train.push({ step: policy.step, success: s.success, zeroAdvantage: s.zeroAdvantage ?? NaN });
         if (policy.step % o.evalEvery === 0 || run.completions >= o.budget) await measure();
-        log(`${name} seed ${seed}: step ${policy.step}, ${run.completions}/${o.budget} completions, train success ${(100 * s.success).toFixed(1)}%, kept ${s.keptGroups}/${s.keptGroups + s.droppedGroups} groups, held-out ${(100 * run.curve.at(-1)!.success).toFixed(1)}%`);
+        log(`${name} seed ${seed}: step ${policy.step}, ${run.completions}/${o.budget} completions, sampled success ${(100 * s.success).toFixed(1)}%, zero-adv ${(100 * (s.zeroAdvantage ?? NaN)).toFixed(0)}%, kept ${s.keptGroups}/${s.keptGroups + s.droppedGroups} groups, held-out ${(100 * run.curve.at(-1)!.success).toFixed(1)}%`);
       }
       run.steps = policy.step;
       run.seconds = (performance.now() - t0) / 1000;
@@ -101,41 +151,25 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
     }
   }
 
-  // ---- the table: per arm, mean (and spread) over seeds ----
-  const stepsTo = (r: ArmRun) => r.curve.find((c) => c.success >= o.target)?.step ?? null;
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const spread = (xs: number[]) => (xs.length > 1 ? ` ± ${(Math.max(...xs) - Math.min(...xs)).toFixed(xs[0] < 2 ? 3 : 0)}` : '');
-  const lines = [
-    `| arm | steps to ${(100 * o.target).toFixed(0)}% held-out | final held-out pass@1 | start | optimizer steps | completions | wall time |`,
-    '|---|---:|---:|---:|---:|---:|---:|',
-  ];
-  for (const name of o.arms) {
-    const rs = runs.filter((r) => r.arm === name);
-    const reached = rs.map(stepsTo);
-    const stepsCell = reached.every((x) => x !== null) ? `${mean(reached as number[]).toFixed(1)}${spread(reached as number[])}` : `${reached.map((x) => x ?? 'not reached').join(' / ')}`;
-    const finals = rs.map((r) => r.curve.at(-1)!.success);
-    lines.push(
-      `| ${name} | ${stepsCell} | ${(100 * mean(finals)).toFixed(1)}%${rs.length > 1 ? ` (${finals.map((f) => (100 * f).toFixed(0)).join(', ')})` : ''} | ${(100 * mean(rs.map((r) => r.curve[0].success))).toFixed(1)}% | ` +
-        `${mean(rs.map((r) => r.steps)).toFixed(0)} | ${mean(rs.map((r) => r.completions)).toFixed(0)} | ${mean(rs.map((r) => r.seconds)).toFixed(0)} s |`,
-    );
-  }
-  const table = lines.join('\n');
+  const { table, claim } = summarise(runs, o.arms, o.target);
   const colors = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
-  const series = o.arms.map((name, i) => {
-    const rs = runs.filter((r) => r.arm === name);
-    // the mean over seeds at each evaluation index
-    const n = Math.min(...rs.map((r) => r.curve.length));
-    const points = Array.from({ length: n }, (_, j) => [mean(rs.map((r) => r.curve[j].completions)), mean(rs.map((r) => r.curve[j].success))] as [number, number]);
-    return { name, points, color: colors[i % colors.length], dashed: name.includes('-no-') };
-  });
-  await writeFile(join(o.out, 'grpo-vs-dapo.svg'), lineChartSvg(series, { title: `GRPO vs DAPO: held-out pass@1 (${o.task})`, xLabel: 'completions sampled', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
-  const stepsSeries = o.arms.map((name, i) => {
-    const rs = runs.filter((r) => r.arm === name);
-    const n = Math.min(...rs.map((r) => r.curve.length));
-    return { name, points: Array.from({ length: n }, (_, j) => [mean(rs.map((r) => r.curve[j].step)), mean(rs.map((r) => r.curve[j].success))] as [number, number]), color: colors[i % colors.length], dashed: name.includes('-no-') };
-  });
-  await writeFile(join(o.out, 'grpo-vs-dapo-steps.svg'), lineChartSvg(stepsSeries, { title: `GRPO vs DAPO: held-out pass@1 against optimizer steps`, xLabel: 'optimizer step', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
+  // mean over seeds at each evaluation index, with the min–max band behind it
+  const seriesBy = (x: (c: ArmRun['curve'][number]) => number) =>
+    o.arms.map((name, i) => {
+      const rs = runs.filter((r) => r.arm === name);
+      const n = Math.min(...rs.map((r) => r.curve.length));
+      const at = (j: number) => ({ x: mean(rs.map((r) => x(r.curve[j]))), ys: rs.map((r) => r.curve[j].success) });
+      const pts = Array.from({ length: n }, (_, j) => at(j));
+      return {
+        name, color: colors[i % colors.length], dashed: name.includes('-no-'),
+        points: pts.map((p) => [p.x, mean(p.ys)] as [number, number]),
+        band: rs.length > 1 ? pts.map((p) => [p.x, Math.min(...p.ys), Math.max(...p.ys)] as [number, number, number]) : undefined,
+      };
+    });
+  const seedNote = o.seeds.length > 1 ? `, mean of ${o.seeds.length} seeds, band min–max` : '';
+  await writeFile(join(o.out, 'grpo-vs-dapo.svg'), lineChartSvg(seriesBy((c) => c.completions), { title: `GRPO vs DAPO: held-out pass@1 (${o.task}${seedNote})`, xLabel: 'completions sampled', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
+  await writeFile(join(o.out, 'grpo-vs-dapo-steps.svg'), lineChartSvg(seriesBy((c) => c.step), { title: `GRPO vs DAPO: held-out pass@1 against optimizer steps${seedNote}`, xLabel: 'optimizer step', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
   await writeFile(join(o.out, 'runs.json'), JSON.stringify({ options: { ...o, backend: o.backend.name }, runs }, null, 2) + '\n');
-  await writeFile(join(o.out, 'table.md'), table + '\n');
-  return { table, runs };
+  await writeFile(join(o.out, 'table.md'), table + '\n\n' + claim + '\n');
+  return { table, claim, runs };
 }

@@ -70,9 +70,9 @@ export interface RLOptions {
 }
 
 export const RL_DEFAULTS: Omit<RLOptions, 'init' | 'out' | 'backend'> = {
-  task: 'arithmetic', mode: 'dual', policyRank: 0, worldLr: 3e-3, worldSeed: 0, shortValues: false, digits: 2, ops: '+-*', tool: false, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
-  groupSize: 8, promptsPerStep: 16, maxTokens: 48, temperature: 1, steps: 40, lr: 1e-3,
-  loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 64, ckptEvery: 10, seed: 0, resume: false,
+  task: 'arithmetic', mode: 'dual', policyRank: 0, worldLr: 3e-3, worldSeed: 0, shortValues: false, digits: 3, ops: '+-*', tool: true, algo: 'dapo', beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3,
+  groupSize: 8, promptsPerStep: 16, maxTokens: 64, temperature: 0.6, steps: 20, lr: 1e-3,
+  loraRank: 16, loraAlpha: 32, loraTargets: 'all', evalEvery: 10, evalProblems: 128, ckptEvery: 10, seed: 0, resume: false,
 };
 
 /** Options a resumed run may change: how long it runs, its learning rate (the advice after a
@@ -96,17 +96,20 @@ export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSam
   const p = ALGO_PRESETS[o.algo];
   if (!p) throw new UserError(`--algo must be grpo or dapo, got ${o.algo}`);
   const a: AlgoOptions = { ...p, beta: o.beta, mu: o.mu, advantage: o.drGrpo ? 'dr-grpo' : 'grpo', maxGenRounds: o.maxGenRounds };
-  // DAPO's overlong shaping is relative to the response limit: full penalty at the limit,
-  // starting a quarter of the limit before it (DAPO used 20k/4k: the same proportion)
-  if (o.algo === 'dapo') a.overlong = [o.maxTokens, Math.max(1, Math.floor(o.maxTokens / 4))];
+  // DAPO's overlong shaping is off unless asked for: it penalises replies in the last quarter
+  // of the length limit, and on the speedrun model's arithmetic replies (~40 tokens, a long
+  // tail past 48) it punished correct answers and collapsed DAPO (docs/experiments/grpo-vs-dapo.md).
+  // 'on' = DAPO's proportion: full penalty at the limit, starting a quarter of it before
+  // (DAPO used 20k/4k).
   if (o.clipHigh !== undefined) a.epsHigh = o.clipHigh ? 0.28 : a.epsLow;
   if (o.dynamicSampling !== undefined) a.dynamicSampling = o.dynamicSampling;
   if (o.tokenLevelLoss !== undefined) a.tokenLevelLoss = o.tokenLevelLoss;
   if (o.overlong !== undefined) {
     if (o.overlong === 'off') a.overlong = null;
+    else if (o.overlong === 'on') a.overlong = [o.maxTokens, Math.max(1, Math.floor(o.maxTokens / 4))];
     else {
       const m = /^(\d+),(\d+)$/.exec(o.overlong);
-      if (!m || !(+m[2] < +m[1])) throw new UserError(`--overlong must be L_MAX,L_CACHE with L_CACHE < L_MAX (e.g. 48,16) or off, got ${o.overlong}`);
+      if (!m || !(+m[2] < +m[1])) throw new UserError(`--overlong must be L_MAX,L_CACHE with L_CACHE < L_MAX (e.g. 48,16), on (max-tokens,max-tokens/4) or off, got ${o.overlong}`);
       a.overlong = [+m[1], +m[2]];
     }
   }
