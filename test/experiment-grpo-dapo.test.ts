@@ -49,7 +49,7 @@ describe('grpo-vs-dapo, a real run', () => {
     const budget = 24;
     const { runs, table } = await runGrpoVsDapo(
       {
-        init, task: 'arithmetic', digits: 1, ops: '+', tool: false, budget, groupSize: 4, promptsPerStep: 2, maxTokens: 6, temperature: 1, lr: 0.01, loraRank: 4,
+        init, task: 'arithmetic', digits: 1, ops: '+', tool: false, budget, groupSize: 4, promptsPerStep: 2, maxTokens: 6, temperature: 1, mu: 2, lr: 0.01, loraRank: 4,
         evalEvery: 2, evalProblems: 4, target: 0.5, seeds: [0, 1], arms: ['grpo', 'dapo'], out, backend: cpu,
       },
       () => {},
@@ -67,7 +67,7 @@ describe('grpo-vs-dapo, a real run', () => {
       expect(r.curve[0].step).toBe(0);
       expect(r.curve.at(-1)!.step).toBe(r.steps);
     }
-    // GRPO keeps every group: 8 completions a step, 3 steps for 24
+    // GRPO keeps every group: 8 completions a batch (μ = 2 optimizer steps each), 3 batches for 24
     expect(runs.filter((r) => r.arm === 'grpo').map((r) => r.steps)).toEqual([3, 3]);
     expect(table.split('\n').filter((l) => /^\| (grpo|dapo) \|/.test(l))).toHaveLength(2);
     for (const f of ['grpo-vs-dapo.svg', 'grpo-vs-dapo-steps.svg', 'runs.json', 'table.md']) expect(existsSync(join(out, f)), f).toBe(true);

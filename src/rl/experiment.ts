@@ -34,6 +34,7 @@ export interface RLExperimentOptions {
   promptsPerStep: number;
   maxTokens: number;
   temperature: number; // rollout sampling temperature
+  mu: number; // optimizer steps per batch of rollouts (with 1 the ratio is always 1 and no clip ever acts)
   lr: number;
   loraRank: number;
   evalEvery: number; // steps between held-out evaluations
@@ -85,7 +86,7 @@ export function firstCrossing(r: Pick<ArmRun, 'curve'>, target: number): { step:
 export function summarise(runs: ArmRun[], armNames: string[], target: number): { table: string; claim: string } {
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const lines = [
-    `| arm | seeds at ${(100 * target).toFixed(0)}% | steps to ${(100 * target).toFixed(0)}% | completions to ${(100 * target).toFixed(0)}% | final held-out pass@1 | start | sampled success | zero-adv groups | optimizer steps | completions | wall time |`,
+    `| arm | seeds at ${(100 * target).toFixed(0)}% | steps to ${(100 * target).toFixed(0)}% | completions to ${(100 * target).toFixed(0)}% | final held-out pass@1 | start | sampled success | zero-adv groups | RL steps | completions | wall time |`,
     '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const name of armNames) {
@@ -129,7 +130,7 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
       const t0 = performance.now();
       const { model, tokenizer: tok } = await loadCheckpoint(o.init, { backend: o.backend });
       preparePolicy(model, { loraRank: o.loraRank, loraAlpha: 2 * o.loraRank, loraTargets: parseLoraTargets('all') }, new T.Rng(seed + 5));
-      const algo = algoOptions({ ...sw, beta: 0, drGrpo: false, mu: 1, maxGenRounds: 3, maxTokens: o.maxTokens });
+      const algo = algoOptions({ ...sw, beta: 0, drGrpo: false, mu: o.mu, maxGenRounds: 3, maxTokens: o.maxTokens });
       const afterToken = o.tool ? toolHook(tok, defaultToolRegistry()) : undefined;
       const policy = new RLPolicy(model, tok, { algo, groupSize: o.groupSize, promptsPerStep: o.promptsPerStep, maxTokens: o.maxTokens, temperature: o.temperature, lr: o.lr, seed }, afterToken);
       const source = problemSource(task, tok, o.tool);
@@ -168,7 +169,7 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
     });
   const seedNote = o.seeds.length > 1 ? `, mean of ${o.seeds.length} seeds, band min–max` : '';
   await writeFile(join(o.out, 'grpo-vs-dapo.svg'), lineChartSvg(seriesBy((c) => c.completions), { title: `GRPO vs DAPO: held-out pass@1 (${o.task}${seedNote})`, xLabel: 'completions sampled', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
-  await writeFile(join(o.out, 'grpo-vs-dapo-steps.svg'), lineChartSvg(seriesBy((c) => c.step), { title: `GRPO vs DAPO: held-out pass@1 against optimizer steps${seedNote}`, xLabel: 'optimizer step', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
+  await writeFile(join(o.out, 'grpo-vs-dapo-steps.svg'), lineChartSvg(seriesBy((c) => c.step), { title: `GRPO vs DAPO: held-out pass@1 against RL steps${seedNote}`, xLabel: 'RL step (one batch of rollouts, mu optimizer steps)', yLabel: 'held-out success', yMax: 1, hLine: o.target }));
   await writeFile(join(o.out, 'runs.json'), JSON.stringify({ options: { ...o, backend: o.backend.name }, runs }, null, 2) + '\n');
   await writeFile(join(o.out, 'table.md'), table + '\n\n' + claim + '\n');
   return { table, claim, runs };
