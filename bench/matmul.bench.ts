@@ -14,11 +14,20 @@
 //   wasm2t       wasmAsCpu with `initWasmMatmul({ threads: 2 })`: rows split over this thread
 //                and one worker when M·K·N >= 2^20 (smaller shapes stay on one thread).
 //                Meaningful only when a second core is idle; this suite runs it last.
+//   plain, relaxed
+//                the wasm backend's matmul (the training path: operands already in its
+//                shared memory, B given as Bᵀ so no transpose runs), one thread, with the
+//                plain build of matmul.wat (f32x4.mul + f32x4.add) and the relaxed one
+//                (f32x4.relaxed_madd, fused on x86 FMA3). `relaxed` is left out when this
+//                engine has no relaxed SIMD. Best of 7 interleaved trials. The 128-bit peak to compare with: 4 lanes x
+//                2 FMA pipes x 2 flops = 16 FLOP/cycle, i.e. 16 x the clock in GHz.
 // If cpu.ts exports `matmulKernel`, its bare number (no packing) is added as `jsKernel`.
 import { cpu } from '../src/backend/cpu.ts';
 import * as cpuModule from '../src/backend/cpu.ts';
 import { initWasmMatmul, resetWasmMatmul, wasmMatmul, wasmMatmulThreads } from '../src/backend/wasm-matmul.ts';
 import { Rng } from '../src/tensor/random.ts';
+import { createWasmBackend } from '../src/backend/wasm.ts';
+import { enableRelaxedSimd } from '../src/backend/wasm-simd.ts';
 
 type Kernel = (a: Float32Array, bt: Float32Array, c: Float32Array, cOff: number, M: number, K: number, N: number) => void;
 
@@ -114,6 +123,23 @@ export default {
       }
     }
     resetWasmMatmul();
+    // The wasm backend, plain and relaxed builds, one thread each, trials interleaved (plain,
+    // relaxed, plain, ...) so that load from other processes hits both alike.
+    const variants: ('plain' | 'relaxed')[] = (await enableRelaxedSimd()) ? ['plain', 'relaxed'] : ['plain'];
+    const backends = await Promise.all(variants.map((simd) => createWasmBackend({ simd, threads: 1 })));
+    for (const [label, B, M, K, N] of SHAPES) {
+      const [a, bt] = inputs.get(label)!;
+      const params = { batchA: B > 1 ? [B] : [], batchB: B > 1 ? [B] : [], batch: B > 1 ? [B] : [], M, K, N, transA: false, transB: true };
+      const calls = backends.map((w) => {
+        const wa = w.upload(a, 'float32'), wb = w.upload(bt, 'float32');
+        return () => w.free(w.matmul(wa, wb, params));
+      });
+      const best = calls.map(() => Infinity);
+      for (let t = 0; t < 7; t++) calls.forEach((f, i) => (best[i] = Math.min(best[i], bestSeconds(f, 1, 0.1))));
+      variants.forEach((simd, i) => (results[label][simd] = +((2 * B * M * K * N) / best[i] / 1e9).toFixed(2)));
+      console.log(label.padEnd(30), variants.map((v) => `${v} ${results[label][v]}`).join('  '));
+    }
+    for (const w of backends) w.destroy();
     return { unit: 'GFLOP/s, best of 5 trials; single thread except wasm2t', results };
   },
 };

@@ -8,6 +8,11 @@ import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import os from 'node:os';
+import { enableRelaxedSimd } from '../src/backend/wasm-simd.ts';
+
+// as bin/minichat.mjs does: the suites measure what users run (the relaxed-SIMD matmul where
+// this Node has it, behind a flag on Node 20)
+await enableRelaxedSimd();
 
 export interface BenchSuite {
   name: string;

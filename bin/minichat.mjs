@@ -4,5 +4,9 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// Relaxed SIMD (the fused multiply-add matmul) before any WebAssembly module compiles: on
+// Node 20 it sits behind a V8 flag, set here only if the engine lacks it (src/backend/wasm-simd.ts).
+const { enableRelaxedSimd } = await import('../src/backend/wasm-simd.ts');
+await enableRelaxedSimd();
 const { main } = await import('../src/cli/main.ts');
 await main(process.argv);

@@ -1,7 +1,8 @@
 // `npm run build:wasm`: assemble kernels/cpu/ops.wat (the wasm backend's kernels) into ops.wasm, and kernels/cpu/matmul.wat (WebAssembly text, read by people)
 // into kernels/cpu/matmul.wasm (the binary the CPU backend loads; see src/backend/wasm-matmul.ts)
 // and kernels/cpu/matmul-shared.wasm (the same kernel over an imported shared memory, for the
-// optional two-thread path; see WASM_KERNELS below).
+// threaded paths) and kernels/cpu/matmul-relaxed-shared.wasm (that one with relaxed-SIMD
+// multiply-adds); see WASM_KERNELS below.
 //
 // The assembler is WABT's wat2wasm compiled to JavaScript (the npm package `wabt`, a
 // devDependency: only this script and its test need it, never the library at run time).
@@ -34,17 +35,32 @@ export interface WasmBuild {
 const OWN_MEMORY = '(memory (export "memory") 1)';
 const SHARED_MEMORY = '(import "env" "memory" (memory 1 32768 shared))';
 
+function sharedMemory(text: string): string {
+  if (!text.includes(OWN_MEMORY)) throw new Error(`build-wasm: matmul.wat no longer contains ${OWN_MEMORY}`);
+  return text.replace(OWN_MEMORY, SHARED_MEMORY);
+}
+
+/**
+ * The relaxed-SIMD matmul (wasm.ts picks it when the engine has relaxed SIMD): every
+ * multiply-add of matmul.wat's vector loops, written there in one form, becomes one
+ * f32x4.relaxed_madd (a·b + c, fused where the CPU has FMA). The number of rewrites is
+ * checked, so an edit of the .wat that changes the form fails the build instead of silently
+ * leaving some multiply-adds plain.
+ */
+const MADD = /\(f32x4\.add \(local\.get (\$\w+)\) \(f32x4\.mul \(local\.get (\$\w+)\) \(local\.get (\$\w+)\)\)\)/g;
+/** 8 in the 2 x 4 tile's hot loop, 1 in $dot. */
+export const MADD_COUNT = 9;
+export function relaxedMadd(text: string): string {
+  const n = [...text.matchAll(MADD)].length;
+  if (n !== MADD_COUNT) throw new Error(`build-wasm: matmul.wat has ${n} multiply-adds in the rewritable form, expected ${MADD_COUNT}`);
+  return text.replace(MADD, '(f32x4.relaxed_madd (local.get $2) (local.get $3) (local.get $1))');
+}
+
 /** The binaries this script builds. */
 export const WASM_KERNELS: WasmBuild[] = [
   { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul.wasm' },
-  {
-    wat: 'kernels/cpu/matmul.wat',
-    wasm: 'kernels/cpu/matmul-shared.wasm',
-    edit: (text) => {
-      if (!text.includes(OWN_MEMORY)) throw new Error(`build-wasm: matmul.wat no longer contains ${OWN_MEMORY}`);
-      return text.replace(OWN_MEMORY, SHARED_MEMORY);
-    },
-  },
+  { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul-shared.wasm', edit: sharedMemory },
+  { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul-relaxed-shared.wasm', edit: (text) => relaxedMadd(sharedMemory(text)) },
   // The wasm backend's other kernels (src/backend/wasm.ts): they always import the shared
   // memory that holds every tensor of that backend, so there is one build.
   { wat: 'kernels/cpu/ops.wat', wasm: 'kernels/cpu/ops.wasm' },
@@ -57,13 +73,14 @@ export async function buildOne(b: WasmBuild): Promise<Uint8Array> {
 }
 
 /**
- * The binary for a module in WebAssembly text. Only the SIMD, threads (shared memory) and
- * bulk-memory (memory.copy / memory.fill) features are enabled (anything else in the text is an error). Function and local names are kept (the "name" section), so
+ * The binary for a module in WebAssembly text. Only the SIMD, relaxed SIMD (matmul-relaxed-*),
+ * threads (shared memory) and bulk-memory (memory.copy / memory.fill) features are enabled
+ * (anything else in the text is an error). Function and local names are kept (the "name" section), so
  * profilers and stack traces say `$matmul` rather than `func[3]`; the output is deterministic.
  */
 export async function assembleWat(text: string, filename = 'module.wat'): Promise<Uint8Array> {
   const wabt = await wabtInit();
-  const features = { simd: true, threads: true, bulk_memory: true };
+  const features = { simd: true, relaxed_simd: true, threads: true, bulk_memory: true };
   const mod = wabt.parseWat(filename, text, features);
   try {
     // validate() takes the same features as parseWat (its typings omit the argument).
@@ -78,7 +95,7 @@ async function main(): Promise<void> {
   for (const b of WASM_KERNELS) {
     const bytes = await buildOne(b);
     writeFileSync(join(root, b.wasm), bytes);
-    console.log(`${b.wat} -> ${b.wasm} (${bytes.length} bytes${b.edit ? ', shared memory' : ''})`);
+    console.log(`${b.wat} -> ${b.wasm} (${bytes.length} bytes)`);
   }
 }
 

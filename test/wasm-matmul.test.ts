@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../src/tensor/random.ts';
 import { initWasmMatmul, resetWasmMatmul, wasmMatmul, wasmMatmulReady, wasmMatmulThreads } from '../src/backend/wasm-matmul.ts';
-import { buildOne, WASM_KERNELS } from '../scripts/build-wasm.ts';
+import { buildOne, MADD_COUNT, relaxedMadd, WASM_KERNELS } from '../scripts/build-wasm.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -117,13 +117,28 @@ describe('wasm matmul, two threads (shared memory + one worker)', () => {
 
 describe('wasm matmul build', () => {
   it('the committed .wasm files are exactly what scripts/build-wasm.ts makes from the .wat', async () => {
-    expect(WASM_KERNELS.map((b) => b.wasm)).toEqual(['kernels/cpu/matmul.wasm', 'kernels/cpu/matmul-shared.wasm', 'kernels/cpu/ops.wasm']);
+    expect(WASM_KERNELS.map((b) => b.wasm)).toEqual(['kernels/cpu/matmul.wasm', 'kernels/cpu/matmul-shared.wasm', 'kernels/cpu/matmul-relaxed-shared.wasm', 'kernels/cpu/ops.wasm']);
     for (const b of WASM_KERNELS) {
       const fresh = await buildOne(b);
       const committed = new Uint8Array(readFileSync(join(root, b.wasm)));
       // A mismatch means the .wat was edited without running `npm run build:wasm`.
       expect(Buffer.from(committed).equals(Buffer.from(fresh)), `${b.wasm} is stale: run npm run build:wasm`).toBe(true);
     }
+  });
+
+  it('the relaxed build has every vector multiply-add as relaxed_madd, the plain builds none', () => {
+    // 0xfd 0x85 0x02: the opcode of f32x4.relaxed_madd (prefix 0xfd, LEB128 0x105)
+    const count = (file: string) => {
+      const b = readFileSync(join(root, file));
+      let n = 0;
+      for (let i = 0; i + 2 < b.length; i++) if (b[i] === 0xfd && b[i + 1] === 0x85 && b[i + 2] === 0x02) n++;
+      return n;
+    };
+    expect(count('kernels/cpu/matmul-relaxed-shared.wasm')).toBe(MADD_COUNT);
+    expect(count('kernels/cpu/matmul-shared.wasm')).toBe(0);
+    expect(count('kernels/cpu/matmul.wasm')).toBe(0);
+    // an edit of the .wat that breaks the rewritable form fails the build, not silently
+    expect(() => relaxedMadd('(module)')).toThrow(/0 multiply-adds in the rewritable form, expected 9/);
   });
 });
 

@@ -18,7 +18,16 @@
 ;; The tile (register blocking). As in the JS kernel, we compute a 2 x 4 block of C at once:
 ;; rows i, i+1 of A against rows j..j+3 of Bt. Per step of four k we load 2 + 4 = 6 vectors
 ;; and do 8 vector multiply-adds (64 flops; each is a mul then an add: standard WASM SIMD
-;; has no fused multiply-add), so each loaded vector is used 2-4 times. Eight
+;; has no fused multiply-add), so each loaded vector is used 2-4 times.
+;;
+;; The relaxed build. Every multiply-add of the vector loops is written in ONE form,
+;;   acc = f32x4.add(acc, f32x4.mul(x, y))       with acc, x, y plain local.get's
+;; which scripts/build-wasm.ts rewrites into the relaxed-SIMD instruction
+;;   acc = f32x4.relaxed_madd(x, y, acc)
+;; for matmul-relaxed-shared.wasm. relaxed_madd lets the engine use the CPU's fused
+;; multiply-add (x86 FMA3: one instruction, one rounding) or a mul then an add (two
+;; roundings): it is "relaxed" because the result may differ by that rounding from machine to
+;; machine. Both are within the float32 dot-product bound the tests use. Eight
 ;; accumulators + 2 A vectors + 1 Bt vector + 1 temporary fit in the 16 SIMD registers of
 ;; x86-64. Bigger tiles (4 x 4: 16 accumulators) measured SLOWER on this machine, because the
 ;; register allocator has to spill accumulators to the stack; 2 x 4 and 4 x 2 were best.
@@ -53,15 +62,15 @@
   (func $dot (param $pa i32) (param $pb i32) (param $kb4 i32) (result f32)
     (local $kb i32)                     ;; byte offset of the current k within the rows
     (local $acc v128)                   ;; four partial sums, one per lane
+    (local $x v128) (local $y v128)     ;; four k of each row
     (local.set $acc (v128.const f32x4 0 0 0 0))
     (local.set $kb (i32.const 0))
     (block $done
       (loop $k
         (br_if $done (i32.ge_u (local.get $kb) (local.get $kb4)))
-        (local.set $acc
-          (f32x4.add (local.get $acc)
-            (f32x4.mul (v128.load (i32.add (local.get $pa) (local.get $kb)))
-                       (v128.load (i32.add (local.get $pb) (local.get $kb))))))
+        (local.set $x (v128.load (i32.add (local.get $pa) (local.get $kb))))
+        (local.set $y (v128.load (i32.add (local.get $pb) (local.get $kb))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $x) (local.get $y))))
         (local.set $kb (i32.add (local.get $kb) (i32.const 16)))   ;; 4 floats = 16 bytes
         (br $k)))
     ;; horizontal sum of the four lanes: (l0 + l1) + (l2 + l3)

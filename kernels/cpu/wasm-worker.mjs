@@ -1,7 +1,10 @@
 // wasm-worker.mjs: one helper thread of the WebAssembly kernels (src/backend/wasm.ts
 // `threads: N`, and the copying matmul of wasm-matmul.ts `initWasmMatmul({ threads: N })`;
 // Node worker_threads). It instantiates the same matmul kernel (matmul-shared.wasm) over the
-// SAME shared memory as the main thread, so it computes its band of rows in place.
+// SAME shared memory as the main thread, so it computes its band of rows in place. It gets the
+// very bytes the main thread compiled (matmul-shared.wasm or matmul-relaxed-shared.wasm, see
+// src/backend/wasm-simd.ts), so every thread runs the same build and a split matmul stays
+// bit-identical to one thread. (The relaxed build compiles here too: V8 flags are per process.)
 //
 // The protocol is in src/backend/wasm-threads.ts (read its header): GO and DONE are sequence
 // numbers in the shared control block; we sleep while GO still equals the last job we served,

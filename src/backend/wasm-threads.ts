@@ -112,6 +112,8 @@ export class HelperPool {
   private seq = 0;
   /** Wait slices that ended with DONE already stored (wake-ups the engine lost; see above). */
   lostWakes = 0;
+  /** Jobs handed to the helpers so far (tests use it to check that work really was split). */
+  jobs = 0;
 
   constructor(readonly helpers: Helper[]) {}
 
@@ -123,6 +125,7 @@ export class HelperPool {
   start(kernel: number, args: number[][], op: string): void {
     this.seq = (this.seq + 1) | 0;
     if (this.seq === 0) this.seq = 1; // 0 is what a fresh helper has "seen"
+    this.jobs++;
     this.helpers.forEach((h, t) => {
       this.check(h, t, op);
       const a = args[t];

@@ -13,6 +13,11 @@
 // Threads (Node): `threads: N` starts N - 1 worker_threads running the same matmul kernel on
 // the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
 // The hand-off protocol, and why it cannot stall, is in wasm-threads.ts.
+//
+// Relaxed SIMD (wasm-simd.ts): where the engine has it, matmul runs the relaxed build of
+// matmul.wat (matmul-relaxed-shared.wasm: f32x4.relaxed_madd, a fused multiply-add on x86),
+// else the plain build; `simd: 'plain' | 'relaxed'` or $MINICHAT_WASM_SIMD chooses. The
+// helper threads are handed the same bytes, so every thread runs the same variant.
 // In a browser this backend is single-threaded for now (see docs/wasm.md).
 import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
 import { sizeOf, stridesOf } from './backend.ts';
@@ -22,6 +27,7 @@ import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
 import { findKernelFile, readKernelFile } from './wasm-matmul.ts';
 import { type Helper, HelperPool, startHelper as startWorker } from './wasm-threads.ts';
 import { WasmHeap } from './wasm-memory.ts';
+import { type SimdVariant, chooseSimdVariant, relaxedSimdSupported } from './wasm-simd.ts';
 
 /** ops.wasm's exports (see kernels/cpu/ops.wat for each one's contract). Pointers are bytes. */
 interface OpsExports {
@@ -66,6 +72,8 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     private readonly ops: OpsExports,
     private readonly mm: MatmulFn,
     helpers: Helper[] = [],
+    /** Which matmul build runs (wasm-simd.ts). */
+    readonly simd: SimdVariant = 'plain',
   ) {
     super(Float32Array, 'wasm');
     this.threadPool = new HelperPool(helpers);
@@ -389,13 +397,23 @@ export function planBinary(shapes: number[][], outShape: number[]): { R: number;
 export interface WasmBackendOptions {
   /** Threads for matmul (default 1). Node only for now; > 1 starts threads - 1 worker_threads. */
   threads?: number;
+  /**
+   * The matmul build: 'relaxed' (f32x4.relaxed_madd) or 'plain' (mul + add). Default:
+   * $MINICHAT_WASM_SIMD if set (plain, relaxed or auto), else relaxed where the engine has it
+   * (Node 20 only after enableRelaxedSimd() in wasm-simd.ts, which bin/minichat.mjs calls).
+   */
+  simd?: SimdVariant;
 }
 
-let injected: { ops?: Uint8Array; matmul?: Uint8Array } = {};
+let injected: { ops?: Uint8Array; matmul?: Uint8Array; relaxed?: Uint8Array } = {};
 
-/** Browser: hand over the bytes of ops.wasm and matmul-shared.wasm (there is no disk to read). */
-export function setWasmBackendBytes(ops: Uint8Array | ArrayBuffer, matmulShared: Uint8Array | ArrayBuffer): void {
-  injected = { ops: new Uint8Array(ops), matmul: new Uint8Array(matmulShared) };
+/**
+ * Browser: hand over the bytes of ops.wasm and matmul-shared.wasm, and optionally
+ * matmul-relaxed-shared.wasm (there is no disk to read). Without the relaxed bytes the page
+ * runs the plain build.
+ */
+export function setWasmBackendBytes(ops: Uint8Array | ArrayBuffer, matmulShared: Uint8Array | ArrayBuffer, matmulRelaxedShared?: Uint8Array | ArrayBuffer): void {
+  injected = { ops: new Uint8Array(ops), matmul: new Uint8Array(matmulShared), relaxed: matmulRelaxedShared ? new Uint8Array(matmulRelaxedShared) : undefined };
 }
 
 /** Can this engine run the wasm backend? (WebAssembly with SIMD and shared memory.) */
@@ -423,7 +441,12 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const node = typeof process !== 'undefined' && !!process.versions?.node;
   if (threads > 1 && !node) throw new Error('wasm backend: threads > 1 needs Node worker_threads (the page runs one thread)');
   const opsBytes = injected.ops ?? (await readKernelFile('ops.wasm'));
-  const mmBytes = injected.matmul ?? (await readKernelFile('matmul-shared.wasm'));
+  // relaxed only where this engine has it and (in a page) its bytes were handed over
+  const relaxedOk = relaxedSimdSupported() && (!injected.ops || !!injected.relaxed);
+  const simd = chooseSimdVariant(opts.simd, node ? process.env.MINICHAT_WASM_SIMD : undefined, relaxedOk);
+  const mmBytes = simd === 'relaxed'
+    ? (injected.relaxed ?? (await readKernelFile('matmul-relaxed-shared.wasm')))
+    : (injected.matmul ?? (await readKernelFile('matmul-shared.wasm')));
   if (!WebAssembly.validate(opsBytes as Uint8Array<ArrayBuffer>) || !WebAssembly.validate(mmBytes as Uint8Array<ArrayBuffer>)) {
     throw new Error('wasm backend: this engine cannot run the kernels (no WebAssembly SIMD)');
   }
@@ -432,7 +455,7 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const ops = (await WebAssembly.instantiate(opsBytes as Uint8Array<ArrayBuffer>, env)).instance.exports as unknown as OpsExports;
   const mm = (await WebAssembly.instantiate(mmBytes as Uint8Array<ArrayBuffer>, env)).instance.exports.matmul as MatmulFn;
   const helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mmBytes, heap.memory)));
-  return new WasmBackend(heap, ops, mm, helpers);
+  return new WasmBackend(heap, ops, mm, helpers, simd);
 }
 
 /** Start one matmul worker on `memory` and wait until its kernel is instantiated. */

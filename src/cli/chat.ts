@@ -10,7 +10,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { CHAT_DEFAULTS, defaultMaxTokens, loadChatModel, type AssistantPart, type ChatModel, type CompleteOptions, type Message } from '../serve/chat-model.ts';
 import { UserError } from '../util/errors.ts';
-import { nonNeg, nonNegInt, num, posInt, selectBackend } from './common.ts';
+import { nonNeg, nonNegInt, num, posInt, selectBackend, THREADS_HELP } from './common.ts';
 
 const HELP = `commands:
   /reset            forget the conversation (the system message stays)
@@ -39,7 +39,7 @@ export function registerChat(program: Command): void {
     .option('--max-tokens <n>', `tokens per reply at most (default: ${CHAT_DEFAULTS.maxTokens}, or half the context if smaller)`, posInt)
     .option('--seed <n>', 'sampling seed (default: a new random seed for every reply)', nonNegInt)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--json', 'with -p: print {"reply", "finish_reason", "usage"} as JSON instead of streaming', false)
     .action(async (o) => {
       if (o.json && o.prompt === undefined) throw new UserError('--json needs -p/--prompt (the interactive chat streams text)');

@@ -1,5 +1,6 @@
 // Helpers shared by the CLI commands: flag parsers that reject bad values with a clear
 // message, backend selection, and the progress line.
+import { availableParallelism, cpus } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { Backend } from '../backend/backend.ts';
 import { cpu } from '../backend/cpu.ts';
@@ -59,11 +60,46 @@ export function withSavedOptions<F extends object>(f: F, cmd: Command, saved: Re
 
 const made = new Map<string, Backend>();
 
+/** The help text of every command's --threads option (one place, so they cannot drift). */
+export const THREADS_HELP = 'threads for the wasm backend (large matmuls split by rows over worker threads; default: $MINICHAT_THREADS if set, else min(cores, 8); 1 = no worker threads; see docs/wasm.md)';
+
+/** The most threads the default asks for: past this the bands get thin and waking costs more than it saves. */
+export const DEFAULT_THREADS_CAP = 8;
+
+/**
+ * How many threads a backend gets. In order: the --threads flag (`typed`, undefined when not
+ * given), else the MINICHAT_THREADS environment variable (`env`), else the default: min(cores,
+ * DEFAULT_THREADS_CAP) for wasm, 1 for the backends without worker threads. Threads the user
+ * ASKED for (flag or env var) on cpu/webgpu are refused rather than ignored; the default is
+ * just not applied there. Pure (cores and env passed in), so it is unit-tested directly.
+ */
+export function resolveThreads(backend: string, typed: number | undefined, env: string | undefined, cores: number): number {
+  let asked = typed, source = `--threads ${typed}`;
+  if (asked === undefined && env !== undefined && env.trim() !== '') {
+    const n = /^\s*\+?\d+\s*$/.test(env) ? Number(env) : NaN;
+    if (!(Number.isSafeInteger(n) && n >= 1)) throw new UserError(`MINICHAT_THREADS must be a positive integer, got "${env}"`);
+    asked = n;
+    source = `MINICHAT_THREADS=${n}`;
+  }
+  if (asked !== undefined) {
+    // only the wasm backend has worker threads: refuse rather than ignore what was asked for
+    if (asked > 1 && backend !== 'wasm') throw new UserError(`${source} applies to --backend wasm only (the ${backend} backend has no worker threads)`);
+    return asked;
+  }
+  return backend === 'wasm' ? Math.max(1, Math.min(cores, DEFAULT_THREADS_CAP)) : 1;
+}
+
+/** The core count the default thread count uses (os.availableParallelism: respects CPU affinity). */
+function coreCount(): number {
+  return typeof availableParallelism === 'function' ? availableParallelism() : cpus().length;
+}
+
 /** The backend named by --backend, made the default for new tensors. One instance per
- *  (name, threads) in a process: the speedrun's stages share it (and its worker threads). */
-export async function selectBackend(name: string, threads = 1): Promise<Backend> {
-  // only the wasm backend has worker threads: refuse rather than ignore the flag
-  if (threads > 1 && name !== 'wasm') throw new UserError(`--threads ${threads} applies to --backend wasm only (the ${name} backend has no worker threads)`);
+ *  (name, threads) in a process: the speedrun's stages share it (and its worker threads).
+ *  `threads` is the --threads flag as typed (undefined: MINICHAT_THREADS, else the default;
+ *  see resolveThreads). */
+export async function selectBackend(name: string, typedThreads?: number): Promise<Backend> {
+  const threads = resolveThreads(name, typedThreads, process.env.MINICHAT_THREADS, coreCount());
   const key = `${name}:${threads}`;
   const known = made.get(key);
   if (known) {

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import { claimRunDir } from '../io/run-dir.ts';
 import { registerDualLora } from './experiment-dual.ts';
-import { nonNegInt, num, posInt, selectBackend } from './common.ts';
+import { nonNegInt, num, posInt, selectBackend, THREADS_HELP } from './common.ts';
 
 function lrList(v: string): number[] {
   const xs = v.split(',').map((x) => num(x.trim()));
@@ -46,7 +46,7 @@ export function registerExperiment(program: Command): void {
     .option('--seeds <list>', 'several seeds (comma-separated, e.g. 0,1,2): every (arm, lr) runs once per seed; the table gives mean ± std (overrides --seed)', seedList)
     .option('--out <dir>', 'where runs, table (qknorm-muon.md) and plot (qknorm-muon.svg) go', 'runs/experiment-qknorm-muon')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
       await claimRunDir(o.out, 'experiment qknorm-muon', { mode: 'replace', options: { ...o } }); // its own previous output, or a new or empty directory
@@ -79,7 +79,7 @@ export function registerExperiment(program: Command): void {
     .option('--arms <list>', `arms (comma-separated): ${Object.keys(arms(24)).join(', ')}`, Object.keys(arms(24)).join(','))
     .option('--out <dir>', 'where the table, plots and runs.json go', 'runs/experiment-grpo-vs-dapo')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .action(async (o) => {
       if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
       const backend = await selectBackend(o.backend, o.threads);

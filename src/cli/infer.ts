@@ -12,7 +12,7 @@ import { encodeCheckpointFile, loadCheckpoint, readCheckpoint } from '../io/chec
 import { UserError } from '../util/errors.ts';
 import { claimOutFile, claimRunDir, isWithin, writeMadeBy } from '../io/run-dir.ts';
 import { InvalidArgumentError } from 'commander';
-import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend } from './common.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, THREADS_HELP } from './common.ts';
 
 /** A number in (0, 1], for --top-p. */
 function unitInterval(v: string): number {
@@ -56,7 +56,7 @@ export function registerInfer(program: Command): void {
     .option('--seed <n>', 'sampling seed', nonNegInt, 0)
     .option('--tokenizer <dir>', "use this tokenizer instead of the checkpoint's")
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--json', 'print {"prompt", "completion", "tokens"} as JSON instead of streaming (with --samples > 1, also "samples": [...])', false)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);
@@ -102,7 +102,7 @@ export function registerInfer(program: Command): void {
     .option('--max-tokens <n>', 'reply length limit', posInt, EVAL_DEFAULTS.maxTokens)
     .option('--seed <n>', 'which held-out problems are drawn', nonNegInt, EVAL_DEFAULTS.seed)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--json', 'print one JSON object per task', false)
     .action(async (o) => {
       if (!o.ckpt) throw new UserError('eval: --ckpt DIR is required (or use the subcommand: minichat eval loss)');
@@ -129,7 +129,7 @@ export function registerInfer(program: Command): void {
     .requiredOption('--ckpt <path>', 'checkpoint: a run directory holding checkpoint/, a checkpoint directory, or one .safetensors checkpoint file')
     .requiredOption('--tokens <file>', 'a JSON file holding one array of token ids')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--json', 'print {"loss", "tokens"} as JSON', false)
     .action(async (o) => {
       const backend = await selectBackend(o.backend, o.threads);

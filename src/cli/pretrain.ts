@@ -12,14 +12,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type PretrainResult, checkpointSpec, pretrain } from '../train/pretrain.ts';
 import { type FieldKind, type RunSpec, SPEC_DEFAULTS, SPEC_FIELDS, flagName } from '../train/spec.ts';
-import { num, nonNeg, nonNegInt, oneOf, posInt, progressPrinter, selectBackend } from './common.ts';
+import { num, nonNeg, nonNegInt, oneOf, posInt, progressPrinter, selectBackend, THREADS_HELP } from './common.ts';
 import { InvalidArgumentError } from 'commander';
 
 interface Flags extends RunSpec {
   out: string;
   backend: string;
   resume: boolean | string;
-  threads: number;
+  threads?: number; // undefined: not typed (selectBackend resolves the default)
   json: boolean;
 }
 
@@ -46,7 +46,7 @@ export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunS
   return cmd
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--resume [ckpt]', "continue --out's checkpoint exactly where it stopped; with a path (a checkpoint file or directory), continue that one into --out", false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/run.ts';
-import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, withSavedOptions } from './common.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, withSavedOptions, THREADS_HELP } from './common.ts';
 import { DUAL_MODES } from '../rl/dual.ts';
 import { SERVICE_DEFAULTS } from '../rl/envs/service.ts';
 import { UserError } from '../util/errors.ts';
@@ -14,7 +14,7 @@ interface Flags extends Omit<RLOptions, 'backend'> {
   space?: number;
   companies?: number;
   targets?: number;
-  threads: number;
+  threads?: number; // undefined: not typed (selectBackend resolves the default)
   json: boolean;
 }
 
@@ -59,7 +59,7 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--ckpt-every <n>', 'checkpoint every N steps', posInt, d.ckptEvery)
     .option('--seed <n>', 'random seed', nonNegInt, d.seed)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }

@@ -4,7 +4,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { loadChatModel } from '../serve/chat-model.ts';
 import { createServer, SERVER_DEFAULTS } from '../serve/server.ts';
 import { UserError } from '../util/errors.ts';
-import { int, nonNegInt, selectBackend, posInt } from './common.ts';
+import { int, nonNegInt, selectBackend, posInt, THREADS_HELP } from './common.ts';
 
 /** A TCP port: 0 … 65535 (0 = any free port). */
 function port(v: string): number {
@@ -21,7 +21,7 @@ export function registerServe(program: Command): void {
     .option('--port <n>', 'TCP port, 0 to 65535 (0 = any free port)', port, 8000)
     .option('--host <addr>', 'address to listen on (0.0.0.0 exposes the server to your network)', '127.0.0.1')
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--max-queue <n>', 'requests that may wait while one is generated; one more is answered 503 with a Retry-After', nonNegInt, SERVER_DEFAULTS.maxQueue)
     .option('--log', "log every request (Fastify's JSON log) on stderr", false)
     .action(async (o) => {

@@ -1,11 +1,11 @@
 // `minichat sft`: supervised fine-tuning of a base checkpoint on conversations (src/train/sft.ts).
 import type { Command } from 'commander';
 import { SFT_DEFAULTS as D, type SftOptions, type SftResult, sft, sftCheckpointSpec } from '../train/sft.ts';
-import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend, withSavedOptions } from './common.ts';
+import { nonNeg, nonNegInt, num, oneOf, posInt, progressPrinter, selectBackend, withSavedOptions, THREADS_HELP } from './common.ts';
 
 interface Flags extends Omit<SftOptions, 'backend'> {
   backend: string;
-  threads: number;
+  threads?: number; // undefined: not typed (selectBackend resolves the default)
   json: boolean;
 }
 
@@ -28,7 +28,7 @@ export function sftFlags(cmd: Command, d: typeof D & { out?: string }): Command 
     .option('--too-long <what>', 'a conversation longer than a row: truncate or skip (counted either way)', oneOf('truncate', 'skip'), d.tooLong)
     .option('--seed <n>', 'random seed (data order, held-out split)', nonNegInt, d.seed)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
-    .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)
+    .option('--threads <n>', THREADS_HELP, posInt)
     .option('--resume', 'continue the checkpoint in --out exactly where it stopped', false)
     .option('--json', 'print one JSON summary on stdout (progress goes to stderr)', false);
 }
