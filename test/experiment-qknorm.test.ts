@@ -84,3 +84,15 @@ describe('qknorm-muon aggregation over seeds', () => {
     expect(svg).toContain('>2.00</text>');
   });
 });
+
+describe('qknorm-muon, a real run', () => {
+  it('--arms runs only the arms asked for, every lr and seed of them', async () => {
+    const { runQkNormMuon, EXPERIMENT_DEFAULTS } = await import('../src/train/experiment.ts');
+    const { cpu } = await import('../src/backend/cpu.ts');
+    const { tempDir } = await import('./tmp.ts');
+    const { readdirSync } = await import('node:fs');
+    const out = tempDir('mc-qm-arms-');
+    await runQkNormMuon({ ...EXPERIMENT_DEFAULTS, steps: 2, batchSize: 2, seqLen: 16, lrs: [0.01, 0.003], seeds: [0, 1], arms: ['baseline'], out, backend: cpu }, () => {});
+    expect(readdirSync(`${out}/runs`).sort()).toEqual(['baseline-lr0.003-seed0', 'baseline-lr0.003-seed1', 'baseline-lr0.01-seed0', 'baseline-lr0.01-seed1']);
+  }, 300_000);
+});

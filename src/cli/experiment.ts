@@ -28,6 +28,13 @@ function thresholdArg(v: string): number | 'auto' {
   return v.trim() === 'auto' ? 'auto' : num(v);
 }
 
+function armList(v: string): ('baseline' | 'ours')[] {
+  const xs = v.split(',').map((x) => x.trim());
+  const bad = xs.find((x) => x !== 'baseline' && x !== 'ours');
+  if (bad !== undefined || !xs.length) throw new UserError(`--arms must be baseline, ours or baseline,ours, got ${v}`);
+  return xs as ('baseline' | 'ours')[];
+}
+
 export function registerExperiment(program: Command): void {
   const exp = program.command('experiment').description('reproduce the claims behind minichat as small experiments');
   exp
@@ -41,6 +48,7 @@ export function registerExperiment(program: Command): void {
     .option('--batch-size <n>', SPEC_FIELDS.batchSize.help, posInt, D.batchSize)
     .option('--seq-len <n>', SPEC_FIELDS.seqLen.help, posInt, D.seqLen)
     .option('--lrs <list>', 'learning rates swept for each arm', lrList, D.lrs)
+    .option('--arms <list>', 'arms to run: baseline, ours or both (e.g. to extend one arm\'s sweep)', armList, ['baseline', 'ours'])
     .option('--threshold <x>', "report the step where the smoothed train loss first reaches this; 'auto': the claim's loss 3.0 mapped onto this tokenizer and data (docs/experiments/qknorm-muon.md)", thresholdArg, D.threshold)
     .option('--seed <n>', 'seed shared by both arms (init and data order)', nonNegInt, D.seed)
     .option('--seeds <list>', 'several seeds (comma-separated, e.g. 0,1,2): every (arm, lr) runs once per seed; the table gives mean ± std (overrides --seed)', seedList)

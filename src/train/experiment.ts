@@ -39,6 +39,7 @@ type SpecPart = Pick<RunSpec, 'preset' | 'data' | 'textField' | 'maxChars' | 'st
 
 export interface ExperimentOptions extends SpecPart {
   lrs: number[]; // the sweep, for each arm
+  arms?: Arm[]; // which arms run (default both; one arm alone gives no claim lines)
   threshold: number | 'auto'; // the loss level whose crossing step is compared ('auto': the claim's 3.0 mapped, see above)
   seeds?: number[]; // one run per seed of every (arm, lr); absent = [seed]
   out: string;
@@ -257,7 +258,7 @@ export async function runQkNormMuon(o: ExperimentOptions, log: (s: string) => vo
   let out: Awaited<ReturnType<typeof report>> | undefined;
   // seed-major: every (arm, lr) of seed 0 first, so an early stop leaves whole seeds
   for (const seed of seeds) {
-    for (const arm of ['baseline', 'ours'] as const) {
+    for (const arm of o.arms ?? (['baseline', 'ours'] as const)) {
       for (const lr of o.lrs) {
         const dir = join(o.out, 'runs', multi ? `${arm}-lr${lr}-seed${seed}` : `${arm}-lr${lr}`);
         const curve: [number, number][] = [];
