@@ -25,6 +25,7 @@ import {
 } from './backend.ts';
 import { type AdamWParams, type AttentionShape, type FusedKernels, NS_COEFFS, NS_EPS, NS_STEPS } from './fused.ts';
 import { kernelSource } from './kernels.ts';
+import { isNode } from './platform.ts';
 import { UserError } from '../util/errors.ts';
 
 // ---------------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ async function gpuEntry(opts: WebGPUOptions): Promise<GpuEntry> {
   if (opts.gpu) return opts.gpu;
   const nav = (globalThis as { navigator?: { gpu?: GpuEntry } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  if (typeof process !== 'undefined' && process.versions?.node) {
+  if (isNode()) {
     // A module name in a variable: bundlers for the browser leave this import alone.
     const pkg = 'webgpu';
     let mod: { create(flags: string[]): GpuEntry; globals: object };
