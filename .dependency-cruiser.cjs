@@ -1,4 +1,4 @@
-// The dependency rule of DESIGN.md, checked by dependency-cruiser (npm run deps, and
+// The dependency rule (README, "Layout"), checked by dependency-cruiser (npm run deps, and
 // test/deps.test.ts in npm test):
 //
 //   cli, serve  →  train, rl, eval  →  model, optim, tokenizer, data, io, tools, tasks  →  tensor  →  backend

@@ -37,13 +37,13 @@ describe('storyQA', () => {
   });
 
   it('keeps held-out stories out of train data made with any seed', () => {
-    const held = storyQA(40, 0, 'heldout');
+    const held = storyQA(40, 0, 'test');
     const heldStories = new Set(held.map((e) => userText(e).split('\n\n')[0]));
     expect(heldStories.size).toBeGreaterThan(30); // a real sample, not one story repeated
     for (const seed of [0, 1, 2]) {
       for (const ex of storyQA(200, seed, 'train')) expect(heldStories.has(userText(ex).split('\n\n')[0])).toBe(false);
     }
-    for (const s of heldStories) expect(splitOf(s)).toBe('heldout');
+    for (const s of heldStories) expect(splitOf(s)).toBe('test');
   });
 });
 
@@ -79,7 +79,7 @@ describe('arithmetic', () => {
 
   it('train and held-out problems are disjoint', () => {
     const key = (ex: ChatExample) => assistantParts(ex).find((p) => p.type === 'tool_call')!.text;
-    const held = new Set(arithmetic(100, 0, 'heldout', { tool: true, digits: 2 }).map(key));
+    const held = new Set(arithmetic(100, 0, 'test', { tool: true, digits: 2 }).map(key));
     for (const seed of [0, 1]) for (const ex of arithmetic(300, seed, 'train', { tool: true, digits: 2 })) expect(held.has(key(ex))).toBe(false);
   });
 });
@@ -176,7 +176,7 @@ describe('one held-out split for SFT data and RL tasks', () => {
   it('no arithmetic problem of the SFT training data is in the RL test split', async () => {
     const { splitOf: rlSplit } = await import('../src/tasks/common.ts');
     const train = arithmetic(500, 3, 'train', { tool: true });
-    const held = arithmetic(100, 3, 'heldout', { tool: true });
+    const held = arithmetic(100, 3, 'test', { tool: true });
     // the problem's key is `${a}${op}${b}`, as in tasks/arithmetic.ts makeArithmetic
     const key = (e: ChatExample) => (e.messages[1].content as { type: string; text: string }[]).find((p) => p.type === 'tool_call')!.text.slice(5, -1);
     expect(train.every((e) => rlSplit(key(e)) === 'train')).toBe(true);

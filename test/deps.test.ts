@@ -1,4 +1,4 @@
-// The dependency rule (DESIGN.md, .dependency-cruiser.cjs): src/ imports point downward only
+// The dependency rule (.dependency-cruiser.cjs, README "Layout"): src/ imports point downward only
 // and form no cycle. The second test proves the check can fail, on a tiny tree with one
 // upward import and one cycle.
 import { execFileSync } from 'node:child_process';

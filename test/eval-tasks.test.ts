@@ -34,7 +34,7 @@ describe('story-QA', () => {
   });
 
   it('accepts every gold reply of the built-in data (the rule and the data agree)', () => {
-    for (const ex of storyQA(100, 7, 'heldout')) {
+    for (const ex of storyQA(100, 7, 'test')) {
       const reply = ex.messages[1].content as string;
       expect(scoreStoryQA(reply, ex.answer)).toBe(true);
       expect(scoreReply('story-qa', reply, ex.answer)).toBe(true);

@@ -27,7 +27,7 @@ const N_EVAL = 60;
  *  learnt the reply form but does not read the story does no better than this (~10%). */
 function blindAccuracy(n: number): number {
   const byQuestion = new Map<string, Map<string, number>>();
-  for (const ex of storyQA(n, 1, 'heldout')) {
+  for (const ex of storyQA(n, 1, 'test')) {
     const q = (ex.messages[0].content as string)
       .split('\n\n')[1]
       .replace(/[A-Z][a-z]+/g, 'X')

@@ -11,6 +11,7 @@
 //     `import.meta.glob` is Vite-only syntax, so it lives in that entry, never here: this file
 //     stays loadable by plain Node and tsx.
 // Injected sources win over the disk, so a bundle can carry its own kernels.
+import { isNode } from './platform.ts';
 
 const injected = new Map<string, string>();
 const cache = new Map<string, string>();
@@ -72,8 +73,4 @@ function candidateDirs(path: typeof import('node:path'), url: typeof import('nod
   }
   dirs.push(path.join(process.cwd(), 'kernels'));
   return dirs;
-}
-
-function isNode(): boolean {
-  return typeof process !== 'undefined' && !!process.versions?.node;
 }

@@ -3,8 +3,7 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { EXPERIMENT_DEFAULTS as D, runQkNormMuon } from '../train/experiment.ts';
 import { SPEC_FIELDS } from '../train/spec.ts';
-import { arms, runGrpoVsDapo } from '../rl/experiment.ts';
-import { RL_DEFAULTS } from '../rl/run.ts';
+import { ARM_NAMES, GRPO_VS_DAPO_DEFAULTS as G, runGrpoVsDapo } from '../rl/experiment.ts';
 import { existsSync } from 'node:fs';
 import { UserError } from '../util/errors.ts';
 import { claimRunDir } from '../io/run-dir.ts';
@@ -67,25 +66,25 @@ export function registerExperiment(program: Command): void {
   exp
     .command('grpo-vs-dapo')
     .description('GRPO vs DAPO (and DAPO minus each change) from one SFT checkpoint, equal budgets of sampled completions; writes a table and plots')
-    .option('--init <dir>', 'the SFT checkpoint every arm starts from (made by minichat speedrun)', 'runs/speedrun/sft')
-    .option('--task <name>', 'arithmetic, countdown or gsm8k', 'arithmetic')
-    .option('--digits <n>', 'arithmetic: digits per operand', posInt, RL_DEFAULTS.digits)
-    .option('--ops <ops>', 'arithmetic: operators', RL_DEFAULTS.ops)
+    .option('--init <dir>', 'the SFT checkpoint every arm starts from (made by minichat speedrun)', G.init)
+    .option('--task <name>', 'arithmetic, countdown or gsm8k', G.task)
+    .option('--digits <n>', 'arithmetic: digits per operand', posInt, G.digits)
+    .option('--ops <ops>', 'arithmetic: operators', G.ops)
     .option('--no-tool', 'without the calculator (default: with it, as the speedrun SFT data teaches)')
-    .option('--budget <n>', 'completions sampled per arm (~20 DAPO steps of 16 x 8)', posInt, 4800)
-    .option('--group-size <n>', 'completions per prompt', posInt, RL_DEFAULTS.groupSize)
-    .option('--prompts-per-step <n>', 'groups per optimizer batch', posInt, RL_DEFAULTS.promptsPerStep)
-    .option('--mu <n>', 'optimizer steps per batch of rollouts (with 1 the importance ratio is always 1, so clip-higher cannot act)', posInt, 2)
-    .option('--max-tokens <n>', 'response length limit (forced tool results count)', posInt, RL_DEFAULTS.maxTokens)
-    .option('--temperature <x>', 'rollout sampling temperature (docs/rl.md: where the signal is)', num, RL_DEFAULTS.temperature)
-    .option('--lr <x>', 'learning rate (3e-3 collapsed every arm to 0% within 4 steps on the speedrun model)', num, RL_DEFAULTS.lr)
-    .option('--lora-rank <n>', 'LoRA rank', posInt, RL_DEFAULTS.loraRank)
-    .option('--eval-every <n>', 'held-out evaluation every N steps', posInt, 2)
-    .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, 100)
-    .option('--target <x>', 'the held-out success rate whose first crossing is compared (the speedrun model starts at ~62%)', num, 0.75)
-    .option('--seeds <list>', 'seeds (comma-separated); the table gives mean ± std', '0,1,2')
-    .option('--arms <list>', `arms (comma-separated): ${Object.keys(arms(24)).join(', ')}`, Object.keys(arms(24)).join(','))
-    .option('--out <dir>', 'where the table, plots and runs.json go', 'runs/experiment-grpo-vs-dapo')
+    .option('--budget <n>', 'completions sampled per arm (~20 DAPO steps of 16 x 8)', posInt, G.budget)
+    .option('--group-size <n>', 'completions per prompt', posInt, G.groupSize)
+    .option('--prompts-per-step <n>', 'groups per optimizer batch', posInt, G.promptsPerStep)
+    .option('--mu <n>', 'optimizer steps per batch of rollouts (with 1 the importance ratio is always 1, so clip-higher cannot act)', posInt, G.mu)
+    .option('--max-tokens <n>', 'response length limit (forced tool results count)', posInt, G.maxTokens)
+    .option('--temperature <x>', 'rollout sampling temperature (docs/rl.md: where the signal is)', num, G.temperature)
+    .option('--lr <x>', 'learning rate (3e-3 collapsed every arm to 0% within 4 steps on the speedrun model)', num, G.lr)
+    .option('--lora-rank <n>', 'LoRA rank', posInt, G.loraRank)
+    .option('--eval-every <n>', 'held-out evaluation every N steps', posInt, G.evalEvery)
+    .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, G.evalProblems)
+    .option('--target <x>', 'the held-out success rate whose first crossing is compared (the speedrun model starts at ~62%)', num, G.target)
+    .option('--seeds <list>', 'seeds (comma-separated); the table gives mean ± std', G.seeds.join(','))
+    .option('--arms <list>', `arms (comma-separated): ${ARM_NAMES.join(', ')}`, G.arms.join(','))
+    .option('--out <dir>', 'where the table, plots and runs.json go', G.out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
     .option('--threads <n>', THREADS_HELP, posInt)
     .action(async (o) => {
@@ -94,7 +93,7 @@ export function registerExperiment(program: Command): void {
       const seeds = String(o.seeds).split(',').map((x) => (/^\d+$/.test(x.trim()) ? Number(x) : NaN));
       if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds must be comma-separated integers >= 0, got ${o.seeds}`);
       const names = String(o.arms).split(',').map((x: string) => x.trim());
-      const known = Object.keys(arms(o.maxTokens));
+      const known = ARM_NAMES;
       const bad = names.find((n: string) => !known.includes(n));
       if (bad) throw new UserError(`unknown arm "${bad}"; choose from: ${known.join(', ')}`);
       await claimRunDir(o.out, 'experiment grpo-vs-dapo', { mode: 'replace', options: { ...o } });

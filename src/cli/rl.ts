@@ -7,6 +7,7 @@ import { RL_DEFAULTS as D, type RLOptions, type RLResult, runRL } from '../rl/ru
 import { nonNeg, nonNegInt, num, oneOf, posInt, selectBackend, withSavedOptions, THREADS_HELP } from './common.ts';
 import { DUAL_MODES } from '../rl/dual.ts';
 import { SERVICE_DEFAULTS } from '../rl/envs/service.ts';
+import { ALGO_PRESETS } from '../rl/train.ts';
 import { UserError } from '../util/errors.ts';
 
 interface Flags extends Omit<RLOptions, 'backend'> {
@@ -34,8 +35,8 @@ export function rlFlags(cmd: Command, d: typeof D): Command {
     .option('--tool', 'the calculator is available (tool calls are executed and masked out of the loss; the default, as the speedrun SFT data teaches)', d.tool)
     .option('--no-tool', 'arithmetic without the calculator')
     .option('--algo <name>', 'grpo or dapo: the preset of the switches below', oneOf('grpo', 'dapo'), d.algo)
-    .option('--clip-high', 'DAPO clip-higher: eps_high 0.28 (default: on for dapo)')
-    .option('--no-clip-high', 'symmetric clip at 1 ± 0.2 (GRPO)')
+    .option('--clip-high', `DAPO clip-higher: eps_high ${ALGO_PRESETS.dapo.epsHigh} (default: on for dapo)`)
+    .option('--no-clip-high', `symmetric clip at 1 ± ${ALGO_PRESETS.grpo.epsLow} (GRPO)`)
     .option('--dynamic-sampling', 'DAPO: drop groups whose rewards are all equal and sample more (default: on for dapo)')
     .option('--no-dynamic-sampling', 'keep every group')
     .option('--token-level-loss', 'DAPO: every token of the batch weighs the same (default: on for dapo)')

@@ -20,23 +20,24 @@
 //                  "3 + 4 = 7. The answer is 7."
 //   identity     a few paraphrased questions about who the assistant is, with fixed answers.
 //
-// Train / held-out splits. An example belongs to a split by a hash of its content (the story
-// text; the problem "37*12"), not by its position in a stream: ~10% of all possible stories
-// and problems are held out, whatever the seed. So held-out examples never appear in
+// Train / held-out ('test') splits, by data/split.ts (the RL tasks' rule too). An example
+// belongs to a split by a hash of its content (the story text; the problem "37*12"), not by
+// its position in a stream: ~10% of all possible stories and problems are held out, whatever
+// the seed. So held-out examples never appear in
 // training data made with ANY seed — the held-out score measures generalisation, not
 // memory. (Identity examples are a fixed set, meant to be memorised; they have no split.)
 // Different seeds give different samples of the same split; a split can repeat an example
 // when its space is small (1-digit arithmetic has only a few hundred problems).
 //
 // (Pure: no Node imports.)
-import { isHeldOut } from './split.ts';
+import { splitOf, type Split } from './split.ts';
 import { Rng } from '../tensor/random.ts';
 import type { Message } from '../tokenizer/chat.ts';
 import { calculate } from '../tools/calculator.ts';
 import { syntheticStory, type StoryFacts } from './synthetic.ts';
 
 export type ChatTask = 'story-qa' | 'arithmetic' | 'identity' | 'gsm8k';
-export type Split = 'train' | 'heldout';
+export { splitOf, type Split } from './split.ts';
 
 /** One SFT / eval example: the conversation (ending with the gold assistant turn) and the
  *  short gold answer a reply is scored against. */
@@ -44,12 +45,6 @@ export interface ChatExample {
   task: ChatTask;
   messages: Message[];
   answer: string;
-}
-
-/** Which split a piece of content (a story, a problem) belongs to: data/split.ts, shared with
- *  the RL tasks, so held-out arithmetic here is the RL tasks' test split too. */
-export function splitOf(key: string): Split {
-  return isHeldOut(key) ? 'heldout' : 'train';
 }
 
 const pick = <T>(rng: Rng, xs: readonly T[]): T => xs[rng.int(xs.length)];
@@ -216,12 +211,7 @@ export function builtinChatMix(n: number, seed: number): ChatExample[] {
     ...arithmetic(nNoTool, seed * 4 + 3, 'train', { tool: false }),
     ...Array.from({ length: nId }, (_, i) => ids[i % ids.length]),
   ];
-  const rng = new Rng(seed * 4);
-  for (let i = all.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [all[i], all[j]] = [all[j], all[i]];
-  }
-  return all;
+  return new Rng(seed * 4).shuffle(all);
 }
 
 /** One JSONL line in the format conversations.ts reads back (plus the task and answer). */

@@ -478,12 +478,7 @@ export class ConversationBatches {
   }
 }
 
-/** A seeded random permutation of 0..n-1 (Fisher–Yates). */
+/** A seeded random permutation of 0..n-1 (the Rng's Fisher–Yates). */
 function shuffled(n: number, rng: Rng): number[] {
-  const p = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [p[i], p[j]] = [p[j], p[i]];
-  }
-  return p;
+  return rng.shuffle(Array.from({ length: n }, (_, i) => i));
 }

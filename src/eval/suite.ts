@@ -21,7 +21,7 @@ import { Engine } from '../model/engine.ts';
 import type { GPT } from '../model/gpt.ts';
 import { getTask } from '../tasks/index.ts';
 import * as T from '../tensor/index.ts';
-import { SPECIALS, renderForCompletion, type Message } from '../tokenizer/chat.ts';
+import { SPECIALS, chatStops, chatSuppress, renderForCompletion, type Message } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, parseAssistantOutput, toolHook } from '../tools/hook.ts';
 import { UserError } from '../util/errors.ts';
@@ -56,17 +56,14 @@ export interface EvalResult {
   seconds: number;
 }
 
+// (chatSuppress lives with the chat rendering in tokenizer/chat.ts; bench/rl-memory.bench.ts imports it from here)
+export { chatSuppress };
+
 /** The ids of a reply without its stop token, as parts: text, tool calls, tool results. */
 export function replyParts(tok: Tokenizer, tokens: number[]) {
   const end = tok.specialId(SPECIALS.assistantEnd);
   const ids = tokens.filter((t) => t !== end && t !== tok.bosId);
   return parseAssistantOutput(tok, ids);
-}
-
-/** Specials a chat model never writes itself (it may write tool calls and end its turn). */
-export function chatSuppress(tok: Tokenizer): number[] {
-  const allowed = new Set([SPECIALS.assistantEnd, SPECIALS.toolCallStart, SPECIALS.toolCallEnd].map((s) => tok.specialId(s)));
-  return Object.values(tok.specials).filter((id) => !allowed.has(id) && id !== tok.bosId);
 }
 
 export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promise<EvalResult> {
@@ -76,7 +73,7 @@ export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promi
   const engine = new Engine(model, { maxRows: 32 });
   const gen = async (problems: GenProblem[], tool: boolean) =>
     evalGenerative(engine, problems, {
-      maxTokens: spec.maxTokens, stop: [tok.specialId(SPECIALS.assistantEnd), tok.bosId], suppress: chatSuppress(tok),
+      maxTokens: spec.maxTokens, stop: chatStops(tok), suppress: chatSuppress(tok),
       afterToken: tool ? toolHook(tok, defaultToolRegistry()) : undefined, k: spec.k, seed: spec.seed,
     });
   const prompt = (messages: Message[]) => renderForCompletion(tok, messages);
@@ -93,7 +90,7 @@ export async function runEval(model: GPT, tok: Tokenizer, spec: EvalSpec): Promi
     return done({ task: `bpb (${source})`, accuracy: NaN, baseline: NaN, n: r.tokens, value: r.bpb });
   }
   if (spec.task === 'story-qa') {
-    const items = storyQA(spec.n, spec.seed, 'heldout');
+    const items = storyQA(spec.n, spec.seed, 'test');
     const problems = items.map((e) => ({ prompt: prompt(e.messages.slice(0, -1)), check: (r: { tokens: number[] }) => scoreStoryQA(replyParts(tok, r.tokens), e.answer) }));
     const r = await gen(problems, spec.tool);
     return done({ task: 'story-qa', accuracy: r.passAt1, baseline: chanceBaseline({ kind: 'generative' }), n: r.n, skipped: r.skipped, passAtK: r.passAtK, k: r.k });

@@ -4,7 +4,7 @@
 // parameter belongs to (Muon for hidden matrices, AdamW for the rest; see index.ts) and
 // whether it is weight-decayed; the name is the key of the optimizer's state dict, so a
 // checkpoint's `optimizer.safetensors` lines up with `model.safetensors`. Nothing reads a
-// parameter's name to guess what it is (STYLE.md, "roles, not names"). Names follow the Hugging Face Qwen3 layout:
+// parameter's name to guess what it is: roles, not names. Names follow the Hugging Face Qwen3 layout:
 //   model.embed_tokens.weight                     (V, C)
 //   model.layers.{i}.self_attn.{q,k,v,o}_proj.weight  (out, in), applied as x @ Wᵀ
 //   model.layers.{i}.self_attn.{q,k}_norm.weight  (HS,)

@@ -54,7 +54,7 @@ import { tokenLogprobs } from '../model/logprobs.ts';
 import { buildParamGroups, groupsStateDict, loadGroupsStateDict, type ParamGroup } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
 import type { Tokenizer } from '../tokenizer/bpe.ts';
-import { SPECIALS } from '../tokenizer/chat.ts';
+import { SPECIALS, chatStops } from '../tokenizer/chat.ts';
 import { Trainer } from '../train/trainer.ts';
 import { UserError } from '../util/errors.ts';
 import { groupAdvantages } from './advantages.ts';
@@ -152,7 +152,7 @@ export async function playEpisodes(engine: Engine, tok: Tokenizer, world: Servic
   const prompts = tasks.map((t, i) => agentPrompt(tok, t, o.prefaces?.[i] ?? [], o.lookahead ? bareCall(t) : undefined));
   const rows = await engine.generate(prompts, {
     maxTokens: o.maxTokens, temperature: o.temperature, topK: 0, topP: 1, seed: o.seed, samplesPerPrompt: G, afterToken: session.afterToken,
-    stop: [tok.specialId(SPECIALS.assistantEnd), tok.bosId], suppress: [tok.bosId],
+    stop: chatStops(tok), suppress: [tok.bosId],
   });
   return tasks.map((task, p) => {
     const mine = rows.slice(p * G, (p + 1) * G);

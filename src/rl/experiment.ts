@@ -19,7 +19,7 @@ import { loadCheckpoint } from '../io/checkpoint.ts';
 import { parseLoraTargets } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
-import { algoOptions, heldOutSuccess, problemSource, type RLOptions } from './run.ts';
+import { RL_DEFAULTS, algoOptions, heldOutSuccess, problemSource, type RLOptions } from './run.ts';
 import { getTask } from '../tasks/index.ts';
 import { RLPolicy, preparePolicy } from './train.ts';
 
@@ -60,6 +60,33 @@ export function arms(maxTokens: number): Record<string, Switches> {
     'dapo-no-overlong': { algo: 'dapo', overlong: 'off' },
   };
 }
+
+/** The arms' names, in the table's order. */
+export const ARM_NAMES = Object.keys(arms(1));
+
+/** The experiment's defaults (the CLI's flags show them): the RL defaults where the two agree
+ *  (task, sampling, learning rate, adapter), its own budget, batch and evaluation schedule. */
+export const GRPO_VS_DAPO_DEFAULTS: Omit<RLExperimentOptions, 'backend'> = {
+  init: 'runs/speedrun/sft', // the SFT checkpoint minichat speedrun ends with
+  task: RL_DEFAULTS.task,
+  digits: RL_DEFAULTS.digits,
+  ops: RL_DEFAULTS.ops,
+  tool: RL_DEFAULTS.tool,
+  budget: 4800, // ~20 DAPO steps of 16 x 8, the scale of minichat rl's default run
+  groupSize: RL_DEFAULTS.groupSize,
+  promptsPerStep: RL_DEFAULTS.promptsPerStep,
+  mu: 2, // with 1 the importance ratio is always 1 and clip-higher cannot act
+  maxTokens: RL_DEFAULTS.maxTokens,
+  temperature: RL_DEFAULTS.temperature,
+  lr: RL_DEFAULTS.lr,
+  loraRank: RL_DEFAULTS.loraRank,
+  evalEvery: 2,
+  evalProblems: 100,
+  target: 0.75, // the speedrun model starts at ~62%
+  seeds: [0, 1, 2],
+  arms: ARM_NAMES,
+  out: 'runs/experiment-grpo-vs-dapo',
+};
 
 interface ArmRun {
   arm: string;

@@ -14,14 +14,13 @@ import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
 import { evalGenerative } from '../eval/generate-eval.ts';
-import { chatSuppress } from '../eval/suite.ts';
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint, type TrainState } from '../io/checkpoint.ts';
 import { claimRunDir } from '../io/run-dir.ts';
 import { keepMetricsUpTo } from '../io/dir-store.ts';
 import { parseLoraTargets } from '../model/lora.ts';
 import { groupsStateDict, loadGroupsStateDict } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
-import { SPECIALS, renderForCompletion } from '../tokenizer/chat.ts';
+import { chatStops, chatSuppress, renderForCompletion } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { NotFiniteError, UserError } from '../util/errors.ts';
@@ -44,7 +43,7 @@ export interface RLOptions {
   ops: string; // arithmetic: operators, e.g. '+-*'
   tool: boolean; // the calculator is available (the engine runs the tool hook)
   algo: 'grpo' | 'dapo'; // the preset of the switches below
-  clipHigh?: boolean; // override: ε_high = 0.28 (true) or = ε_low (false)
+  clipHigh?: boolean; // override: ε_high = DAPO's (true) or = ε_low (false)
   dynamicSampling?: boolean; // override
   tokenLevelLoss?: boolean; // override
   overlong?: string; // override: 'L_max,L_cache' or 'off'
@@ -101,7 +100,7 @@ export function algoOptions(o: Pick<RLOptions, 'algo' | 'clipHigh' | 'dynamicSam
   // tail past 48) it punished correct answers and collapsed DAPO (docs/experiments/grpo-vs-dapo.md).
   // 'on' = DAPO's proportion: full penalty at the limit, starting a quarter of it before
   // (DAPO used 20k/4k).
-  if (o.clipHigh !== undefined) a.epsHigh = o.clipHigh ? 0.28 : a.epsLow;
+  if (o.clipHigh !== undefined) a.epsHigh = o.clipHigh ? ALGO_PRESETS.dapo.epsHigh : a.epsLow;
   if (o.dynamicSampling !== undefined) a.dynamicSampling = o.dynamicSampling;
   if (o.tokenLevelLoss !== undefined) a.tokenLevelLoss = o.tokenLevelLoss;
   if (o.overlong !== undefined) {
@@ -135,7 +134,7 @@ export async function heldOutSuccess(policy: RLPolicy, source: RLProblemSource, 
   const tok = policy.tok;
   const problems = source.sample(n, 'test', new T.Rng(424242)).map((p) => ({ prompt: p.ids, check: (r: Parameters<typeof p.reward>[0]) => p.reward(r) >= 1 }));
   const r = await evalGenerative(policy.engine, problems as never, {
-    maxTokens, stop: [tok.specialId(SPECIALS.assistantEnd), tok.bosId], suppress: chatSuppress(tok), afterToken,
+    maxTokens, stop: chatStops(tok), suppress: chatSuppress(tok), afterToken,
   });
   return r.passAt1;
 }

@@ -18,7 +18,7 @@
 //
 // GRPO and DAPO are presets of the same switches (see ALGO_PRESETS); each DAPO change is its
 // own flag so it can be switched off alone:
-//   --clip-high          ε_high = 0.28 instead of ε_low = 0.2 (clip-higher)
+//   --clip-high          ε_high above ε_low (clip-higher; the values: DAPO_LOSS in losses.ts)
 //   --dynamic-sampling   drop zero-variance groups and resample (with --max-gen-rounds)
 //   --token-level-loss   every token of the batch weighs the same (instead of per-sequence means)
 //   --overlong L,C       reward shaping for over-long responses (0 up to L−C, −1 at L)
@@ -30,21 +30,21 @@ import { adapterParams, attachLora, type LoraTarget } from '../model/lora.ts';
 import { tokenLogprobs } from '../model/logprobs.ts';
 import { buildParamGroups, type ParamGroup } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
-import { SPECIALS } from '../tokenizer/chat.ts';
+import { chatStops, chatSuppress } from '../tokenizer/chat.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { Trainer } from '../train/trainer.ts';
 import { UserError } from '../util/errors.ts';
-import { chatSuppress, replyParts } from '../eval/suite.ts';
+import { replyParts } from '../eval/suite.ts';
 import { replyText } from '../eval/tasks.ts';
 import { groupAdvantages } from './advantages.ts';
-import { overlongPenalty, policyLoss } from './losses.ts';
+import { DAPO_LOSS, POLICY_LOSS_DEFAULTS, overlongPenalty, policyLoss } from './losses.ts';
 import { packBatch, rollout, type Group, type RLBatch, type RolloutPrompt } from './rollout.ts';
 import { fillBatch, hasSignal } from './sampling.ts';
 
 /** The switches of one RL run's algorithm. GRPO and DAPO are two settings of them. */
 export interface AlgoOptions {
   epsLow: number; // lower clip: ratio ≥ 1 − ε_low
-  epsHigh: number; // upper clip: ratio ≤ 1 + ε_high (DAPO's clip-higher: 0.28)
+  epsHigh: number; // upper clip: ratio ≤ 1 + ε_high (DAPO's clip-higher: DAPO_LOSS.epsHigh)
   dynamicSampling: boolean; // drop zero-variance groups and sample more
   maxGenRounds: number; // extra generation rounds dynamic sampling may spend per step
   tokenLevelLoss: boolean; // token-mean over the batch (DAPO) vs mean of per-sequence means (GRPO)
@@ -55,8 +55,8 @@ export interface AlgoOptions {
 }
 
 export const ALGO_PRESETS: Record<'grpo' | 'dapo', AlgoOptions> = {
-  grpo: { epsLow: 0.2, epsHigh: 0.2, dynamicSampling: false, maxGenRounds: 0, tokenLevelLoss: false, overlong: null, beta: 0, advantage: 'grpo', mu: 1 },
-  dapo: { epsLow: 0.2, epsHigh: 0.28, dynamicSampling: true, maxGenRounds: 3, tokenLevelLoss: true, overlong: null, beta: 0, advantage: 'grpo', mu: 1 },
+  grpo: { epsLow: POLICY_LOSS_DEFAULTS.epsLow, epsHigh: POLICY_LOSS_DEFAULTS.epsHigh, dynamicSampling: false, maxGenRounds: 0, tokenLevelLoss: false, overlong: null, beta: 0, advantage: 'grpo', mu: 1 },
+  dapo: { epsLow: DAPO_LOSS.epsLow, epsHigh: DAPO_LOSS.epsHigh, dynamicSampling: true, maxGenRounds: 3, tokenLevelLoss: true, overlong: null, beta: 0, advantage: 'grpo', mu: 1 },
 };
 
 /** A task as the RL loop sees it: problems to sample, and how to turn one into a rollout prompt. */
@@ -124,15 +124,10 @@ export class RLPolicy {
     this.trainer = new Trainer(model, g, { next: () => this.batch! }, { gradAccum: 1, gradClip: 1 });
   }
 
-  private stops(): number[] {
-    return [this.tok.specialId(SPECIALS.assistantEnd), this.tok.bosId];
-  }
-
-
   private async sampleGroups(prompts: RolloutPrompt[], round: number): Promise<Group[]> {
     const { o } = this;
     return rollout(this.engine, prompts, o.groupSize, {
-      maxTokens: o.maxTokens, temperature: o.temperature, topK: 0, topP: 1, stop: this.stops(), suppress: chatSuppress(this.tok),
+      maxTokens: o.maxTokens, temperature: o.temperature, topK: 0, topP: 1, stop: chatStops(this.tok), suppress: chatSuppress(this.tok),
       seed: o.seed * 1_000_003 + this.step * 101 + round, afterToken: this.afterToken,
     });
   }

@@ -24,6 +24,7 @@
 // their requirements are never written).
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fnv1a } from '../data/split.ts';
 import { loadCheckpoint, saveCheckpoint, type TrainState } from '../io/checkpoint.ts';
 import { GPT, PRESETS, type GPTConfig } from '../model/gpt.ts';
 import { buildParamGroups } from '../optim/index.ts';
@@ -34,7 +35,7 @@ import { Trainer, languageModelLoss } from '../train/trainer.ts';
 import { episodeMessages, renderEpisode, bareCall } from './envs/render.ts';
 import {
   companiesOf, drawRequirement, makeProfile, needReply, oraclePolicy, randomPolicy, runEpisode, sampleServiceTask, scriptedPolicy,
-  serviceSystemPrompt, serviceUserMessage, shuffle, type EpisodeState, type ServiceWorld, type Step,
+  serviceSystemPrompt, serviceUserMessage, type EpisodeState, type ServiceWorld, type Step,
 } from './envs/service.ts';
 
 /** Words, numbers, single punctuation marks and runs of spaces, each a separate chunk. */
@@ -75,7 +76,7 @@ export function worldDocument(world: ServiceWorld, kind: DocKind, rng: T.Rng): D
     // is seen (and produced) in training, its requirement never is. Without these, the target
     // names' tokens are never a training target and the model will not copy them.
     const task = sampleServiceTask(world, rng, 'target');
-    return { state: runEpisode(world, task, scriptedPolicy(shuffle(rng, [...world.fields]).slice(0, world.k))), preface: [], cut: true };
+    return { state: runEpisode(world, task, scriptedPolicy(rng.shuffle([...world.fields]).slice(0, world.k))), preface: [], cut: true };
   }
   if (kind === 'oracle' || kind === 'random' || kind === 'known-recovery') {
     const task = sampleServiceTask(world, rng, 'known');
@@ -90,13 +91,13 @@ export function worldDocument(world: ServiceWorld, kind: DocKind, rng: T.Rng): D
   const profile = makeProfile(rng, world.fields);
   const requires = drawRequirement(rng, world.fields, world.k);
   const task = { company, request, profile, requires };
-  const others = kind === 'memory' && world.requests.length > 1 ? shuffle(rng, world.requests.filter((r) => r !== request)).slice(0, 1 + rng.int(Math.min(2, world.requests.length - 1))) : [];
-  const preface = shuffle(rng, [request, ...others]).map((r) => ({
+  const others = kind === 'memory' && world.requests.length > 1 ? rng.shuffle(world.requests.filter((r) => r !== request)).slice(0, 1 + rng.int(Math.min(2, world.requests.length - 1))) : [];
+  const preface = rng.shuffle([request, ...others]).map((r) => ({
     action: bareCall({ company, request: r }), observation: needReply(company, r, r === request ? requires : drawRequirement(rng, world.fields, world.k)),
   }));
   // guess: nothing in the context, so the agent asks k distinct fields at random and calls the
   // company BY ITS NAME (a tiny model otherwise falls back to a known company's name)
-  if (kind === 'guess') return { state: runEpisode(world, task, scriptedPolicy(shuffle(rng, [...world.fields]).slice(0, world.k))), preface: [] };
+  if (kind === 'guess') return { state: runEpisode(world, task, scriptedPolicy(rng.shuffle([...world.fields]).slice(0, world.k))), preface: [] };
   return { state: runEpisode(world, task, scriptedPolicy(requires)), preface };
 }
 
@@ -190,12 +191,8 @@ export async function buildWarmStart(world: ServiceWorld, o: WarmStartOptions, b
   return { model, tok, pretrainLosses, sftLosses, seconds: (performance.now() - t0) / 1000 };
 }
 
-/** FNV-1a of a string, as 8 hex digits (the cache key; not a security hash). */
-function fnv(s: string): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
-  return h.toString(16).padStart(8, '0');
-}
+/** FNV-1a of a string (data/split.ts), as 8 hex digits: the cache key. */
+const fnv = (s: string): string => fnv1a(s).toString(16).padStart(8, '0');
 
 /** Where the warm start of (world, options) is cached: runs/warmstart/w<seed>-<hash of everything it depends on>. */
 export function warmStartDir(root: string, world: ServiceWorld, o: WarmStartOptions): string {

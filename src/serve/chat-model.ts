@@ -26,7 +26,7 @@ import { Engine } from '../model/engine.ts';
 import type { GPT } from '../model/gpt.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import type { ToolRegistry } from '../tools/registry.ts';
-import { renderForCompletion, SPECIALS, type AssistantPart, type Message, type Tokenizer } from '../tokenizer/index.ts';
+import { chatStops, chatSuppress, renderForCompletion, SPECIALS, type AssistantPart, type Message, type Tokenizer } from '../tokenizer/index.ts';
 import { UserError } from '../util/errors.ts';
 
 export type { Message, AssistantPart };
@@ -203,12 +203,10 @@ export function replyAssembler(tok: Tokenizer, onText?: OnText) {
  */
 export function createChatModel(model: GPT, tok: Tokenizer, id: string, o: { tools?: ToolRegistry } = {}): ChatModel {
   const contextLength = model.config.maxSeqLen;
-  const sp = (name: string) => tok.specialId(name);
-  const stop = [sp(SPECIALS.assistantEnd), tok.bosId];
-  const toolCallStart = sp(SPECIALS.toolCallStart), toolCallEnd = sp(SPECIALS.toolCallEnd);
+  const stop = chatStops(tok);
   // Every other special is suppressed: a reply cannot open a user turn, and tool results
   // come from the tool runner (forced tokens), never from the model.
-  const suppress = Object.values(tok.specials).filter((s) => !stop.includes(s) && s !== toolCallStart && s !== toolCallEnd);
+  const suppress = chatSuppress(tok);
   const afterToken = toolHook(tok, o.tools ?? defaultToolRegistry());
   const engine = new Engine(model, { maxRows: 1 });
   const queue = serialQueue();

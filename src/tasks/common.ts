@@ -9,12 +9,12 @@
 // Splits are decided by a hash of the problem's canonical text, not by the seed that drew
 // it: a problem is in 'test' if and only if its hash says so, so no seed, difficulty or
 // sampling order can ever put the same problem in both splits. (Pure: no Node imports.)
-import { HELDOUT_FRACTION, isHeldOut } from '../data/split.ts';
+import { HELDOUT_FRACTION, splitOf, type Split } from '../data/split.ts';
 import { lastNumber } from './numbers.ts';
 import type { Rng } from '../tensor/random.ts';
 import type { Message } from '../tokenizer/chat.ts';
 
-export type Split = 'train' | 'test';
+export { splitOf, type Split } from '../data/split.ts';
 
 /** The fields every problem carries; each task adds its own. */
 export interface BaseProblem {
@@ -42,11 +42,6 @@ export interface RLTask<P extends BaseProblem = BaseProblem> {
 /** Fraction of problems that are held out (the 'test' split): data/split.ts's, shared with
  *  the SFT data, so a test problem is never in the built-in SFT set. */
 export const TEST_FRACTION = HELDOUT_FRACTION;
-
-/** The split a problem belongs to, from its canonical text alone (data/split.ts). */
-export function splitOf(key: string): Split {
-  return isHeldOut(key) ? 'test' : 'train';
-}
 
 /**
  * Draw from `draw` until a problem of the wanted split comes up. With a 10% test split,

@@ -125,3 +125,15 @@ export function renderForCompletion(tok: Tokenizer, conv: Message[]): number[] {
   ids.push(tok.specialId(SPECIALS.assistantStart));
   return ids;
 }
+
+/** The tokens that end a generated reply: <|assistant_end|>, or <|bos|> (a model that starts
+ *  a new document has left the conversation). Every chat generation stops on these. */
+export function chatStops(tok: Tokenizer): number[] {
+  return [tok.specialId(SPECIALS.assistantEnd), tok.bosId];
+}
+
+/** Specials a chat model never writes itself (it may write tool calls and end its turn). */
+export function chatSuppress(tok: Tokenizer): number[] {
+  const allowed = new Set([SPECIALS.assistantEnd, SPECIALS.toolCallStart, SPECIALS.toolCallEnd].map((s) => tok.specialId(s)));
+  return Object.values(tok.specials).filter((id) => !allowed.has(id) && id !== tok.bosId);
+}

@@ -11,7 +11,7 @@ export { Tokenizer, StreamDecoder, toWellFormed } from './bpe.ts';
 export type { AllowedSpecial, EncodeOptions, Ranks } from './bpe.ts';
 export { trainTokenizer, countChunks } from './train.ts';
 export type { TrainOptions } from './train.ts';
-export { renderConversation, renderForCompletion, SPECIALS, DEFAULT_SPECIALS } from './chat.ts';
+export { renderConversation, renderForCompletion, chatStops, chatSuppress, SPECIALS, DEFAULT_SPECIALS } from './chat.ts';
 export type { Message, AssistantPart, Rendered } from './chat.ts';
 export { PATTERNS, DEFAULT_PATTERN, patternByName, compilePattern, toJsRegexSource } from './patterns.ts';
 export type { PatternName } from './patterns.ts';

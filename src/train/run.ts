@@ -28,6 +28,7 @@
 import type { Backend } from '../backend/backend.ts';
 import { type Batch, BatchLoader, type LoaderState, type TokenArray } from '../data/loader.ts';
 import { generateSyntheticCorpus } from '../data/synthetic.ts';
+import { fnv1a } from '../data/split.ts';
 import { type ShardMeta, checkShardsMatchTokenizer, tokenizeDocuments } from '../data/shards.ts';
 import { evaluate as evalLoss, tokenByteLengths, unigramLoss } from '../eval/loss.ts';
 import {
@@ -95,9 +96,7 @@ export interface PretrainRun {
 
 /** What the token stream is, cheaply: its length and a hash of an even sample of its tokens. */
 export function dataFingerprint(train: TokenArray): string {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < train.length; i += Math.max(1, Math.floor(train.length / 4096))) h = Math.imul(h ^ train[i], 0x01000193) >>> 0;
-  return `${train.length}|${h.toString(16)}`;
+  return `${train.length}|${fnv1a(train, Math.max(1, Math.floor(train.length / 4096))).toString(16)}`;
 }
 
 function configFor(spec: RunSpec, vocabSize: number) {

@@ -62,8 +62,9 @@ export interface SftSpec {
   seed: number;
 }
 
-/** THE SFT defaults (the CLI's flags show them; the page starts from them). */
-export const SFT_DEFAULTS: SftSpec = {
+/** THE SFT defaults: the spec's table. The page starts from it; the CLI's flags show it through
+ *  train/sft.ts's SFT_DEFAULTS (this table plus `resume`). */
+export const SFT_SPEC_DEFAULTS: SftSpec = {
   data: 'builtin',
   builtinExamples: 3000,
   steps: 200,

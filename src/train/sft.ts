@@ -22,7 +22,7 @@ import { findCheckpoint, readCheckpoint } from '../io/checkpoint.ts';
 import { DirStore } from '../io/dir-store.ts';
 import { claimRunDir } from '../io/run-dir.ts';
 import { UserError } from '../util/errors.ts';
-import { type SftSpec, SFT_DEFAULTS as SPEC_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft } from './sft-run.ts';
+import { type SftSpec, SFT_SPEC_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft } from './sft-run.ts';
 import type { StepInfo } from './run.ts';
 import type { RunStore } from './store.ts';
 
@@ -35,8 +35,8 @@ export interface SftOptions extends SftSpec {
   backend: Backend;
 }
 
-/** The SFT spec's defaults (src/train/sft-run.ts) plus `resume`, under the name callers know. */
-export const SFT_DEFAULTS: Omit<SftOptions, 'init' | 'out' | 'backend'> = { ...SPEC_DEFAULTS, resume: false };
+/** The CLI's view of the SFT defaults: the spec's table (SFT_SPEC_DEFAULTS, sft-run.ts) plus `resume`. */
+export const SFT_DEFAULTS: Omit<SftOptions, 'init' | 'out' | 'backend'> = { ...SFT_SPEC_DEFAULTS, resume: false };
 
 export type SftStepInfo = StepInfo;
 
@@ -55,7 +55,7 @@ export interface SftResult {
 
 /** Just the SftSpec fields of the options (the spec travels in the checkpoint). */
 function specOf(o: SftOptions): SftSpec {
-  return Object.fromEntries(Object.keys(SPEC_DEFAULTS).map((k) => [k, o[k as keyof SftSpec]])) as unknown as SftSpec;
+  return Object.fromEntries(Object.keys(SFT_SPEC_DEFAULTS).map((k) => [k, o[k as keyof SftSpec]])) as unknown as SftSpec;
 }
 
 /** The SFT spec an SFT run's checkpoint was trained with ({} when --out has none yet): a
@@ -64,7 +64,7 @@ export async function sftCheckpointSpec(out: string): Promise<Partial<SftSpec>> 
   const dir = await findCheckpoint(join(out, 'checkpoint'));
   if (!dir) return {};
   const spec = (await readCheckpoint(dir)).parts.state?.spec ?? {};
-  return Object.fromEntries(Object.keys(SPEC_DEFAULTS).filter((k) => k in spec).map((k) => [k, spec[k]])) as Partial<SftSpec>;
+  return Object.fromEntries(Object.keys(SFT_SPEC_DEFAULTS).filter((k) => k in spec).map((k) => [k, spec[k]])) as Partial<SftSpec>;
 }
 
 export async function sft(o: SftOptions, hooks: { log(line: string): void; progress?(s: SftStepInfo): void }): Promise<SftResult> {

@@ -504,8 +504,11 @@ $('sft-start').onclick = () => {
   send({ type: 'sft', settings });
 };
 
-const CHAT_TOKENS = Number(query.get('chatTokens') ?? 128);
-const CHAT_TEMPERATURE = Number(query.get('chatTemperature') ?? 0.7);
+// absent, the worker uses the chat defaults of `minichat chat` and `serve` (CHAT_DEFAULTS in
+// src/serve/chat-model.ts: 256 tokens or half the model's context, temperature 0.7)
+const queryNumber = (k: string) => (query.has(k) ? Number(query.get(k)) : undefined);
+const CHAT_TOKENS = queryNumber('chatTokens');
+const CHAT_TEMPERATURE = queryNumber('chatTemperature');
 let messages: Message[] = [];
 let chatId = 0;
 

@@ -25,7 +25,7 @@
 // names them with an `sft` prefix (?sftSteps=5&sftSeqLen=64) so they do not collide with
 // pretraining's.
 import { type RunSpec, SPEC_DEFAULTS } from '../../src/train/spec.ts';
-import { type SftSpec, SFT_DEFAULTS } from '../../src/train/sft-run.ts';
+import { type SftSpec, SFT_SPEC_DEFAULTS } from '../../src/train/sft-run.ts';
 import type { History } from '../../src/io/checkpoint.ts';
 import type { AssistantPart, Message } from '../../src/tokenizer/chat.ts';
 
@@ -58,7 +58,7 @@ export type SftSettings = Pick<SftSpec, (typeof SFT_SETTINGS_KEYS)[number]>;
  *  worth of the default 200 steps x 8 rows), and validation every 25 steps so the chart has
  *  points early. */
 export const DEFAULT_SFT_SETTINGS: SftSettings = {
-  ...(Object.fromEntries(SFT_SETTINGS_KEYS.map((k) => [k, SFT_DEFAULTS[k]])) as SftSettings),
+  ...(Object.fromEntries(SFT_SETTINGS_KEYS.map((k) => [k, SFT_SPEC_DEFAULTS[k]])) as SftSettings),
   builtinExamples: 1000,
   evalEvery: 25,
 };
@@ -80,7 +80,7 @@ export type ToWorker =
   | { type: 'load'; bytes: ArrayBuffer; name: string; data: DataSource | null }
   | { type: 'restore' }
   | { type: 'sft'; settings: SftSettings }
-  | { type: 'chat'; id: number; messages: Message[]; maxTokens: number; temperature: number }
+  | { type: 'chat'; id: number; messages: Message[]; maxTokens?: number; temperature?: number } // absent: the chat defaults (CHAT_DEFAULTS)
   | { type: 'chat-stop'; id: number };
 
 export interface ModelInfo {

@@ -25,8 +25,8 @@ import opsWasmUrl from '../../kernels/cpu/ops.wasm?url';
 import { createWasmBackend, setWasmBackendBytes, wasmBackendSupported } from '../../src/backend/wasm.ts';
 import { createWebGPUBackend } from '../../src/backend/webgpu.ts';
 import { type CheckpointParts, checkpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
-import { type ChatModel, createChatModel } from '../../src/serve/chat-model.ts';
-import { type SftRun, type SftSpec, SFT_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft, sftCheckpoint } from '../../src/train/sft-run.ts';
+import { CHAT_DEFAULTS, type ChatModel, createChatModel, defaultMaxTokens } from '../../src/serve/chat-model.ts';
+import { type SftRun, type SftSpec, SFT_SPEC_DEFAULTS, builtinConversations, disposeSft, runSft, setupSft, sftCheckpoint } from '../../src/train/sft-run.ts';
 import { type GPT, countParams } from '../../src/model/gpt.ts';
 import * as T from '../../src/tensor/index.ts';
 import type { Tokenizer } from '../../src/tokenizer/bpe.ts';
@@ -373,7 +373,7 @@ async function startSft(settings: Partial<SftSpec>): Promise<void> {
   const c = current;
   if (!c) throw new Error('there is no model yet: pretrain one (Start) or load a checkpoint first');
   if (looping) throw new Error('training is running: pause it (or let it finish) before fine-tuning');
-  const spec: SftSpec = { ...SFT_DEFAULTS, ...settings, data: 'builtin' };
+  const spec: SftSpec = { ...SFT_SPEC_DEFAULTS, ...settings, data: 'builtin' };
   status('fine-tuning: rendering the built-in chat data…');
   await macrotask();
   // the base: the current weights (no optimizer state: SFT starts its own), then the
@@ -394,7 +394,7 @@ async function startSft(settings: Partial<SftSpec>): Promise<void> {
 let chatting: { id: number; ctl: AbortController } | null = null;
 
 /** One reply, streamed: createChatModel's text deltas go to the page as they arrive. */
-async function chat(id: number, messages: Message[], maxTokens: number, temperature: number): Promise<void> {
+async function chat(id: number, messages: Message[], maxTokens: number | undefined, temperature: number | undefined): Promise<void> {
   const c = current;
   if (!c) throw new Error('there is no model yet: pretrain and fine-tune one, or load a checkpoint');
   c.chat ??= createChatModel(c.model, c.tok, 'minichat (this page)');
@@ -402,7 +402,7 @@ async function chat(id: number, messages: Message[], maxTokens: number, temperat
   chatting = { id, ctl };
   try {
     const r = await exclusive(() =>
-      c.chat!.complete(messages, { maxTokens, temperature, topP: 1, topK: 50 }, (delta, part) => post({ type: 'chat-delta', id, delta, part }), ctl.signal),
+      c.chat!.complete(messages, { maxTokens: maxTokens ?? defaultMaxTokens(c.chat!.contextLength), temperature: temperature ?? CHAT_DEFAULTS.temperature, topP: CHAT_DEFAULTS.topP, topK: CHAT_DEFAULTS.topK }, (delta, part) => post({ type: 'chat-delta', id, delta, part }), ctl.signal),
     );
     post({ type: 'chat-done', id, parts: r.parts ?? [{ type: 'text', text: r.text }], finishReason: r.finishReason });
   } catch (e) {

@@ -112,10 +112,10 @@ export function createServiceWorld(opts: ServiceWorldOptions = {}): ServiceWorld
   const { n, k } = spaceShape(o.space);
   check(o.maxTurns >= k + 1, `service world: maxTurns must leave room to ask every field and call (>= ${k + 1})`);
   const rng = new Rng(o.seed);
-  const fields = shuffle(rng, [...FIELD_POOL]).slice(0, n);
+  const fields = rng.shuffle([...FIELD_POOL]).slice(0, n);
   const requests = REQUEST_POOL.slice(0, o.requests);
   // a shuffled list of distinct names: known, then targets, then practice, never shared
-  const pool = shuffle(rng, STEMS.flatMap((s) => SUFFIXES.map((x) => s + x))).slice(0, all);
+  const pool = rng.shuffle(STEMS.flatMap((s) => SUFFIXES.map((x) => s + x))).slice(0, all);
   const companies = pool.slice(0, o.companies + o.targets).map((name, i): Company => {
     const requires: Record<Request, Field[]> = {};
     for (const r of requests) requires[r] = drawRequirement(rng, fields, k);
@@ -126,7 +126,7 @@ export function createServiceWorld(opts: ServiceWorldOptions = {}): ServiceWorld
 
 /** k distinct fields, uniformly among the C(n, k) sets, in a random order (the company's). */
 export function drawRequirement(rng: Rng, fields: Field[], k: number): Field[] {
-  return shuffle(rng, [...fields]).slice(0, k);
+  return rng.shuffle([...fields]).slice(0, k);
 }
 
 /** A user with a two-digit value ("07") for every field: one token to copy. */
@@ -310,12 +310,3 @@ export function runEpisode(world: ServiceWorld, task: ServiceTask, policy: Servi
 
 // ---- helpers --------------------------------------------------------------------------------
 
-/** Fisher–Yates on a copy. */
-export function shuffle<T>(rng: Rng, xs: T[]): T[] {
-  const a = [...xs];
-  for (let i = a.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
