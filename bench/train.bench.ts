@@ -22,6 +22,7 @@
 // on SwiftShader (a CPU Vulkan driver) only a micro model, since it runs ~1 GFLOP/s at best;
 // on a real GPU the small preset at B=8, T=512. bench/gpu.ts runs the GPU configurations.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,6 +69,7 @@ export interface TrainRow {
   loss: number; // loss of the last step (sanity: ~ln V at the start)
   note?: string; // e.g. a batch fallback
   threads?: number; // CPU threads (wasm, torch)
+  coretype?: string; // torch: OPENBLAS_CORETYPE forced for this row (absent = the environment's)
 }
 
 /** The run spec's optimizer defaults (src/train/spec.ts), not restated here. */
@@ -212,9 +214,14 @@ export function cpuVsTorchMarkdown(rows: TrainRow[], N: number, blas: string): s
     ['cpu', (r) => r.backend === 'cpu'],
     ['wasm ×1', (r) => r.backend === 'wasm' && r.threads === 1],
     [`wasm ×${N}`, (r) => r.backend === 'wasm' && r.threads === N && N > 1],
-    ['torch ×1', (r) => r.backend === 'torch' && r.threads === 1],
-    [`torch ×${N}`, (r) => r.backend === 'torch' && r.threads === N && N > 1],
+    ['torch ×1', (r) => r.backend === 'torch' && r.threads === 1 && !r.coretype],
+    [`torch ×${N}`, (r) => r.backend === 'torch' && r.threads === N && N > 1 && !r.coretype],
   ];
+  // OpenBLAS forced to its AVX-512 kernels (OPENBLAS_CORETYPE=SkylakeX), when those rows exist
+  if (rows.some((r) => r.coretype === 'SkylakeX')) {
+    cols.push(['torch ×1 AVX-512', (r) => r.backend === 'torch' && r.threads === 1 && r.coretype === 'SkylakeX']);
+    if (N > 1) cols.push([`torch ×${N} AVX-512`, (r) => r.backend === 'torch' && r.threads === N && r.coretype === 'SkylakeX']);
+  }
   const lines = [
     `tokens/s of one training step (median), ${blas || 'no torch'}; ×n = threads`,
     '',
@@ -252,6 +259,23 @@ export default {
     if (N > 1) wasmBackends.push(await createWasmBackend({ threads: N }));
     const python = findTorchPython();
     console.log(python ? `torch: ${python}` : 'torch: no python3 with torch found (set MINICHAT_PYTHON); PyTorch columns skipped');
+    // OpenBLAS picks its kernels from the CPU unless OPENBLAS_CORETYPE says otherwise (some
+    // environments pin AVX2 'Haswell'). On an AVX-512 CPU torch also runs with the AVX-512
+    // kernels, after checking that their sgemm agrees with float64 — so torch is at its best.
+    const coretypes: (string | undefined)[] = [undefined];
+    if (python && /\bavx512f\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) {
+      try {
+        const check = execFileSync(python, ['-c', 'import torch; torch.manual_seed(0); a=torch.randn(512,384); b=torch.randn(384,1024); e=(a@b).double()-(a.double()@b.double()); print(float(e.abs().max()/(a.double()@b.double()).abs().max()))'], {
+          encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX', OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' },
+        });
+        const rel = Number(check.trim());
+        console.log(`torch with OPENBLAS_CORETYPE=SkylakeX: sgemm vs float64, max error / max |C| = ${rel.toExponential(2)} (environment's OPENBLAS_CORETYPE: ${process.env.OPENBLAS_CORETYPE ?? 'unset'})`);
+        if (rel < 1e-5) coretypes.push('SkylakeX');
+        else console.log('  -> above 1e-5: the AVX-512 columns are skipped');
+      } catch (e) {
+        console.log(`torch with OPENBLAS_CORETYPE=SkylakeX: check failed (${String((e as Error).message).split('\n')[0]}); skipped`);
+      }
+    }
     const rows: TrainRow[] = [], torchRows: TrainRow[] = [];
     let blas = '';
     const cpuCases: TrainCase[] = [];
@@ -267,18 +291,20 @@ export default {
       if (python) {
         // one process per thread count, with the BLAS and OpenMP pools sized to match:
         // torch.set_num_threads alone leaves OpenBLAS's own pthread pool at the core count
-        for (const n of N > 1 ? [1, N] : [1]) {
+        for (const coretype of coretypes) for (const n of N > 1 ? [1, N] : [1]) {
           try {
             const nt = String(n);
+            const env: NodeJS.ProcessEnv = { ...process.env, OMP_NUM_THREADS: nt, OPENBLAS_NUM_THREADS: nt, MKL_NUM_THREADS: nt };
+            if (coretype) env.OPENBLAS_CORETYPE = coretype;
             const out = execFileSync(python, [join(here, 'torch_bench.py'), '--cpu-train', `${c.preset}:${c.B}:${c.T}:${c.optimizer}`, '--threads', nt, '--steps', '5', '--warmup', '1'], {
-              encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, OMP_NUM_THREADS: nt, OPENBLAS_NUM_THREADS: nt, MKL_NUM_THREADS: nt },
+              encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], env,
             });
             const line = out.split('\n').find((l) => l.startsWith('TORCH_JSON '));
             const r = JSON.parse(line!.slice('TORCH_JSON '.length)) as { torch: string; blas: string; rows: { ms: number; ms_min: number; tokens_per_sec: number; steps: number; params: number; loss_last: number; threads: number }[] };
             blas = `torch ${r.torch}, BLAS ${r.blas}`;
             for (const t of r.rows) {
-              const row: TrainRow = { backend: 'torch', preset: c.preset, optimizer: c.optimizer, B: c.B, T: c.T, params: t.params, steps: t.steps, ms: t.ms, msMin: t.ms_min, tokensPerSec: t.tokens_per_sec, loss: t.loss_last, threads: t.threads };
-              console.log(`torch  ${c.preset.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${t.threads} thread(s): ${t.ms.toFixed(1)} ms/step, ${t.tokens_per_sec.toFixed(0)} tok/s`);
+              const row: TrainRow = { backend: 'torch', preset: c.preset, optimizer: c.optimizer, B: c.B, T: c.T, params: t.params, steps: t.steps, ms: t.ms, msMin: t.ms_min, tokensPerSec: t.tokens_per_sec, loss: t.loss_last, threads: t.threads, ...(coretype ? { coretype } : {}) };
+              console.log(`torch${coretype ? ` (${coretype})` : ''}  ${c.preset.padEnd(10)} ${c.optimizer.padEnd(5)} B${c.B} T${c.T} ${t.threads} thread(s): ${t.ms.toFixed(1)} ms/step, ${t.tokens_per_sec.toFixed(0)} tok/s`);
               torchRows.push(row);
             }
           } catch (e) {
