@@ -31,7 +31,9 @@ function instrument(b: Backend): Map<string, { calls: number; ms: number }> {
   for (const n of names) {
     const f = rec[n];
     rec[n] = function (this: unknown, ...args: unknown[]) {
-      const opKey = (n === 'unary' || n === 'binary' || n === 'reduce') && typeof args[0] === 'string' ? `${n}:${args[0]}` : n;
+      // by op for the elementwise methods, by kernel for the wasm backend's runKernel (matmul and attention)
+      const opKey = (n === 'unary' || n === 'binary' || n === 'reduce') && typeof args[0] === 'string' ? `${n}:${args[0]}`
+        : n === 'runKernel' ? `kernel ${['matmul', '(exit)', 'attention fwd', 'attention bwd'][args[0] as number] ?? args[0]}` : n;
       stack.push(0);
       const t0 = performance.now();
       try {
