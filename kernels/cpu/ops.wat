@@ -860,4 +860,12 @@
         (br $lj)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
       (br $li))))
+
+  ;; ---- zero: n bytes from y set to 0 ----
+  ;; For every output that must start at zero (newFloat: accumulating kernels, the reference
+  ;; loops' outputs). JavaScript's TypedArray.fill on a view of SHARED memory runs element by
+  ;; element in V8 (measured ~0.1 GB/s, against memory.fill's memset); bulk memory does it in one
+  ;; instruction.
+  (func $zero (export "zero") (param $y i32) (param $n i32)
+    (memory.fill (local.get $y) (i32.const 0) (local.get $n)))
 )

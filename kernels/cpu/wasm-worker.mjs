@@ -16,13 +16,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 
 // Slots of `control`; the same numbers are in src/backend/wasm-threads.ts.
-const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 13, FAILED = 14, ALIVE = 1, DEAD = 2;
-const SLOTS = 16;
+const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 29, FAILED = 30, ALIVE = 1, DEAD = 2;
+const SLOTS = 32;
 // Kernel numbers: 0 = matmul.wat's matmul (6 args). 1 = exit this thread (tests use it to
 // check that a helper dying in the middle of a job is reported, not waited for).
-const K_MATMUL = 0, K_EXIT = 1;
+// 2, 3 = ops.wat's attention_forward (13 args) and attention_backward (17 args), when the
+// wasm backend handed over opsBytes (the copying matmul of wasm-matmul.ts does not).
+const K_MATMUL = 0, K_EXIT = 1, K_ATT_FWD = 2, K_ATT_BWD = 3;
 
-const { matmulBytes, memory, control } = workerData;
+const { matmulBytes, opsBytes, memory, control } = workerData;
 const ctl = new Int32Array(control, 0, SLOTS);
 const message = new Uint8Array(control, SLOTS * 4);
 let lastError = 'the thread exited';
@@ -42,6 +44,9 @@ process.on('uncaughtException', (e) => {
 });
 
 const mm = (await WebAssembly.instantiate(matmulBytes, { env: { memory } })).instance.exports;
+const ops = opsBytes ? (await WebAssembly.instantiate(opsBytes, { env: { memory } })).instance.exports : null;
+/** The job's i-th argument. */
+const arg = (i) => ctl[ARGS + i];
 Atomics.store(ctl, STATE, ALIVE);
 parentPort.postMessage('ready'); // startHelper waits for this
 
@@ -52,8 +57,13 @@ for (;;) {
   seen = Atomics.load(ctl, GO);
   const kernel = ctl[KERNEL];
   try {
-    if (kernel === K_MATMUL) mm.matmul(ctl[ARGS], ctl[ARGS + 1], ctl[ARGS + 2], ctl[ARGS + 3], ctl[ARGS + 4], ctl[ARGS + 5]);
-    else if (kernel === K_EXIT) {
+    if (kernel === K_MATMUL) mm.matmul(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+    else if (kernel === K_ATT_FWD && ops) {
+      ops.attention_forward(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9), arg(10), arg(11), arg(12));
+    } else if (kernel === K_ATT_BWD && ops) {
+      ops.attention_backward(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9), arg(10), arg(11), arg(12),
+        arg(13), arg(14), arg(15), arg(16));
+    } else if (kernel === K_EXIT) {
       lastError = 'asked to exit (test hook)';
       process.exit(3);
     } else throw new Error(`unknown kernel ${kernel}`);

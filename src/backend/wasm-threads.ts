@@ -31,12 +31,12 @@
 import { UserError } from '../util/errors.ts';
 
 // Slots of a control block; the same numbers are in kernels/cpu/wasm-worker.mjs.
-export const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 13, FAILED = 14;
+export const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 29, FAILED = 30;
 export const MAX_ARGS = STATE - ARGS;
 /** STATE values: the helper is serving jobs / has stopped for good. */
 export const ALIVE = 1, DEAD = 2;
-/** Bytes of the control block: 16 int32 slots, then a UTF-8 error message. */
-const SLOTS = 16, MESSAGE_BYTES = 512;
+/** Bytes of the control block: 32 int32 slots (up to 26 kernel arguments: attention's backward takes 17), then a UTF-8 error message. */
+const SLOTS = 32, MESSAGE_BYTES = 512;
 
 /** The longest the main thread sleeps before it re-reads DONE and STATE (a lost wake costs at most this). */
 export const WAIT_SLICE_MS = 2;

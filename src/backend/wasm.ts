@@ -10,8 +10,9 @@
 // kernels do not cover, and any Backend method added later) runs the CPU backend's loop over
 // the views: slower, never wrong. test/wasm-backend.test.ts checks each kernel against cpu.
 //
-// Threads (Node): `threads: N` starts N - 1 worker_threads running the same matmul kernel on
-// the same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows.
+// Threads (Node): `threads: N` starts N - 1 worker_threads running the same kernels on the
+// same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows, and
+// attention (forward and backward) into bands of (batch entry, KV head) units.
 // The hand-off protocol, and why it cannot stall, is in wasm-threads.ts.
 //
 // Relaxed SIMD (wasm-simd.ts): where the engine has it, matmul runs the relaxed build of
@@ -45,6 +46,7 @@ interface OpsExports {
   adamw(w: number, g: number, m: number, v: number, n: number, lr: number, b1: number, b2: number, eps: number, wd: number, bc1: number, bc2: number): void;
   transpose(src: number, dst: number, rows: number, cols: number): void;
   permute4(x: number, y: number, d0: number, d1: number, d2: number, d3: number, s0: number, s1: number, s2: number, s3: number): void;
+  zero(y: number, bytes: number): void;
 }
 
 type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: number) => void;
@@ -53,8 +55,8 @@ type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: numb
 const BINARY_CODE: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScalar: 2, addScalar: 3, exp: 4, sigmoid: 5, sqrt: 6, rsqrt: 7 };
 
-/** Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs; only matmul.wat's kernel is split so far). */
-const K_DOT = 0;
+/** Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs): matmul.wat's matmul, ops.wat's attention. */
+const K_DOT = 0, K_ATT_FWD = 2, K_ATT_BWD = 3;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
 
@@ -94,7 +96,9 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   /** Whether newFloat clears; off while a reference loop that writes every output runs. */
   private clear = true;
   protected override newFloat(n: number): F32 {
-    return this.clear ? this.raw(n).fill(0) : this.raw(n);
+    const y = this.raw(n);
+    if (this.clear) this.ops.zero(y.byteOffset, y.byteLength); // not y.fill(0): slow on shared memory (ops.wat, zero)
+    return y;
   }
   /**
    * Run a CpuBackend loop whose output it fully overwrites, without clearing that output
@@ -123,7 +127,9 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   }
   override zeros(length: number, dtype: DType): Storage {
     if (dtype === 'float32') return this.newFloat(length);
-    return this.heap.i32(this.heap.alloc(length * 4), length).fill(0);
+    const y = this.heap.i32(this.heap.alloc(length * 4), length);
+    this.ops.zero(y.byteOffset, y.byteLength);
+    return y;
   }
   override free(s: Storage): void {
     const v = s as View;
@@ -214,7 +220,10 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const nb = sizeOf(p.batch);
     const c = this.raw(nb * M * N);
     if (M * N === 0) return c;
-    if (K === 0) return c.fill(0);
+    if (K === 0) {
+      this.ops.zero(c.byteOffset, c.byteLength);
+      return c;
+    }
     const ia = batchIndex(p.batchA, p.batch), ib = batchIndex(p.batchB, p.batch);
     // The kernel (matmul.wat) reads A as (M, K) and B as Bᵀ (N, K). Operands already in that
     // layout are used where they are; the others are transposed into scratch blocks by the
@@ -238,7 +247,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
       lastA = ia[z];
       lastB = ib[z];
       const ap = aPtr, bp = bPtr;
-      this.split(K_DOT, M, K * N, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N], `matmul (${M}×${K} · ${K}×${N})`);
+      this.split(K_DOT, M, K * N, 4, (m0, m1) => [ap + m0 * K * 4, bp, cPtr + m0 * N * 4, m1 - m0, K, N], `matmul (${M}×${K} · ${K}×${N})`);
     }
     if (pa) this.free(pa);
     if (pb) this.free(pb);
@@ -246,30 +255,42 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   }
 
   /** Run one kernel directly (kernel numbers as in wasm-worker.mjs). */
-  private runKernel(kernel: number, args: number[]): void {
-    if (kernel === K_DOT) this.mm(args[0], args[1], args[2], args[3], args[4], args[5]);
-    else throw new Error(`internal: unknown kernel ${kernel}`);
+  private runKernel(kernel: number, a: number[]): void {
+    if (kernel === K_DOT) this.mm(a[0], a[1], a[2], a[3], a[4], a[5]);
+    else if (kernel === K_ATT_FWD) this.ops.attention_forward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]);
+    else if (kernel === K_ATT_BWD) {
+      this.ops.attention_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16]);
+    } else throw new Error(`internal: unknown kernel ${kernel}`);
+  }
+
+  /** How many parts split() cuts `units` units of `workPerUnit` multiply-adds each into (1: not split). */
+  private parts(units: number, workPerUnit: number, align: number): number {
+    const parts = this.threadPool.size + 1;
+    return parts === 1 || units * workPerUnit < THREADS_MIN_MACS || units < align * parts ? 1 : parts;
   }
 
   /**
-   * Run a matmul kernel over rows [0, M), split into bands of rows over the threads when it
-   * is large enough (M · work ≥ THREADS_MIN_MACS multiply-adds): band 0 here, one per helper,
-   * then wait for all. `args(m0, m1)` gives the kernel's arguments for rows [m0, m1).
+   * Run a kernel over units [0, units) (rows of a matmul, (batch, KV head) pairs of attention),
+   * split into bands over the threads when it is large enough (units · workPerUnit ≥
+   * THREADS_MIN_MACS multiply-adds): band 0 here, one per helper, then wait for all.
+   * `args(u0, u1, part)` gives the kernel's arguments for units [u0, u1), part = the band's
+   * number (for per-thread scratch). Bands are multiples of `align` units.
    */
-  private split(kernel: number, M: number, workPerRow: number, args: (m0: number, m1: number) => number[], op: string): void {
-    const parts = this.threadPool.size + 1;
-    if (parts === 1 || M * workPerRow < THREADS_MIN_MACS || M < 4 * parts) {
-      this.runKernel(kernel, args(0, M));
+  private split(kernel: number, units: number, workPerUnit: number, align: number, args: (u0: number, u1: number, part: number) => number[], op: string): void {
+    const parts = this.parts(units, workPerUnit, align);
+    if (parts === 1) {
+      this.runKernel(kernel, args(0, units, 0));
       return;
     }
-    // rows per band, a multiple of 4 so that every band starts where the one-thread kernel
-    // starts a tile: each row is then computed by the same instructions, and the result is
-    // bit for bit the one-thread result (test/wasm-threads.test.ts checks it)
-    const band = (Math.ceil(M / parts) + 3) & ~3;
-    const jobs = Array.from({ length: parts - 1 }, (_, t) => args(Math.min(M, band * (t + 1)), Math.min(M, band * (t + 2))));
+    // units per band, a multiple of `align`: for matmul 4 rows, so that every band starts
+    // where the one-thread kernel starts a tile. Each unit is then computed by the same
+    // instructions, and the result is bit for bit the one-thread result
+    // (test/wasm-threads.test.ts and test/threads-default.test.ts check it)
+    const band = Math.ceil(Math.ceil(units / parts) / align) * align;
+    const jobs = Array.from({ length: parts - 1 }, (_, t) => args(Math.min(units, band * (t + 1)), Math.min(units, band * (t + 2)), t + 1));
     this.threadPool.start(kernel, jobs, op);
     try {
-      this.runKernel(kernel, args(0, Math.min(M, band)));
+      this.runKernel(kernel, args(0, Math.min(units, band), 0));
     } finally {
       this.threadPool.finish(op); // even if our band threw: the helpers write into memory we may reuse
     }
@@ -337,20 +358,42 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     return this.reference.rope(x, cos, sin, R, T, HS, inverse);
   }
 
+  // Attention over threads. Query head h reads KV head h / G (G = NH / NKV query heads per KV
+  // head), and heads are laid out so that the G query heads of one KV head are adjacent: q
+  // (B, NH, T, HS) is also (B·NKV, G, T, HS), and k, v (B, NKV, S, HS) are (B·NKV, 1, S, HS).
+  // So the kernels see B·NKV independent "units" (batch entry, KV head), each with G query
+  // heads and one KV head, and a band of units is one kernel call on offset pointers. A
+  // unit's dk, dv gather from its own query heads only, so bands never write the same
+  // memory, and each unit is computed in the same order as on one thread: bit-identical.
+
+  /** The work of one attention unit, in multiply-adds (about: causal halves it). */
+  private static attentionWork(s: AttentionShape): number {
+    return (s.NH / s.NKV) * s.T * s.S * s.HS * 2;
+  }
+
   attentionForward(q: Storage, k: Storage, v: Storage, s: AttentionShape): { out: Storage; lse: Storage } {
-    const out = this.raw(s.B * s.NH * s.T * s.HS), lse = this.raw(s.B * s.NH * s.T), scratch = this.raw(s.S);
-    this.ops.attention_forward((q as F32).byteOffset, (k as F32).byteOffset, (v as F32).byteOffset, out.byteOffset, lse.byteOffset,
-      scratch.byteOffset, s.B, s.NH, s.NKV, s.T, s.S, s.HS, s.causal ? 1 : 0);
+    const out = this.raw(s.B * s.NH * s.T * s.HS), lse = this.raw(s.B * s.NH * s.T);
+    const units = s.B * s.NKV, G = s.NH / s.NKV, qUnit = G * s.T * s.HS * 4, kvUnit = s.S * s.HS * 4, lseUnit = G * s.T * 4;
+    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * s.S); // one scratch row per thread
+    const ptr = (x: Storage) => (x as F32).byteOffset;
+    this.split(K_ATT_FWD, units, WasmBackend.attentionWork(s), 1, (u0, u1, part) => [
+      ptr(q) + u0 * qUnit, ptr(k) + u0 * kvUnit, ptr(v) + u0 * kvUnit, out.byteOffset + u0 * qUnit, lse.byteOffset + u0 * lseUnit,
+      scratch.byteOffset + part * s.S * 4, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
+    ], `attention forward (B ${s.B}, heads ${s.NH}/${s.NKV}, T ${s.T}, S ${s.S}, HS ${s.HS})`);
     this.free(scratch);
     return { out, lse };
   }
 
   attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage } {
     const dq = this.newFloat(s.B * s.NH * s.T * s.HS), dk = this.newFloat(s.B * s.NKV * s.S * s.HS), dv = this.newFloat(s.B * s.NKV * s.S * s.HS);
-    const scratch = this.raw(s.S);
+    const units = s.B * s.NKV, G = s.NH / s.NKV, qUnit = G * s.T * s.HS * 4, kvUnit = s.S * s.HS * 4, lseUnit = G * s.T * 4;
+    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * s.S);
     const ptr = (x: Storage) => (x as F32).byteOffset;
-    this.ops.attention_backward(ptr(dout), ptr(q), ptr(k), ptr(v), ptr(out), ptr(lse), dq.byteOffset, dk.byteOffset, dv.byteOffset,
-      scratch.byteOffset, s.B, s.NH, s.NKV, s.T, s.S, s.HS, s.causal ? 1 : 0);
+    this.split(K_ATT_BWD, units, WasmBackend.attentionWork(s), 1, (u0, u1, part) => [
+      ptr(dout) + u0 * qUnit, ptr(q) + u0 * qUnit, ptr(k) + u0 * kvUnit, ptr(v) + u0 * kvUnit, ptr(out) + u0 * qUnit, ptr(lse) + u0 * lseUnit,
+      dq.byteOffset + u0 * qUnit, dk.byteOffset + u0 * kvUnit, dv.byteOffset + u0 * kvUnit,
+      scratch.byteOffset + part * s.S * 4, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
+    ], `attention backward (B ${s.B}, heads ${s.NH}/${s.NKV}, T ${s.T}, S ${s.S}, HS ${s.HS})`);
     this.free(scratch);
     return { dq, dk, dv };
   }
@@ -454,11 +497,11 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   const env = { env: { memory: heap.memory } };
   const ops = (await WebAssembly.instantiate(opsBytes as Uint8Array<ArrayBuffer>, env)).instance.exports as unknown as OpsExports;
   const mm = (await WebAssembly.instantiate(mmBytes as Uint8Array<ArrayBuffer>, env)).instance.exports.matmul as MatmulFn;
-  const helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mmBytes, heap.memory)));
+  const helpers = await Promise.all(Array.from({ length: threads - 1 }, () => startHelper(mmBytes, opsBytes, heap.memory)));
   return new WasmBackend(heap, ops, mm, helpers, simd);
 }
 
-/** Start one matmul worker on `memory` and wait until its kernel is instantiated. */
-async function startHelper(matmulBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
-  return startWorker(await findKernelFile('wasm-worker.mjs'), { matmulBytes, memory });
+/** Start one kernel worker on `memory` and wait until its kernels are instantiated. */
+async function startHelper(matmulBytes: Uint8Array, opsBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
+  return startWorker(await findKernelFile('wasm-worker.mjs'), { matmulBytes, opsBytes, memory });
 }
