@@ -36,7 +36,8 @@ export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunS
   const d = { ...SPEC_DEFAULTS, ...overrides };
   for (const [key, f] of Object.entries(SPEC_FIELDS) as [keyof RunSpec, (typeof SPEC_FIELDS)[keyof RunSpec]][]) {
     const flag = flagName(key), def = d[key] as string | number | undefined;
-    if (f.kind === 'bool') {
+    if (f.kind === 'bool' && f.default !== undefined) cmd.option(flag, f.help, f.default as boolean);
+    else if (f.kind === 'bool') {
       // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
       cmd.option(flag, `turn on ${f.help} (default: the preset's choice)`).option(flag.replace('--', '--no-'), `turn it off (${f.offHelp})`);
     } else if (f.kind === 'choice') cmd.option(`${flag} <name>`, `${f.help}: ${f.choices!.join(', ')}`, oneOf(...f.choices!), def);

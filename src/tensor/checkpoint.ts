@@ -25,7 +25,8 @@ import { record } from './ops.ts';
 import { type Tensor, isGradEnabled, noGrad, tidy } from './tensor.ts';
 
 export function checkpoint(fn: (x: Tensor) => Tensor, x: Tensor, params: Tensor[] = []): Tensor {
-  if (!isGradEnabled() || !(x.requiresGrad || params.some((p) => p.requiresGrad))) return fn(x); // nothing to save: evaluation
+  // nothing records (evaluation): just run fn, freeing its intermediates as it returns
+  if (!isGradEnabled() || !(x.requiresGrad || params.some((p) => p.requiresGrad))) return tidy(() => fn(x));
   const y = tidy(() => noGrad(() => fn(x)));
   return record('checkpoint', [x, ...params], y, { fn });
 }
