@@ -31,10 +31,11 @@ function fraction(v: string): number {
 
 const PARSERS: Record<Exclude<FieldKind, 'string' | 'choice' | 'bool'>, (v: string) => number> = { posInt, nonNegInt, nonNeg, fraction };
 
-/** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
-export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+/** Flags for the run-spec fields `keys` (all of them by default), generated from SPEC_FIELDS. */
+export function specFlags(cmd: Command, overrides: Partial<RunSpec> = {}, keys = Object.keys(SPEC_FIELDS) as (keyof RunSpec)[]): Command {
   const d = { ...SPEC_DEFAULTS, ...overrides };
-  for (const [key, f] of Object.entries(SPEC_FIELDS) as [keyof RunSpec, (typeof SPEC_FIELDS)[keyof RunSpec]][]) {
+  for (const key of keys) {
+    const f = SPEC_FIELDS[key];
     const flag = flagName(key), def = d[key] as string | number | undefined;
     if (f.kind === 'bool' && f.default !== undefined) cmd.option(flag, f.help, f.default as boolean);
     else if (f.kind === 'bool') {
@@ -44,7 +45,12 @@ export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunS
     else if (f.kind === 'string') cmd.option(`${flag} <value>`, f.help, def as string | undefined);
     else cmd.option(`${flag} ${f.kind.endsWith('Int') ? '<n>' : '<x>'}`, f.help, PARSERS[f.kind], def);
   }
-  return cmd
+  return cmd;
+}
+
+/** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
+export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+  return specFlags(cmd, overrides)
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
     .option('--threads <n>', 'threads for the wasm backend (matmul split by rows; 1 = no worker threads, the default: see docs/wasm.md)', posInt, 1)

@@ -331,7 +331,7 @@ export function formatBytes(n: number): string {
     v /= 1024;
     i++;
   }
-  return i === 0 ? `${n} B` : `${v.toPrecision(3)} ${units[i]}`;
+  return i === 0 ? `${n} B` : `${v >= 100 ? v.toFixed(0) : v.toPrecision(3)} ${units[i]}`;
 }
 
 /** FLOPs for people ("1.23 GFLOP"). */
@@ -342,7 +342,7 @@ export function formatFlops(n: number): string {
     v /= 1000;
     i++;
   }
-  return `${v.toPrecision(3)} ${units[i]}FLOP`;
+  return `${v >= 100 ? v.toFixed(0) : v.toPrecision(3)} ${units[i]}FLOP`;
 }
 
 /**

@@ -100,7 +100,9 @@ export function dataFingerprint(train: TokenArray): string {
   return `${train.length}|${h.toString(16)}`;
 }
 
-function configFor(spec: RunSpec, vocabSize: number) {
+/** The model config a run spec trains: the preset, its QK-norm override, the vocabulary, and
+ *  a context long enough for --seq-len. */
+export function configFor(spec: Pick<RunSpec, 'preset' | 'qkNorm' | 'seqLen'>, vocabSize: number) {
   const qk = spec.qkNorm === undefined ? {} : { qkNorm: spec.qkNorm };
   return presetConfig(spec.preset, { ...qk, vocabSize, maxSeqLen: Math.max(spec.seqLen, presetConfig(spec.preset).maxSeqLen) });
 }
