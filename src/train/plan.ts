@@ -223,6 +223,8 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const finalNorm = N * C + N;
   // the head and the loss: logits (N, V) and the fused loss's targets, log-sum-exp and value;
   // chunked: only each chunk's slice of the hidden states (its logits are freed at once)
+  // (a logit soft-cap, which no preset uses, keeps three more (N, V) tensors; its backward's
+  // own temporaries are not followed below)
   const softcap = c.logitSoftcap > 0 ? 3 * N * V : 0;
   const head = chunk ? N * C + 3 * Math.ceil(N / chunk) : N * V + softcap + 2 * N + 1;
   // with recompute the tape keeps each block's output only (its input is the previous one's)
