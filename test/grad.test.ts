@@ -145,6 +145,16 @@ const PRIM_CASES: Record<T.PrimOp, Case[]> = {
     { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
     { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, false) },
   ],
+  // recomputation: the gradient of x and of a parameter read inside (accumulated by the re-run),
+  // x also used outside the checkpoint, and a checkpoint inside a checkpoint (re-entrant backward)
+  checkpoint: [
+    { inputs: [u([3, 4]), u([4, 4])], f: (x, w) => T.checkpoint((h) => T.mul(T.tanh(T.matmul(h, w)), h), x, [w]) },
+    { inputs: [u([3, 4]), u([4, 4])], f: (x, w) => T.add(T.checkpoint((h) => T.matmul(T.silu(h), w), x, [w]), T.mul(x, x)) },
+    {
+      inputs: [u([2, 3]), u([3])],
+      f: (x, g) => T.checkpoint((h) => T.mul(T.checkpoint((z) => T.sigmoid(T.mul(z, g)), h, [g]), T.rmsnorm(h, g)), x, [g]),
+    },
+  ],
 };
 
 const COMPOSED_CASES: Record<(typeof T.COMPOSED_OPS)[number], Case[]> = {

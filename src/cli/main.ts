@@ -19,6 +19,7 @@ import { registerSpeedrun } from './speedrun.ts';
 import { registerChat } from './chat.ts';
 import { registerServe } from './serve.ts';
 import { registerImport } from './import.ts';
+import { registerPlan } from './plan.ts';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerData(program);
   registerPretrain(program);
   registerSpeedrun(program);
+  registerPlan(program);
   registerSft(program);
   registerRl(program);
   registerInfer(program);

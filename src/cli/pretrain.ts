@@ -31,19 +31,26 @@ function fraction(v: string): number {
 
 const PARSERS: Record<Exclude<FieldKind, 'string' | 'choice' | 'bool'>, (v: string) => number> = { posInt, nonNegInt, nonNeg, fraction };
 
-/** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
-export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+/** Flags for the run-spec fields `keys` (all of them by default), generated from SPEC_FIELDS. */
+export function specFlags(cmd: Command, overrides: Partial<RunSpec> = {}, keys = Object.keys(SPEC_FIELDS) as (keyof RunSpec)[]): Command {
   const d = { ...SPEC_DEFAULTS, ...overrides };
-  for (const [key, f] of Object.entries(SPEC_FIELDS) as [keyof RunSpec, (typeof SPEC_FIELDS)[keyof RunSpec]][]) {
+  for (const key of keys) {
+    const f = SPEC_FIELDS[key];
     const flag = flagName(key), def = d[key] as string | number | undefined;
-    if (f.kind === 'bool') {
+    if (f.kind === 'bool' && f.default !== undefined) cmd.option(flag, f.help, f.default as boolean);
+    else if (f.kind === 'bool') {
       // --qk-norm is declared before --no-qk-norm, so commander leaves it undefined unless given
       cmd.option(flag, `turn on ${f.help} (default: the preset's choice)`).option(flag.replace('--', '--no-'), `turn it off (${f.offHelp})`);
     } else if (f.kind === 'choice') cmd.option(`${flag} <name>`, `${f.help}: ${f.choices!.join(', ')}`, oneOf(...f.choices!), def);
     else if (f.kind === 'string') cmd.option(`${flag} <value>`, f.help, def as string | undefined);
     else cmd.option(`${flag} ${f.kind.endsWith('Int') ? '<n>' : '<x>'}`, f.help, PARSERS[f.kind], def);
   }
-  return cmd
+  return cmd;
+}
+
+/** The spec's flags (from SPEC_FIELDS) plus the run's own; `overrides` changes defaults (speedrun). */
+export function pretrainFlags(cmd: Command, out: string, overrides: Partial<RunSpec> = {}): Command {
+  return specFlags(cmd, overrides)
     .option('--out <dir>', 'run directory (checkpoint/, tokenizer/, metrics.jsonl, spec.json)', out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
     .option('--threads <n>', THREADS_HELP, posInt)

@@ -162,6 +162,17 @@ export class GPT {
    * the same results (test/model.test.ts).
    */
   fused = true;
+  /**
+   * Memory-lean training (docs/memory.md), both off by default; they change what is kept for
+   * the backward pass, never the results (test/memory-options.test.ts):
+   *   recompute: keep only each block's input during the forward and run the block again inside
+   *              the backward (T.checkpoint), so one block's activations are alive at a time;
+   *   ceChunk:   the LM head and the cross-entropy over at most ceChunk of the B*T positions at
+   *              a time, each chunk recomputed in the backward, so the (B*T, V) logits never
+   *              exist whole (0 = off: one (B*T, V) logits tensor, as in forward()).
+   */
+  recompute = false;
+  ceChunk = 0;
   /** name -> parameter, in paramSpecs order. Persistent tensors (created outside any scope). */
   readonly params = new Map<string, T.Tensor>();
   /** name -> role, from paramSpecs (adapters attached later add theirs). */
@@ -350,12 +361,25 @@ export class GPT {
     }
     let x = T.reshape(T.gather(this.p('model.embed_tokens.weight'), idx), [B * Tn, c.hiddenSize]); // (B*T, C)
     for (let l = 0; l < c.numLayers; l++) {
-      const pre = `model.layers.${l}.`;
-      x = T.add(x, this.attention(this.norm(x, pre + 'input_layernorm.weight'), l, B, Tn, cache, mask));
-      x = T.add(x, this.mlp(this.norm(x, pre + 'post_attention_layernorm.weight'), l));
+      const block = (h: T.Tensor) => this.block(h, l, B, Tn, cache, mask);
+      // with recompute, the tape keeps only x for this block; the block runs again in backward
+      x = this.recompute && !cache ? T.checkpoint(block, x, this.layerParams(l)) : block(x);
     }
     if (cache) cache.length += Tn;
     return this.norm(x, 'model.norm.weight'); // (B*T, C)
+  }
+
+  /** One transformer block on the residual stream x (B*T, C): pre-norm attention, then pre-norm MLP. */
+  private block(x: T.Tensor, l: number, B: number, Tn: number, cache?: KVCache, mask?: T.Tensor): T.Tensor {
+    const pre = `model.layers.${l}.`;
+    const h = T.add(x, this.attention(this.norm(x, pre + 'input_layernorm.weight'), l, B, Tn, cache, mask));
+    return T.add(h, this.mlp(this.norm(h, pre + 'post_attention_layernorm.weight'), l));
+  }
+
+  /** The parameters block l reads (its weights, and any adapters attached to them). */
+  private layerParams(l: number): T.Tensor[] {
+    const pre = `model.layers.${l}.`;
+    return [...this.params].filter(([name]) => name.startsWith(pre)).map(([, p]) => p);
   }
 
   /** The LM head (and the optional soft-cap) on hidden states (R, C): logits (R, V). */
@@ -369,8 +393,38 @@ export class GPT {
 
   /** Mean next-token cross-entropy of idx (B, T) against targets (B*T, host ints; -1 = skip). */
   loss(idx: T.Tensor, targets: ArrayLike<number>): T.Tensor {
+    if (this.ceChunk > 0 && this.ceChunk < idx.size) return this.chunkedLoss(this.hidden(idx), targets);
     const logits = this.forward(idx);
     return T.crossEntropyAuto(logits, targets, -1, this.fused);
+  }
+
+  /**
+   * The same mean cross-entropy, ceChunk rows at a time. The mean over all counted rows is
+   *   loss = Σ_chunks mean_chunk * (rows counted in the chunk / rows counted in all),
+   * and each chunk's head + loss is one checkpoint: its (rows, V) logits are made in the forward
+   * only long enough to take the loss, and made again in the backward for the gradient. The
+   * head weight's gradient then arrives as one sum per chunk instead of one matmul over all
+   * rows, so it equals the unchunked one up to float rounding (test/memory-options.test.ts).
+   */
+  private chunkedLoss(h: T.Tensor, targets: ArrayLike<number>): T.Tensor {
+    const N = h.shape[0];
+    if (targets.length !== N) throw new T.ShapeError(`loss: ${targets.length} targets for ${N} positions`);
+    const counted = (s: number, e: number) => {
+      let n = 0;
+      for (let i = s; i < e; i++) if (targets[i] !== -1) n++;
+      return n;
+    };
+    const all = counted(0, N);
+    const headW = this.p(this.config.tieEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    let loss: T.Tensor | null = null;
+    for (let s = 0; s < N; s += this.ceChunk) {
+      const e = Math.min(N, s + this.ceChunk), n = counted(s, e);
+      if (n === 0) continue; // nothing trained on here: no logits needed at all
+      const t = Array.prototype.slice.call(targets, s, e) as number[];
+      const part = T.checkpoint((z) => T.mulScalar(T.crossEntropyAuto(this.head(z), t, -1, this.fused), n / all), T.slice(h, 0, s, e), [headW]);
+      loss = loss ? T.add(loss, part) : part;
+    }
+    return loss ?? T.mulScalar(T.sumAll(h), 0); // every target ignored: 0, as crossEntropy gives
   }
 
   /**

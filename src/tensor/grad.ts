@@ -9,7 +9,7 @@
 // dx for every input (null where the input gets no gradient: indices, comparison results).
 import * as O from './ops.ts';
 import type { PrimOp } from './ops.ts';
-import { type TapeNode, type Tensor, keep, noGrad, tape } from './tensor.ts';
+import { type TapeNode, type Tensor, detach, keep, noGrad, tape, tidy, withGrad } from './tensor.ts';
 import { fusedBackward } from './fused.ts';
 import type { AttentionShape } from '../backend/fused.ts';
 
@@ -149,6 +149,29 @@ export const VJP: { [K in PrimOp]: Vjp } = {
     const [q, k, v] = n.inputs;
     return fusedBackward.attention(q, k, v, n.output, lse, dy, shape);
   },
+
+  // checkpoint (checkpoint.ts): y = fn(x) was computed without a tape. Recompute it WITH one,
+  // from a copy of x cut off from the outer graph, and back-propagate dy through the re-run:
+  // the parameters fn reads get their gradients accumulated into .grad right there (so the node
+  // returns null for them), and the copy's gradient is dx. The outer tape is set aside while
+  // the inner backward runs (backward clears the tape it walks) and put back afterwards.
+  checkpoint: (n, dy) => {
+    const fn = n.attrs.fn as (x: Tensor) => Tensor;
+    const x = x0(n);
+    const outer = tape.splice(0, tape.length);
+    try {
+      const xr = detach(x);
+      xr.requiresGrad = x.requiresGrad;
+      const y = withGrad(() => fn(xr));
+      if (y.requiresGrad) backward(y, dy);
+      const dx = xr.grad; // a leaf's gradient is kept past tidy(); taken here so xr's dispose leaves it
+      xr.grad = null;
+      return [dx, ...n.inputs.slice(1).map(() => null)];
+    } finally {
+      tape.length = 0;
+      for (const node of outer) tape.push(node);
+    }
+  },
 };
 
 function matmulGradA(n: TapeNode, dC: Tensor): Tensor {
@@ -193,13 +216,18 @@ export function backward(loss: Tensor, seed?: Tensor): void {
   noGrad(() => {
     const grads = new Map<Tensor, Tensor>();
     grads.set(loss, seed ?? O.full(loss.shape, 1, { backend: loss.backend }));
-    const end = loss.node ? tape.indexOf(loss.node) : -1;
-    for (let i = end; i >= 0; i--) {
-      const node = tape[i];
+    // The nodes up to the loss's, walked in reverse from a copy: a checkpoint's rule records
+    // (and clears) a tape of its own while this loop runs.
+    const nodes = tape.slice(0, loss.node ? tape.indexOf(loss.node) + 1 : 0);
+    for (let i = nodes.length - 1; i >= 0; i--) {
+      const node = nodes[i];
       const dy = grads.get(node.output);
       if (!dy) continue;
       grads.delete(node.output);
-      const dxs = VJP[node.op as PrimOp](node, dy);
+      // Each rule runs in its own tidy(): the temporaries it makes on the way to its results
+      // (silu's sigmoid rule alone makes three (B*T, F) tensors) are freed as soon as the rule
+      // returns, instead of piling up until the step ends. Only the returned gradients survive.
+      const dxs = tidy(() => VJP[node.op as PrimOp](node, dy));
       node.inputs.forEach((x, k) => {
         const dx = dxs[k];
         if (!dx || !x.requiresGrad) return;

@@ -14,7 +14,9 @@ export type PrimOp =
   | 'reshape' | 'permute' | 'slice' | 'pad' | 'concat'
   | 'matmul' | 'gather' | 'scatterAdd'
   // fused, each with a composed reference in composed.ts (see fused.ts)
-  | 'crossEntropyFused' | 'targetLogprobsFused' | 'rmsnormFused' | 'attentionFused';
+  | 'crossEntropyFused' | 'targetLogprobsFused' | 'rmsnormFused' | 'attentionFused'
+  // activation recomputation: a whole sub-graph recorded as one node (checkpoint.ts)
+  | 'checkpoint';
 
 // ---------------------------------------------------------------------------------------
 // checks and shape helpers

@@ -252,6 +252,20 @@ export function noGrad<R>(fn: () => R): R {
   }
 }
 
+/**
+ * Run fn WITH recording, even inside noGrad (backward runs its rules under noGrad; the
+ * recompute rule of `checkpoint` must record the block it re-runs). The inverse of noGrad.
+ */
+export function withGrad<R>(fn: () => R): R {
+  const prev = gradEnabled;
+  gradEnabled = true;
+  try {
+    return fn();
+  } finally {
+    gradEnabled = prev;
+  }
+}
+
 /** Forget tape nodes whose output is gone (a forward pass that never ran backward). */
 function dropDeadTapeNodes(): void {
   let w = 0;

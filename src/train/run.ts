@@ -41,7 +41,7 @@ import * as T from '../tensor/index.ts';
 import { Tokenizer } from '../tokenizer/bpe.ts';
 import { trainTokenizer } from '../tokenizer/train.ts';
 import { UserError } from '../util/errors.ts';
-import { type RunSpec, due, flagName } from './spec.ts';
+import { type RunSpec, due, flagName, gradAccumOf } from './spec.ts';
 import type { RunStore } from './store.ts';
 import { DivergedError, type LossFn, Trainer, languageModelLoss } from './trainer.ts';
 
@@ -99,7 +99,9 @@ export function dataFingerprint(train: TokenArray): string {
   return `${train.length}|${fnv1a(train, Math.max(1, Math.floor(train.length / 4096))).toString(16)}`;
 }
 
-function configFor(spec: RunSpec, vocabSize: number) {
+/** The model config a run spec trains: the preset, its QK-norm override, the vocabulary, and
+ *  a context long enough for --seq-len. */
+export function configFor(spec: Pick<RunSpec, 'preset' | 'qkNorm' | 'seqLen'>, vocabSize: number) {
   const qk = spec.qkNorm === undefined ? {} : { qkNorm: spec.qkNorm };
   return presetConfig(spec.preset, { ...qk, vocabSize, maxSeqLen: Math.max(spec.seqLen, presetConfig(spec.preset).maxSeqLen) });
 }
@@ -174,9 +176,12 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
     `model: ${ownConfig ? 'the checkpoint\'s config' : spec.preset}, ${(countParams(modelConfig) / 1e6).toFixed(2)}M parameters (${countParams(modelConfig)}), ` +
       `QK-norm ${modelConfig.qkNorm ? 'on' : 'off'}, ${modelConfig.mlp}, backend ${deps.backend.name}`,
   );
+  // the memory-lean options (docs/memory.md): what the backward keeps, never the results
+  model.recompute = spec.recompute;
+  model.ceChunk = spec.ceChunk;
   const groups = paramGroupsFor(spec, model);
   const loader = new BatchLoader(train, spec.batchSize, spec.seqLen, spec.seed + 1);
-  const trainer = new Trainer(model, groups, loader, { gradAccum: spec.gradAccum, gradClip: spec.gradClip });
+  const trainer = new Trainer(model, groups, loader, { gradAccum: gradAccumOf(spec), gradClip: spec.gradClip });
   let history: History = { train: [], val: [], samples: [] };
   if (ckpt) {
     const opt = optimizerTensors(ckpt, deps.backend);
@@ -198,7 +203,8 @@ export async function setupPretrain(spec: RunSpec, deps: SetupDeps): Promise<Pre
   const size = (n: string) => groups.find((g) => g.name === n)?.params.length ?? 0;
   log(
     `optimizer: ${spec.optimizer === 'muon' ? `Muon on ${size('muon')} matrices + AdamW on ${size('adamw')}` : `AdamW on ${size('adamw')} tensors`}, ` +
-      `lr ${spec.lr}, ${spec.steps} steps of ${spec.batchSize}x${spec.seqLen}x${spec.gradAccum} tokens`,
+      `lr ${spec.lr}, ${spec.steps} steps of ${spec.batchSize}x${spec.seqLen}x${gradAccumOf(spec)} tokens` +
+      (spec.recompute || spec.ceChunk ? ` (memory: ${[spec.recompute ? 'recompute' : '', spec.ceChunk ? `ce-chunk ${spec.ceChunk}` : ''].filter(Boolean).join(', ')})` : ''),
   );
   const last = ckpt?.state?.metrics;
   return {
@@ -435,7 +441,7 @@ export async function runPretrain(run: PretrainRun, h: PretrainHooks): Promise<L
     trainer: run.trainer,
     lossFn: languageModelLoss,
     steps: s.steps,
-    tokensPerStep: s.batchSize * s.seqLen * s.gradAccum,
+    tokensPerStep: s.batchSize * s.seqLen * gradAccumOf(s),
     evalEvery: s.evalEvery,
     evaluate: async (step) => {
       run.lastVal = await validate(run);

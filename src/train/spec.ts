@@ -27,6 +27,9 @@ export interface RunSpec {
   batchSize: number; // B: sequences per micro-batch
   seqLen: number; // T: tokens per sequence
   gradAccum: number; // micro-batches per optimizer step
+  tokensPerStep: number; // 0 = B*T*gradAccum; else the tokens of one optimizer step: gradAccum = this / (B*T)
+  recompute: boolean; // activation recomputation per block: keep block inputs, re-run each block in backward
+  ceChunk: number; // LM head + cross-entropy over at most this many positions at a time (0 = all at once)
   lr: number; // peak learning rate (Muon and AdamW share it: Moonlight scaling)
   optimizer: 'muon' | 'adamw'; // Muon on hidden matrices + AdamW on the rest, or AdamW for all
   weightDecay: number; // decoupled weight decay on the roles that decay (matrices, embeddings)
@@ -68,6 +71,9 @@ export const SPEC_FIELDS: { [K in keyof RunSpec]-?: FieldInfo<RunSpec[K]> } = {
   batchSize: { default: 8, kind: 'posInt', help: 'sequences per micro-batch (B)' },
   seqLen: { default: 128, kind: 'posInt', help: 'tokens per sequence (T)' },
   gradAccum: { default: 1, kind: 'posInt', help: 'micro-batches per optimizer step' },
+  tokensPerStep: { default: 0, kind: 'nonNegInt', help: 'tokens per optimizer step, a multiple of B x T: sets --grad-accum to it / (B x T) (0 = B x T x --grad-accum)' },
+  recompute: { default: false, kind: 'bool', help: 'activation recomputation: keep only each block\'s input, re-run the block in backward (less memory, ~1/3 more compute; docs/memory.md)' },
+  ceChunk: { default: 0, kind: 'nonNegInt', help: 'LM head + loss over at most N positions at a time, so no (B*T, vocab) logits tensor exists whole (0 = off; docs/memory.md)' },
   lr: { default: 3e-3, kind: 'nonNeg', help: 'peak learning rate (shared by Muon and AdamW)' },
   optimizer: { default: 'muon', kind: 'choice', choices: ['muon', 'adamw'], help: 'muon (hidden matrices) + adamw (the rest), or adamw for all' },
   weightDecay: { default: 0, kind: 'nonNeg', help: 'decoupled weight decay on matrices and embeddings' },
@@ -131,7 +137,22 @@ export function validateSpec(partial: Partial<RunSpec>, where = ''): RunSpec {
     if (msg) throw new UserError(`${at}${flagName(k)} ${msg}`);
   }
   if (s.valFraction === 0) throw new UserError(`${at}--val-fraction must be > 0: validation needs held-out documents`);
+  if (s.tokensPerStep > 0) {
+    const per = s.batchSize * s.seqLen, k = s.tokensPerStep / per;
+    if (!Number.isInteger(k)) {
+      const near = [Math.floor(k) * per, Math.ceil(k) * per].filter((n) => n > 0).join(' or ');
+      throw new UserError(`${at}--tokens-per-step ${s.tokensPerStep} is not a multiple of --batch-size x --seq-len = ${per}: try ${near}`);
+    }
+    if (s.gradAccum !== 1 && s.gradAccum !== k) {
+      throw new UserError(`${at}--tokens-per-step ${s.tokensPerStep} means --grad-accum ${k} at ${s.batchSize} x ${s.seqLen}, not ${s.gradAccum}: give one of the two`);
+    }
+  }
   return s;
+}
+
+/** Micro-batches per optimizer step: --grad-accum, or --tokens-per-step / (B x T) when given. */
+export function gradAccumOf(s: Pick<RunSpec, 'gradAccum' | 'tokensPerStep' | 'batchSize' | 'seqLen'>): number {
+  return s.tokensPerStep > 0 ? s.tokensPerStep / (s.batchSize * s.seqLen) : s.gradAccum;
 }
 
 function dropUndefined<T extends object>(o: T): Partial<T> {
