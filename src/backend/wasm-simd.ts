@@ -51,18 +51,23 @@ export async function enableRelaxedSimd(): Promise<boolean> {
 export type SimdVariant = 'plain' | 'relaxed';
 
 /**
- * The variant to use: `asked` (a backend option), else $MINICHAT_WASM_SIMD, else relaxed
- * where the engine has it. Asking for relaxed where the engine lacks it is an error, not a
- * silent fallback (a test or benchmark asking for it must get it).
+ * The variant to use: `asked` (a backend option), else $MINICHAT_WASM_SIMD (plain, relaxed, or
+ * auto = relaxed where the engine has it), else **plain**. Plain is the default because
+ * relaxed_madd may or may not fuse depending on the machine, so the same command would train
+ * a (slightly, then chaotically) different model on different CPUs — a speedrun's eval numbers
+ * moved by up to 18 points from the rounding alone — and relaxed bought no measurable speed on
+ * the machine we measured (bench/RESULTS.md). Asking for relaxed where the engine lacks it is
+ * an error, not a silent fallback (a test or benchmark asking for it must get it).
  */
 export function chooseSimdVariant(asked: SimdVariant | undefined, env: string | undefined, supported: boolean): SimdVariant {
-  let want = asked;
-  if (want === undefined && env !== undefined && env !== '' && env !== 'auto') {
-    if (env !== 'plain' && env !== 'relaxed') throw new Error(`MINICHAT_WASM_SIMD must be plain, relaxed or auto, got "${env}"`);
+  let want: SimdVariant | 'auto' | undefined = asked;
+  if (want === undefined && env !== undefined && env !== '') {
+    if (env !== 'plain' && env !== 'relaxed' && env !== 'auto') throw new Error(`MINICHAT_WASM_SIMD must be plain, relaxed or auto, got "${env}"`);
     want = env;
   }
   if (want === 'relaxed' && !supported) {
     throw new Error('wasm backend: relaxed SIMD was asked for but this engine has none (Node 20: start node with --experimental-wasm-relaxed-simd)');
   }
-  return want ?? (supported ? 'relaxed' : 'plain');
+  if (want === 'auto') return supported ? 'relaxed' : 'plain';
+  return want ?? 'plain';
 }
