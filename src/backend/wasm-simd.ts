@@ -55,8 +55,8 @@ export type SimdVariant = 'plain' | 'relaxed';
  * auto = relaxed where the engine has it), else **plain**. Plain is the default because
  * relaxed_madd may or may not fuse depending on the machine, so the same command would train
  * a (slightly, then chaotically) different model on different CPUs — a speedrun's eval numbers
- * moved by up to 18 points from the rounding alone — and relaxed bought no measurable speed on
- * the machine we measured (bench/RESULTS.md). Asking for relaxed where the engine lacks it is
+ * moved by up to 18 points from the rounding alone — and relaxed bought little (the speedrun:
+ * 4 min 37 s vs 5 min 02 s, docs/wasm.md). Asking for relaxed where the engine lacks it is
  * an error, not a silent fallback (a test or benchmark asking for it must get it).
  */
 export function chooseSimdVariant(asked: SimdVariant | undefined, env: string | undefined, supported: boolean): SimdVariant {
