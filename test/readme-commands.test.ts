@@ -197,7 +197,7 @@ const BUDGETS: Record<string, { divisor?: number; defaultSteps?: number; set?: R
   rl: { divisor: 30, defaultSteps: 20, set: { '--group-size': '2', '--prompts-per-step': '2', '--max-tokens': '8', '--eval-problems': '2' } },
   eval: { set: { '--n': '2', '--max-tokens': '8' } },
   generate: { set: { '--max-tokens': '8' } },
-  chat: { set: { '--max-tokens': '8' } },
+  chat: { set: { '--max-tokens': '8', '--seed': '0' } }, // a fixed seed: a fresh one per reply could sample the end token first and print nothing
   demo: { set: { '--steps': '20' } },
 };
 
