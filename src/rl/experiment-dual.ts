@@ -34,6 +34,7 @@ import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, MODE_NOTES, attachDualLora, fixed
 import { SERVICE_DEFAULTS, createServiceWorld, targetPairs } from './envs/service.ts';
 import { GATE_DEFAULTS, runGate, type GateResult } from './gate.ts';
 import { WARM_START_DEFAULTS, cachedWarmStart } from './warmstart.ts';
+import { meanStd } from '../util/stats.ts';
 
 export interface DualExperimentOptions {
   modes: DualMode[];
@@ -79,10 +80,6 @@ export interface RunResult {
   seconds: number;
 }
 
-export const meanStd = (xs: number[]) => {
-  const m = xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
-  return { mean: m, std: Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / Math.max(1, xs.length - 1)) };
-};
 
 /** Area under a success curve over episodes, normalised to 0..1 (trapezoids). */
 export function curveArea(curve: [number, number][]): number {

@@ -22,6 +22,7 @@ import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { RL_DEFAULTS, algoOptions, heldOutSuccess, problemSource, type RLOptions } from './run.ts';
 import { getTask } from '../tasks/index.ts';
 import { RLPolicy, preparePolicy } from './train.ts';
+import { meanStd } from '../util/stats.ts';
 
 export interface RLExperimentOptions {
   init: string; // the SFT checkpoint every arm starts from
@@ -98,10 +99,12 @@ interface ArmRun {
   seconds: number;
 }
 
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-/** Sample standard deviation (n − 1); 0 for one value. */
-const std = (xs: number[]) => (xs.length > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / (xs.length - 1)) : 0);
-const pm = (xs: number[], digits: number) => `${mean(xs).toFixed(digits)}${xs.length > 1 ? ` ± ${std(xs).toFixed(digits)}` : ''}`;
+const mean = (xs: number[]) => meanStd(xs).mean;
+/** "mean ± sample std" (just the mean for one value). */
+const pm = (xs: number[], digits: number) => {
+  const { mean: m, std, n } = meanStd(xs);
+  return `${m.toFixed(digits)}${n > 1 ? ` ± ${std.toFixed(digits)}` : ''}`;
+};
 
 /** The first held-out evaluation at or above the target: its optimizer step and completions. */
 export function firstCrossing(r: Pick<ArmRun, 'curve'>, target: number): { step: number; completions: number } | null {

@@ -33,6 +33,7 @@ import { presetConfig } from '../model/gpt.ts';
 import { UserError } from '../util/errors.ts';
 import { type PretrainOptions, loadRunData, pretrain } from './pretrain.ts';
 import { type RunSpec, SPEC_DEFAULTS } from './spec.ts';
+import { meanStd } from '../util/stats.ts';
 
 /** The run-spec fields an experiment sets (the rest are the spec's defaults). */
 type SpecPart = Pick<RunSpec, 'preset' | 'data' | 'textField' | 'maxChars' | 'steps' | 'batchSize' | 'seqLen' | 'seed'>;
@@ -86,14 +87,7 @@ export function stepsToThreshold(curve: [number, number][], threshold: number): 
   return curve.find(([, l]) => l <= threshold)?.[0] ?? null;
 }
 
-/** Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value). */
-export function meanStd(xs: number[]): { mean: number; std: number; n: number } {
-  const n = xs.length;
-  if (n === 0) return { mean: NaN, std: NaN, n };
-  const mean = xs.reduce((a, b) => a + b, 0) / n;
-  const std = n > 1 ? Math.sqrt(xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1)) : 0;
-  return { mean, std, n };
-}
+export { meanStd }; // src/util/stats.ts; the experiments' tables use it
 
 /** One (arm, lr) over its seeds. */
 export interface Cell {
