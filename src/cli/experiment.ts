@@ -82,7 +82,7 @@ export function registerExperiment(program: Command): void {
     .option('--eval-every <n>', 'held-out evaluation every N steps', posInt, G.evalEvery)
     .option('--eval-problems <n>', 'held-out problems per evaluation', posInt, G.evalProblems)
     .option('--target <x>', 'the held-out success rate whose first crossing is compared (the speedrun model starts at ~62%)', num, G.target)
-    .option('--seeds <list>', 'seeds (comma-separated); the table gives mean ± std', G.seeds.join(','))
+    .option('--seeds <list>', 'seeds (comma-separated); the table gives mean ± std', seedList, G.seeds)
     .option('--arms <list>', `arms (comma-separated): ${ARM_NAMES.join(', ')}`, G.arms.join(','))
     .option('--out <dir>', 'where the table, plots and runs.json go', G.out)
     .option('--backend <name>', 'wasm (the fast CPU path), cpu (the plain-TypeScript reference) or webgpu', 'wasm')
@@ -90,8 +90,7 @@ export function registerExperiment(program: Command): void {
     .action(async (o) => {
       if (!existsSync(o.init)) throw new UserError(`--init ${o.init}: no such checkpoint; run \`minichat speedrun\` first (it ends with an SFT model in runs/speedrun/sft)`);
       const backend = await selectBackend(o.backend, o.threads);
-      const seeds = String(o.seeds).split(',').map((x) => (/^\d+$/.test(x.trim()) ? Number(x) : NaN));
-      if (seeds.some((x) => !Number.isInteger(x) || x < 0)) throw new UserError(`--seeds must be comma-separated integers >= 0, got ${o.seeds}`);
+      const seeds: number[] = o.seeds;
       const names = String(o.arms).split(',').map((x: string) => x.trim());
       const known = ARM_NAMES;
       const bad = names.find((n: string) => !known.includes(n));
