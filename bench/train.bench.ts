@@ -192,6 +192,15 @@ export function gpuTrainCases(size: 'tiny' | 'full'): TrainCase[] {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
+/** The CPU's feature flags (Linux: /proc/cpuinfo; elsewhere none are known). */
+function cpuFlags(): string {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8');
+  } catch {
+    return '';
+  }
+}
+
 /** A python3 that can import torch: $MINICHAT_PYTHON, python3 on the PATH, or /usr/bin/python3 (Debian's python3-torch). */
 function findTorchPython(): string | null {
   for (const py of [process.env.MINICHAT_PYTHON, 'python3', '/usr/bin/python3']) {
@@ -263,7 +272,7 @@ export default {
     // environments pin AVX2 'Haswell'). On an AVX-512 CPU torch also runs with the AVX-512
     // kernels, after checking that their sgemm agrees with float64 — so torch is at its best.
     const coretypes: (string | undefined)[] = [undefined];
-    if (python && /\bavx512f\b/.test(readFileSync('/proc/cpuinfo', 'utf8'))) {
+    if (python && /\bavx512f\b/.test(cpuFlags())) {
       try {
         const check = execFileSync(python, ['-c', 'import torch; torch.manual_seed(0); a=torch.randn(512,384); b=torch.randn(384,1024); e=(a@b).double()-(a.double()@b.double()); print(float(e.abs().max()/(a.double()@b.double()).abs().max()))'], {
           encoding: 'utf8', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX', OMP_NUM_THREADS: '1', OPENBLAS_NUM_THREADS: '1' },
