@@ -30,10 +30,10 @@ export interface WasmBuild {
  * both instances. A module cannot accept both kinds, and browsers only allow shared memory on
  * cross-origin-isolated pages, so the default binary keeps its own memory and a second binary
  * is built from the same text with this one line swapped.
- * (The maximum, 32768 pages = 2 GiB, is required for shared memory.)
+ * (A maximum is required for shared memory: 65536 pages = 4 GiB, MAX_PAGES in src/backend/wasm-memory.ts.)
  */
 const OWN_MEMORY = '(memory (export "memory") 1)';
-const SHARED_MEMORY = '(import "env" "memory" (memory 1 32768 shared))';
+const SHARED_MEMORY = '(import "env" "memory" (memory 1 65536 shared))';
 
 function sharedMemory(text: string): string {
   if (!text.includes(OWN_MEMORY)) throw new Error(`build-wasm: matmul.wat no longer contains ${OWN_MEMORY}`);

@@ -82,12 +82,12 @@ describe('wasm backend: memory', () => {
     wasm.free(big);
   });
 
-  it('a request past the 2 GiB maximum is a one-line UserError that leaves the heap as it was', () => {
+  it('a request past the 4 GiB maximum is a one-line UserError that leaves the heap as it was', () => {
     const heap = new WasmHeap(); // its own memory: 1 MiB to start, nothing is really allocated
     const a = heap.alloc(1000);
     const [inUse, reserved] = [heap.bytesInUse(), heap.bytesReserved()];
-    expect(() => heap.alloc(3 * 2 ** 30)).toThrow(UserError);
-    expect(() => heap.alloc(3 * 2 ** 30)).toThrow(/out of memory: .*--backend cpu/);
+    expect(() => heap.alloc(5 * 2 ** 30)).toThrow(UserError);
+    expect(() => heap.alloc(5 * 2 ** 30)).toThrow(/out of memory: .*the maximum is 4 GiB.*--backend cpu/);
     expect([heap.bytesInUse(), heap.bytesReserved()]).toEqual([inUse, reserved]);
     expect(heap.alloc(1000)).toBe(a + sizeClass(1000)); // the next block follows the last good one
   });

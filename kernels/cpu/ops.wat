@@ -19,7 +19,7 @@
 ;; made directly in the float's exponent bits. Softmax, cross-entropy, target log-probs,
 ;; sigmoid and attention use it; results agree with Math.exp to a few float32 ulps, not bit for bit.
 (module
-  (import "env" "memory" (memory 1 32768 shared))
+  (import "env" "memory" (memory 1 65536 shared))
 
   ;; ---------------------------------------------------------------------------------------
   ;; exp

@@ -45,8 +45,13 @@ process.on('uncaughtException', (e) => {
 
 const mm = (await WebAssembly.instantiate(matmulBytes, { env: { memory } })).instance.exports;
 const ops = opsBytes ? (await WebAssembly.instantiate(opsBytes, { env: { memory } })).instance.exports : null;
-/** The job's i-th argument. */
-const arg = (i) => ctl[ARGS + i];
+/**
+ * The job's i-th argument, read as UNSIGNED: the arguments are byte offsets and sizes, and an
+ * offset at or above 2 GiB (the memory holds up to 4) is stored in the Int32Array as a
+ * negative number; `>>> 0` gives back the offset (wasm would wrap it the same way, but a
+ * negative pointer in JS is a trap for the next reader).
+ */
+const arg = (i) => ctl[ARGS + i] >>> 0;
 Atomics.store(ctl, STATE, ALIVE);
 parentPort.postMessage('ready'); // startHelper waits for this
 

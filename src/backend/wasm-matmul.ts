@@ -118,7 +118,7 @@ async function load(opts: WasmMatmulInitOptions): Promise<boolean> {
     kernel = instance.exports as unknown as MatmulExports;
   } else {
     // The maximum must match the .wasm's import (scripts/build-wasm.ts, SHARED_MEMORY).
-    const memory = new WebAssembly.Memory({ initial: 1, maximum: 32768, shared: true });
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 65536, shared: true });
     const { instance } = await WebAssembly.instantiate(bytes, { env: { memory } });
     kernel = { memory, matmul: (instance.exports as unknown as MatmulExports).matmul };
     const path = await findKernelFile('wasm-worker.mjs');

@@ -25,14 +25,25 @@
 // top passes the end of the memory (which would grow it), the heap therefore COALESCES: it
 // sorts every free block by address, merges neighbours, hands a free run that reaches the top
 // back to the top, and serves requests from the merged runs (first fit, split). Without that,
-// an RL run whose live tensors were 5 MB grew the memory past its 2 GiB maximum in 7 steps.
+// an RL run whose live tensors were 5 MB grew the memory past its (then 2 GiB) maximum in 7 steps.
+//
+// Up to 4 GiB. A wasm32 address is an UNSIGNED 32-bit number, so one memory can hold 2^32
+// bytes = 65536 pages (Node 20 grows a shared memory that far). Offsets at or above 2^31 are
+// fine for the kernels (loads and stores treat addresses as unsigned) and for JS (offsets are
+// plain numbers), but NOT for JS code that stores one in an Int32Array or runs it through
+// `| 0` or `>> 2`: that makes it negative. The helper threads' control block is such an
+// Int32Array: kernels/cpu/wasm-worker.mjs reads its arguments back with `>>> 0` (unsigned).
+// test/wasm-memory-4g.test.ts runs the kernels on tensors that live above 2 GiB.
 
 import { UserError } from '../util/errors.ts';
 
 /** Page size of WebAssembly memory, in bytes. */
 const PAGE = 65536;
-/** The memory's maximum, in pages (2 GiB); must equal the .wat files' imports. */
-export const MAX_PAGES = 32768;
+/**
+ * The memory's maximum, in pages (65536 pages = 4 GiB, all a 32-bit address can reach); must
+ * equal the maximum in ops.wat's memory import and scripts/build-wasm.ts's SHARED_MEMORY.
+ */
+export const MAX_PAGES = 65536;
 
 /** The rounded size (bytes) of the block that holds `bytes`. */
 export function sizeClass(bytes: number): number {

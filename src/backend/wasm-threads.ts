@@ -131,7 +131,12 @@ export class HelperPool {
       const a = args[t];
       if (a.length > MAX_ARGS) throw new Error(`internal: ${a.length} kernel arguments (at most ${MAX_ARGS})`);
       h.ctl[KERNEL] = kernel;
-      for (let i = 0; i < a.length; i++) h.ctl[ARGS + i] = a[i];
+      // Arguments are unsigned 32-bit (byte offsets up to 4 GiB, sizes): the Int32Array keeps
+      // their 32 bits (an offset ≥ 2^31 reads back negative; the helper reads them `>>> 0`)
+      for (let i = 0; i < a.length; i++) {
+        if (!(Number.isInteger(a[i]) && a[i] >= 0 && a[i] < 2 ** 32)) throw new Error(`internal: kernel argument ${i} is ${a[i]} (not an unsigned 32-bit integer)`);
+        h.ctl[ARGS + i] = a[i];
+      }
       Atomics.store(h.ctl, GO, this.seq); // publishes the plain stores above (Atomics are sequentially consistent)
       Atomics.notify(h.ctl, GO);
     });
