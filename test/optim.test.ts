@@ -318,3 +318,71 @@ describe('parameter roles', () => {
     model.dispose();
   });
 });
+
+describe('optimizer memory: one parameter’s temporaries at a time', () => {
+  // Clipping, Muon and the composed AdamW each run one tidy() per parameter, so the most the
+  // step holds beyond the weights, gradients and state is ONE parameter's temporaries (plus
+  // a few scalars). With P equal parameters, one tidy around the whole loop would hold P
+  // times that. Each bound below is the per-parameter count src/train/plan.ts uses
+  // (optimizerWork), in bytes of the largest parameter, + 1 KiB for the scalars; piling up
+  // over the 8 parameters would pass it by several parameters' worth.
+  const P = 8, R = 24, C = 16, n = R * C, F32 = 4, SCALARS = 1024;
+  function setup(role: 'matrix' | 'embedding', seed: number) {
+    const rng = new T.Rng(seed);
+    const params: NamedParam[] = Array.from({ length: P }, (_, i) => ({
+      name: `p${i}`, role, param: T.tensor(rng.normalArray(n), [R, C], { requiresGrad: true }),
+    }));
+    const grads = () => params.forEach((p) => {
+      p.param.grad?.dispose();
+      p.param.grad = T.keep(T.tensor(rng.normalArray(n), [R, C]));
+    });
+    return { params, grads, dispose: () => params.forEach((p) => p.param.dispose()) };
+  }
+  /** Bytes the backend held at the peak of f() beyond what it held before. */
+  function extraPeak(f: () => void): number {
+    const be = T.getDefaultBackend();
+    const before = be.bytesInUse();
+    be.resetPeak();
+    f();
+    return be.peakBytes() - before;
+  }
+
+  it('clipGradNorm holds one gradient’s worth (g², then one rescaled gradient)', () => {
+    const s = setup('matrix', 1);
+    s.grads();
+    const extra = extraPeak(() => clipGradNorm(s.params, 1e-3).dispose());
+    expect(extra).toBeGreaterThanOrEqual(n * F32); // it did make a gradient-sized temporary
+    expect(extra).toBeLessThanOrEqual(n * F32 + SCALARS);
+    s.dispose();
+  });
+
+  it('composed AdamW (cpu) holds one parameter’s 12 temporaries (10, + weight decay, + the new value)', () => {
+    const s = setup('embedding', 2);
+    const opt = new AdamW(s.params, { weightDecay: 0.1 });
+    for (let step = 0; step < 2; step++) {
+      s.grads();
+      const extra = extraPeak(() => opt.step(1e-2));
+      expect(extra).toBeGreaterThanOrEqual(12 * n * F32);
+      expect(extra).toBeLessThanOrEqual(12 * n * F32 + SCALARS);
+    }
+    for (const t of Object.values(opt.stateDict())) t.dispose();
+    s.dispose();
+  });
+
+  it('Muon holds one matrix’s momentum, look-ahead and Newton–Schulz temporaries', () => {
+    const s = setup('matrix', 3);
+    const groups = buildParamGroups(s.params, { kind: 'muon', lr: 1e-2, weightDecay: 0 });
+    const muon = groups.find((g) => g.name === 'muon')!.optimizer;
+    // plan.ts: 3n + n (NS_STEPS + 4 + 1: a tall matrix is transposed) + 5 k² with k = min(R, C);
+    // one tidy around all 8 matrices would add 5n for each of the 7 before the last
+    const bound = (3 * n + n * (5 + 4 + 1) + 5 * C * C) * F32;
+    for (let step = 0; step < 2; step++) {
+      s.grads();
+      const extra = extraPeak(() => muon.step(1e-2));
+      expect(extra).toBeGreaterThanOrEqual(bound);
+      expect(extra).toBeLessThanOrEqual(bound + SCALARS);
+    }
+    for (const g of groups) for (const t of Object.values(g.optimizer.stateDict())) t.dispose();
+    s.dispose();
+  });
+});

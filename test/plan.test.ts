@@ -32,7 +32,11 @@ describe('plan: the estimate against a measured training step', () => {
   it('is within 15% of the measured peak on tiny and small, wasm and cpu, with each memory option', async () => {
     const wasm = await createWasmBackend();
     const cases: [string, string, Backend, Partial<PlanInput>][] = [
-      ['optimizer-bound', 'tiny', wasm, {}], // the optimizer step sets the peak (Muon's temporaries)
+      // the optimizer step sets the peak: Muon's temporaries (one matrix's, the per-parameter tidy),
+      // and on cpu the composed AdamW's
+      ['optimizer-bound', 'tiny', wasm, { batchSize: 1, seqLen: 8 }],
+      ['optimizer-bound cpu', 'tiny', cpu, { batchSize: 1, seqLen: 8, optimizer: 'adamw', weightDecay: 0.1 }],
+      ['default', 'tiny', wasm, {}],
       ['plain', 'tiny', wasm, { batchSize: 8, seqLen: 128 }], // the backward sets it, with or without the options
       ['recompute', 'tiny', wasm, { batchSize: 8, seqLen: 128, recompute: true }],
       ['both', 'tiny', wasm, { batchSize: 8, seqLen: 128, recompute: true, ceChunk: 256 }],
@@ -45,6 +49,7 @@ describe('plan: the estimate against a measured training step', () => {
       seen.set(name, r);
       expect(r.r, `${preset} ${be.name} ${JSON.stringify(o)}`).toBeGreaterThan(0.85);
       expect(r.r, `${preset} ${be.name} ${JSON.stringify(o)}`).toBeLessThan(1.15);
+      if (name.startsWith('optimizer-bound')) expect(planMemory(input(preset, be.name as 'wasm' | 'cpu', o)).peakAt).toBe('optimizer step');
     }
     wasm.destroy();
   });

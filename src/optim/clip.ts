@@ -21,14 +21,17 @@ export function clipGradNorm(params: (NamedParam | T.Tensor)[], maxNorm: number)
   if (grads.length === 0) throw new UserError('clipGradNorm: no parameter has a gradient (call backward first)');
   return T.noGrad(() =>
     T.tidy(() => {
-      // ‖g‖² = Σ over params of Σ g² ; one scalar per param, added on the device
-      let sq = T.sumAll(T.mul(grads[0], grads[0]));
-      for (const g of grads.slice(1)) sq = T.add(sq, T.sumAll(T.mul(g, g)));
+      // ‖g‖² = Σ over params of Σ g² ; one scalar per param, added on the device. Each g² is
+      // made and freed in its own tidy (only the scalar comes out), so at most one
+      // gradient's worth of squares exists at a time, not a copy of every gradient.
+      let sq = T.tidy(() => T.sumAll(T.mul(grads[0], grads[0])));
+      for (const g of grads.slice(1)) sq = T.add(sq, T.tidy(() => T.sumAll(T.mul(g, g))));
       const norm = T.sqrt(sq); // ()
       const ratio = T.div(T.scalar(maxNorm, { backend: norm.backend }), T.addScalar(norm, 1e-6));
       const one = T.scalar(1, { backend: norm.backend });
       const scale = T.where(T.lt(ratio, one), ratio, one); // min(1, ratio)
-      for (const g of grads) g.assign(T.mul(g, scale));
+      // the same for the rescale: g takes the product's storage and its old one is freed at once
+      for (const g of grads) T.tidy(() => g.assign(T.mul(g, scale)));
       return norm;
     }),
   );

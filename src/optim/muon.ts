@@ -127,19 +127,20 @@ export class Muon implements Optimizer {
     this.t++;
     const mu = this.momentum;
     T.noGrad(() =>
-      T.tidy(() => {
-        this.params.forEach(({ param: W }, i) => {
-          const G = W.grad;
-          if (!G) return;
-          const B = T.add(T.mulScalar(this.buf[i], mu), G); // (out, in)
-          this.buf[i].assign(B);
-          const U = this.nesterov ? T.add(G, T.mulScalar(B, mu)) : B;
-          const O = newtonSchulz5(U, this.nsSteps); // (out, in), singular values ≈ 1
-          const [out, inp] = W.shape;
-          const decayed = this.weightDecay > 0 ? T.mulScalar(W, 1 - lr * this.weightDecay) : W;
-          W.assign(T.sub(decayed, T.mulScalar(O, lr * muonScale(out, inp, this.scaling))));
-        });
-      }),
+      // One tidy PER MATRIX: its momentum products, look-ahead and orthogonalised update are
+      // freed before the next matrix's are made (one tidy around the loop kept 5 copies of
+      // every matrix until the end of the step: 5x all of Muon's weights).
+      this.params.forEach(({ param: W }, i) => T.tidy(() => {
+        const G = W.grad;
+        if (!G) return;
+        const B = T.add(T.mulScalar(this.buf[i], mu), G); // (out, in)
+        this.buf[i].assign(B);
+        const U = this.nesterov ? T.add(G, T.mulScalar(B, mu)) : B;
+        const O = newtonSchulz5(U, this.nsSteps); // (out, in), singular values ≈ 1
+        const [out, inp] = W.shape;
+        const decayed = this.weightDecay > 0 ? T.mulScalar(W, 1 - lr * this.weightDecay) : W;
+        W.assign(T.sub(decayed, T.mulScalar(O, lr * muonScale(out, inp, this.scaling))));
+      })),
     );
   }
 

@@ -15,9 +15,10 @@
 //     activations, the parameter gradients made so far, the gradients waiting to flow further
 //     down, and the rule being run. We follow that walk stage by stage (the head, each block's
 //     MLP and attention, the embedding) and take the largest moment;
-//   - after the backward the activations are freed, and the OPTIMIZER step runs: clipping and
-//     Muon make their temporaries inside one tidy per step, so they pile up per parameter
-//     until that tidy ends (counted below from src/optim/).
+//   - after the backward the activations are freed, and the OPTIMIZER step runs: clipping,
+//     Muon and AdamW make their temporaries inside one tidy PER PARAMETER, so what they hold
+//     at once is one parameter's temporaries, the largest parameter's at worst (counted below
+//     from src/optim/).
 // One backend detail matters too: the wasm matmul kernel reads A as (M, K) and B as (N, K),
 // so an operand in the other layout is first transposed into a scratch block that lives for
 // that one matmul (src/backend/wasm.ts). The forward's x Wᵀ needs none; the backward's weight
@@ -175,30 +176,34 @@ const numel = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
 /**
  * The optimizer step's largest moment beyond the resident weights and state, in elements:
- * the gradients, plus what clipping (src/optim/clip.ts), Muon (muon.ts) and AdamW (adamw.ts)
- * make inside their tidy() scopes, which end only after the last parameter:
- *   clipping: g² of every gradient (to sum them), then one rescaled gradient at a time;
- *   Muon, per matrix: momentum·μ, the Nesterov look-ahead (2), the orthogonalised update and
- *     its scaled copy: 5 copies that stay until Muon's step ends; Newton–Schulz itself keeps
- *     its iterates (NS_STEPS + 2 copies, + 1 for a tall matrix's transpose) and a few Gram
- *     matrices (min(m, n)²) while it runs;
- *   AdamW, composed (cpu): 10 temporaries per parameter (11 with weight decay) that stay until
- *     AdamW's step ends; fused (wasm, webgpu): none, the kernel updates in place.
+ * the gradients, plus the temporaries of ONE parameter, since clipping (src/optim/clip.ts),
+ * Muon (muon.ts) and AdamW (adamw.ts) each run one tidy() per parameter and so free a
+ * parameter's temporaries before making the next one's:
+ *   clipping: one gradient's g² (to sum it), later one rescaled gradient;
+ *   Muon, per matrix: momentum·μ and the Nesterov look-ahead (2 products + the sum: 3 copies)
+ *     while Newton–Schulz runs. Its scope keeps G², the normalised X (and, for a tall matrix,
+ *     its transpose) and every iterate until it returns; at its peak, the last iteration's
+ *     a·X and B·X beside the new iterate: NS_STEPS + 4 copies (+ 1 tall) and the iteration's
+ *     5 Gram-sized matrices (min(m, n)²). (wasm's transposed matmul operand is never alive at
+ *     that moment: B·X's scratch goes before the sum is made, so it costs nothing extra.)
+ *   AdamW, composed (cpu): 10 temporaries of the parameter (11 with weight decay), + 1 for
+ *     the new value while the old one is still there; fused (wasm, webgpu): none, the kernel
+ *     updates in place.
+ * The largest of these over the parameters, and over the three, is the working memory.
  */
 function optimizerWork(p: PlanInput, params: number, maxParam: number): number {
   const { muon, adamw } = optimizerSplit(p.config, p.optimizer);
   const grads = params;
-  const clip = p.gradClip > 0 ? grads + maxParam : 0;
-  let muonPeak = 0, piled = 0;
+  const clip = p.gradClip > 0 ? maxParam : 0;
+  let muonPeak = 0;
   for (const shape of muon) {
     const n = numel(shape), k = Math.min(shape[0], shape[1]);
-    const ns = n * (NS_STEPS + 2 + (shape[0] > shape[1] ? 1 : 0)) + 5 * k * k + (MATMUL_SCRATCH[p.backend] ? n + k * k : 0);
-    muonPeak = Math.max(muonPeak, piled + 3 * n + ns);
-    piled += 5 * n;
+    const ns = n * (NS_STEPS + 4 + (shape[0] > shape[1] ? 1 : 0)) + 5 * k * k;
+    muonPeak = Math.max(muonPeak, 3 * n + ns);
   }
   const fusedAdam = FUSED_POLICY[p.backend].adamw;
-  const adamPer = p.weightDecay > 0 ? 11 : 10;
-  const adamPeak = fusedAdam ? 0 : adamw.reduce((s, shape) => s + adamPer * numel(shape), 0);
+  const adamPer = (p.weightDecay > 0 ? 11 : 10) + 1;
+  const adamPeak = fusedAdam ? 0 : Math.max(0, ...adamw.map((shape) => adamPer * numel(shape)));
   return grads + Math.max(clip, muonPeak, adamPeak);
 }
 
