@@ -97,6 +97,14 @@ describe('plan: the largest batch that fits', () => {
     const attn = 3 * c.numLayers * 4 * c.numHeads * c.headDim * (33 / 2);
     expect(p.flopsPerToken).toBeCloseTo(6 * matmulParams + attn, -3);
     expect(p.flopsPerStep).toBe(p.flopsPerToken * 64);
+    // Muon's Newton–Schulz: 5 iterations of X Xᵀ, A·A and B·X per hidden matrix (k = its short side), batch-free
+    const ns = paramSpecs(c).filter((s) => s.role === 'matrix').reduce((n, s) => {
+      const k = Math.min(...s.shape), K = Math.max(...s.shape);
+      return n + 5 * (2 * k * k * K + 2 * k * k * k + 2 * k * k * K);
+    }, 0);
+    expect(p.optimizerFlopsPerStep).toBe(ns);
+    expect(planMemory(input('small', 'wasm', { seqLen: 32, batchSize: 16 })).optimizerFlopsPerStep).toBe(ns);
+    expect(planMemory(input('small', 'wasm', { seqLen: 32, optimizer: 'adamw' })).optimizerFlopsPerStep).toBe(0);
     expect(planMemory(input('small', 'wasm', { seqLen: 32, recompute: true })).flopsPerToken).toBeGreaterThan(p.flopsPerToken);
   });
 });

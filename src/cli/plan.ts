@@ -110,7 +110,8 @@ export async function runPlan(f: Flags, cmd: Command): Promise<void> {
   const vs = measured ? `; measured ${formatBytes(measured.peak)} (estimate ${(((est.peak - measured.peak) / measured.peak) * 100).toFixed(1)}% off, step ${measured.seconds.toFixed(1)}s)` : '';
   row('peak', `${formatBytes(est.peak)} (during the ${est.peakAt})${vs}`);
   row('largest tensor', `${formatBytes(est.largestTensor.bytes)} (${est.largestTensor.what})`);
-  row('compute', `${formatFlops(est.flopsPerToken)} per token, ${formatFlops(est.flopsPerStep)} per step`);
+  row('compute', `${formatFlops(est.flopsPerToken)} per token, ${formatFlops(est.flopsPerStep)} per step` +
+    (est.optimizerFlopsPerStep ? `, + ${formatFlops(est.optimizerFlopsPerStep)} per optimizer step (Muon's Newton–Schulz, whatever the batch)` : ''));
   for (const { memory, largestBatch: fit } of fits) {
     row(`fits ${memory}`, fit ? `up to --batch-size ${fit} at --seq-len ${input.seqLen} (peak ${formatBytes(planMemory({ ...input, batchSize: fit }).peak)})` : `no: not even --batch-size 1 at --seq-len ${input.seqLen}`);
   }

@@ -75,7 +75,13 @@ export interface MemoryPlan {
   largestTensor: { bytes: number; what: string }; // one allocation (a GPU binding must hold it)
   tokensPerStep: number;
   flopsPerToken: number; // of a training step: forward + backward (+ the recomputed forward)
-  flopsPerStep: number;
+  flopsPerStep: number; // flopsPerToken × tokensPerStep: the model's, not the optimizer's
+  /**
+   * Muon's Newton–Schulz per optimizer step: NS_STEPS iterations of three matmuls per hidden
+   * matrix, whatever the batch. For a big model at small batches it is a large share of the
+   * step (minimind2: ~1.8 TFLOP, as much as 2048 tokens of forward and backward). 0 for AdamW.
+   */
+  optimizerFlopsPerStep: number;
 }
 
 const F32 = 4;
@@ -281,6 +287,12 @@ export function planMemory(p: PlanInput): MemoryPlan {
   const fwdBlocks = L * (blockMatmul + attnFlops);
   const flopsPerToken = 3 * (fwdBlocks + headFlops) + (p.recompute ? fwdBlocks : 0) + (chunk ? headFlops : 0);
   const tokensPerStep = N * p.gradAccum;
+  // Newton–Schulz on a (k, K) matrix (k = min side, muon.ts): X Xᵀ (k²K multiply-adds), A·A
+  // (k³) and B·X (k²K) per iteration
+  const nsFlops = muon.reduce((s, [a, b]) => {
+    const k = Math.min(a, b), Kx = Math.max(a, b);
+    return s + NS_STEPS * 2 * k * k * (2 * Kx + k);
+  }, 0);
 
   return {
     params, weights: bytes(params), grads: bytes(params), optimizerState: bytes(state), resident: bytes(resident),
@@ -288,6 +300,7 @@ export function planMemory(p: PlanInput): MemoryPlan {
     optimizerWork: bytes(optWork), optimizerPeak, peak: Math.max(backwardPeak, optimizerPeak),
     peakAt: backwardPeak >= optimizerPeak ? 'backward' : 'optimizer step',
     largestTensor: { bytes: bytes(lt), what }, tokensPerStep, flopsPerToken, flopsPerStep: flopsPerToken * tokensPerStep,
+    optimizerFlopsPerStep: nsFlops,
   };
 }
 
