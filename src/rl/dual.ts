@@ -50,7 +50,6 @@
 import { Engine, type RowOutput } from '../model/engine.ts';
 import type { GPT } from '../model/gpt.ts';
 import { adapterParams, attachLora, type Lora, type LoraTarget } from '../model/lora.ts';
-import { tokenLogprobs } from '../model/logprobs.ts';
 import { buildParamGroups, groupsStateDict, loadGroupsStateDict, type ParamGroup } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
 import type { Tokenizer } from '../tokenizer/bpe.ts';
@@ -63,9 +62,8 @@ import { agentPrompt, bareCall } from './envs/render.ts';
 import {
   drawRequirement, makeProfile, needReply, parseNeedReply, requirementOf, targetPairs, type EpisodeState, type Field, type ServiceTask, type ServiceWorld, type Step,
 } from './envs/service.ts';
-import { policyLoss } from './losses.ts';
 import { packBatch, type Group } from './rollout.ts';
-import { ALGO_PRESETS, type AlgoOptions } from './train.ts';
+import { ALGO_PRESETS, type AlgoOptions, policyLossOf } from './train.ts';
 import { packWorldBatch, worldLoss, type WorldBatch } from './world.ts';
 
 export const DUAL_MODES = ['policy', 'world', 'dual', 'shared', 'lookahead', 'shuffled', 'memory', 'early'] as const;
@@ -274,16 +272,8 @@ export class DualAgent {
       stats.droppedGroups = groups.length - kept.length;
       if (kept.length > 0) {
         const batch = packBatch(kept, groupAdvantages(kept.map((g) => g.rewards), { kind: o.algo.advantage }));
-        const a = o.algo;
-        const run = () =>
-          policyTrainer.trainStep(async (m) => {
-            const logp = tokenLogprobs(m, batch.ids, batch.N, batch.L, { only: batch.mask }); // (N, L-1)
-            const logpHost = m.backend.readSync ? undefined : await logp.data();
-            return policyLoss(
-              { logp, oldLogp: batch.oldLogp, advantages: batch.advantages, mask: batch.mask, logpHost },
-              { epsLow: a.epsLow, epsHigh: a.epsHigh, aggregation: a.tokenLevelLoss ? 'token-mean' : 'sequence-mean', beta: 0 },
-            ).loss;
-          });
+        // RLPolicy's loss step (train.ts policyLossOf), without a KL term
+        const run = () => policyTrainer.trainStep(async (m) => (await policyLossOf(m, batch, { ...o.algo, beta: 0 })).loss);
         stats.policyLoss = (o.mode === 'shared' ? await run() : await withGroup(this.model, 'policy', run)).loss;
       }
     }

@@ -29,9 +29,10 @@ import type { Backend } from '../backend/backend.ts';
 import { lineChartSvg } from '../eval/plot.ts';
 import { GPT } from '../model/gpt.ts';
 import * as T from '../tensor/index.ts';
+import { runLoop } from '../train/run.ts';
 import { UserError } from '../util/errors.ts';
 import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, MODE_NOTES, attachDualLora, fixedTasks, transferProbe, type DualMode } from './dual.ts';
-import { SERVICE_DEFAULTS, createServiceWorld, targetPairs } from './envs/service.ts';
+import { SERVICE_DEFAULTS, createServiceWorld, targetPairs, type ServiceTask } from './envs/service.ts';
 import { GATE_DEFAULTS, runGate, type GateResult } from './gate.ts';
 import { WARM_START_DEFAULTS, cachedWarmStart } from './warmstart.ts';
 import { meanStd } from '../util/stats.ts';
@@ -122,14 +123,7 @@ export async function runDualExperiment(o: DualExperimentOptions, log: (s: strin
         const agent = new DualAgent(model, warm.tok, world, { ...DUAL_DEFAULTS, mode, groupSize: o.groupSize, tasksPerStep: o.tasksPerStep, policyLr: o.policyLr, worldLr: o.worldLr, totalSteps: o.steps, seed });
         const rng = new T.Rng(seed * 7919 + 1);
         const probeBefore = await transferProbe(model, warm.tok, world, evalSet);
-        const curve: [number, number][] = [[0, await agent.success(evalSet)]];
-        const worldLoss: (number | null)[] = [], sampledSuccess: number[] = [];
-        while (agent.step < o.steps) {
-          const s = await agent.trainStep(rng);
-          worldLoss.push(s.worldLoss);
-          sampledSuccess.push(s.success);
-          if (agent.step % o.evalEvery === 0 || agent.step === o.steps) curve.push([agent.episodes, await agent.success(evalSet)]);
-        }
+        const { curve, worldLoss, sampledSuccess } = await trainArm(agent, evalSet, o, rng);
         const probeAfter = await transferProbe(model, warm.tok, world, evalSet);
         const run: RunResult = {
           space, mode, seed, curve, episodesToTarget: curve.find(([, s]) => s >= o.target)?.[0] ?? null, auc: curveArea(curve), finalSuccess: curve.at(-1)![1],
@@ -162,6 +156,39 @@ export async function runDualExperiment(o: DualExperimentOptions, log: (s: strin
   await writeFile(join(o.out, 'dual-lora-table.md'), `${text}\n\n![success vs episodes](dual-lora.svg)\n`);
   log(`done in ${seconds.toFixed(0)}s`);
   return { table: text, runs, gates, seconds };
+}
+
+/**
+ * One arm's run over the run core's loop (src/train/run.ts): `steps` steps of the agent, with
+ * greedy target success on `evalSet` before the first step, every `evalEvery` steps and at the
+ * end, against the episodes sampled so far. No files: the experiment keeps what it reports.
+ */
+export async function trainArm(agent: DualAgent, evalSet: ServiceTask[], o: Pick<DualExperimentOptions, 'steps' | 'evalEvery'>, rng: T.Rng) {
+  const curve: [number, number][] = []; // (episodes sampled, greedy target success)
+  const worldLoss: (number | null)[] = [], sampledSuccess: number[] = [];
+  await runLoop({
+    at: () => agent.step,
+    steps: o.steps,
+    step: async () => {
+      const s = await agent.trainStep(rng);
+      return { step: s.step, loss: s.policyLoss ?? 0, lr: agent.o.policyLr, seconds: s.seconds, stats: s };
+    },
+    tokensPerStep: 0,
+    onStep: (_, { stats: s }) => {
+      worldLoss.push(s.worldLoss);
+      sampledSuccess.push(s.success);
+    },
+    evalEvery: o.evalEvery,
+    evalAtStart: true,
+    evaluate: async () => {
+      const s = await agent.success(evalSet);
+      curve.push([agent.episodes, s]);
+      return { target_success: s };
+    },
+    sampleEvery: 0,
+    ckptEvery: 0,
+  });
+  return { curve, worldLoss, sampledSuccess };
 }
 
 /** The gate runs the warm model as is: a dual adapter at zero (B = 0) changes nothing. */

@@ -11,6 +11,7 @@
 //
 // Arms: GRPO; DAPO (all four changes); and one ablation row per DAPO change — DAPO with that
 // change switched off — so each change's contribution shows on its own.
+// Each arm runs on the run core's loop (runLoop, src/train/run.ts), ended by its budget (done).
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
@@ -21,7 +22,8 @@ import * as T from '../tensor/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { RL_DEFAULTS, algoOptions, heldOutSuccess, problemSource, type RLOptions } from './run.ts';
 import { getTask } from '../tasks/index.ts';
-import { RLPolicy, preparePolicy } from './train.ts';
+import { RLPolicy, type RLStepStats, preparePolicy } from './train.ts';
+import { runLoop } from '../train/run.ts';
 import { meanStd } from '../util/stats.ts';
 
 export interface RLExperimentOptions {
@@ -166,15 +168,37 @@ export async function runGrpoVsDapo(o: RLExperimentOptions, log: (s: string) => 
       const source = problemSource(task, tok, o.tool);
       const rng = new T.Rng(seed);
       const run: ArmRun = { arm: name, seed, curve: [], train: [], steps: 0, completions: 0, seconds: 0 };
-      const measure = async () => run.curve.push({ step: policy.step, completions: run.completions, success: await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken) });
-      await measure();
-      while (run.completions < o.budget) {
-        const s = await policy.trainStep(source, rng);
-        run.completions += s.completions;
-        run.train.push({ step: policy.step, success: s.success, zeroAdvantage: s.zeroAdvantage ?? NaN });
-        if (policy.step % o.evalEvery === 0 || run.completions >= o.budget) await measure();
-        log(`${name} seed ${seed}: step ${policy.step}, ${run.completions}/${o.budget} completions, sampled success ${(100 * s.success).toFixed(1)}%, zero-adv ${(100 * (s.zeroAdvantage ?? NaN)).toFixed(0)}%, kept ${s.keptGroups}/${s.keptGroups + s.droppedGroups} groups, held-out ${(100 * run.curve.at(-1)!.success).toFixed(1)}%`);
-      }
+      // the run core's loop (src/train/run.ts), until the arm has spent its budget of completions
+      let s: RLStepStats | null = null; // the step just taken
+      await runLoop({
+        at: () => policy.step,
+        steps: Infinity,
+        done: () => run.completions >= o.budget,
+        step: async () => {
+          const st = await policy.trainStep(source, rng);
+          return { step: st.step, loss: st.loss, lr: o.lr, seconds: st.seconds, stats: st };
+        },
+        tokensPerStep: 0,
+        onStep: (_, { stats }) => {
+          s = stats;
+          run.completions += stats.completions;
+          run.train.push({ step: stats.step, success: stats.success, zeroAdvantage: stats.zeroAdvantage ?? NaN });
+        },
+        evalEvery: o.evalEvery,
+        evalAtStart: true,
+        evaluate: async (step) => {
+          const success = await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken);
+          run.curve.push({ step, completions: run.completions, success });
+          return { held_out_success: success };
+        },
+        sampleEvery: 0,
+        ckptEvery: 0,
+        // after each step's evaluation: the line shows the newest held-out number
+        between: async () => {
+          const t = s!;
+          log(`${name} seed ${seed}: step ${policy.step}, ${run.completions}/${o.budget} completions, sampled success ${(100 * t.success).toFixed(1)}%, zero-adv ${(100 * (t.zeroAdvantage ?? NaN)).toFixed(0)}%, kept ${t.keptGroups}/${t.keptGroups + t.droppedGroups} groups, held-out ${(100 * run.curve.at(-1)!.success).toFixed(1)}%`);
+        },
+      });
       run.steps = policy.step;
       run.seconds = (performance.now() - t0) / 1000;
       runs.push(run);

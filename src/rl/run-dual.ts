@@ -10,14 +10,16 @@
 // (it must know the world's language: e.g. a warm start's checkpoint directory). Every flag of
 // `minichat rl` that this task reads is honoured; the CLI refuses the others when typed
 // (src/cli/rl.ts SERVICE_ENV_REFUSED). A diverged step (a non-finite loss or non-finite adapter
-// weights) stops the run with a message and keeps the last good checkpoint.
-import { appendFile, readFile, writeFile } from 'node:fs/promises';
+// weights) stops the run with a message and keeps the last good checkpoint. The loop is the
+// run core's (runLoop, src/train/run.ts), as for every stage.
+import { appendFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Backend } from '../backend/backend.ts';
 import { findCheckpoint, loadCheckpoint, saveCheckpoint, tokenizerFingerprint, type TrainState } from '../io/checkpoint.ts';
+import { keepMetricsUpTo } from '../io/dir-store.ts';
 import { adapterParams, parseLoraTargets } from '../model/lora.ts';
 import * as T from '../tensor/index.ts';
-import { DivergedError } from '../train/trainer.ts';
+import { StageDiverged, runLoop } from '../train/run.ts';
 import { UserError } from '../util/errors.ts';
 import { DUAL_DEFAULTS, DUAL_MODES, DualAgent, attachDualLora, fixedTasks, type DualMode } from './dual.ts';
 import { SERVICE_DEFAULTS, createServiceWorld, targetPairs } from './envs/service.ts';
@@ -94,59 +96,61 @@ export async function runServiceRL(o: ServiceRLOptions, algo: AlgoOptions, hooks
     }
     agent.restore((loaded.state.loader as { dual: ReturnType<DualAgent['progress']> }).dual);
     rng.setState(loaded.state.rng);
-    // steps after the checkpoint are run again: keep each step's metrics once
-    const lines = await readFile(metricsPath, 'utf8').then((t) => t.split('\n').filter(Boolean), () => []);
-    await writeFile(metricsPath, lines.filter((l) => (JSON.parse(l).step ?? 0) <= agent.step).map((l) => l + '\n').join(''));
+    await keepMetricsUpTo(metricsPath, agent.step); // steps after the checkpoint are run again
     log(`resumed from ${resumeFrom} at step ${agent.step} (${agent.episodes} episodes)`);
   }
   log(`service world (seed ${spec.worldSeed}, space ${spec.space}: ${world.fields.length} fields, ${world.k} per requirement; ${targetPairs(world).length} target pairs), mode ${mode}: dual LoRA rank ${spec.loraRank} = policy ${spec.policyRank} + world ${spec.loraRank - spec.policyRank}, lr ${spec.lr} / ${spec.worldLr}; ${spec.promptsPerStep} tasks x ${spec.groupSize} episodes per step`);
   await writeFile(join(o.out, 'options.json'), JSON.stringify({ ...o, ...spec, backend: o.backend.name, stage: 'rl' }, null, 2) + '\n');
-  const metric = (m: Record<string, unknown>) => appendFile(metricsPath, JSON.stringify(m) + '\n');
-
   const evalSet = fixedTasks(world, targetPairs(world), Math.max(1, Math.ceil(o.evalProblems / targetPairs(world).length))).slice(0, o.evalProblems);
-  const evaluate = async () => {
-    const s = await agent.success(evalSet);
-    log(`step ${agent.step}: greedy first-call success on the targets ${(100 * s).toFixed(1)}% (${evalSet.length} tasks)`);
-    await metric({ step: agent.step, target_success: s });
-    return s;
-  };
-  let savedStep: number | null = resumeFrom ? agent.step : null;
-  const save = async () => {
-    await saveCheckpoint(ckptDir, {
-      model, tokenizer: tok, optimizerState: agent.optimizerState(),
-      state: {
-        step: agent.step, rng: rng.getState(), loader: { dual: agent.progress() }, tokenizerFingerprint: tokenizerFingerprint(tok),
-        dataFingerprint: `service-env|${spec.worldSeed}|${spec.space}|${spec.companies}|${spec.targets}`, metrics: {}, spec,
-      } satisfies TrainState,
-    });
-    savedStep = agent.step;
-  };
-  const diverged = (step: number, what: string) =>
-    new UserError(`RL diverged at step ${step}: ${what}. ${savedStep !== null ? `The last good checkpoint (step ${savedStep}) is kept in ${ckptDir}; ` : 'No checkpoint was written yet; '}try a lower --lr / --world-lr (now ${spec.lr} / ${spec.worldLr}).`);
-
-  const initialSuccess = agent.step === 0 ? await evaluate() : NaN;
-  let finalSuccess = initialSuccess;
+  const resumedAt = resumeFrom ? agent.step : null; // the last good checkpoint until this run saves one
+  const fresh = agent.step === 0; // evaluated before its first step
   const history: RLStepStats[] = [];
   const fmt = (x: number | null) => (x === null ? '-' : x.toFixed(4));
   const episodesAtStart = agent.episodes;
-  while (agent.step < o.steps) {
-    const at = agent.step + 1;
-    let s;
-    try {
-      s = await agent.trainStep(rng);
-    } catch (e) {
-      if (e instanceof DivergedError) throw diverged(at, `the loss is ${e.loss}`);
-      throw e;
-    }
-    const bad = adapterParams(model).find((p) => p.param.dataSync().some((x) => !Number.isFinite(x)));
-    if (bad) throw diverged(at, `the adapter weight ${bad.name} is not finite`);
-    log(`step ${s.step}/${o.steps}  episodes ${s.episodes}  success ${(100 * s.success).toFixed(1)}%  policy loss ${fmt(s.policyLoss)}  world loss ${fmt(s.worldLoss)}  groups ${s.keptGroups} kept/${s.droppedGroups} dropped  ${s.seconds.toFixed(1)}s`);
-    await metric({ ...s });
-    history.push({ step: s.step, reward: s.success, success: s.success, responseLength: 0, entropy: 0, clipFraction: 0, kl: 0, keptGroups: s.keptGroups, droppedGroups: s.droppedGroups, genRounds: 1, completions: s.episodes, loss: s.policyLoss ?? 0, seconds: s.seconds });
-    const last = agent.step === o.steps;
-    if ((o.evalEvery > 0 && agent.step % o.evalEvery === 0) || last) finalSuccess = await evaluate();
-    if (agent.step % o.ckptEvery === 0 || last) await save();
-  }
+  let finalSuccess = NaN;
+
+  // the stage over the run core's loop (src/train/run.ts): a step is the agent's (episodes,
+  // then each arm's losses on their own trainers), checked for finite adapter weights
+  const loop = await runLoop({
+    at: () => agent.step,
+    steps: o.steps,
+    step: async () => {
+      const s = await agent.trainStep(rng);
+      const bad = adapterParams(model).find((p) => p.param.dataSync().some((x) => !Number.isFinite(x)));
+      if (bad) throw new StageDiverged(`the adapter weight ${bad.name} is not finite`);
+      return { step: s.step, loss: s.policyLoss ?? 0, lr: spec.lr, seconds: s.seconds, stats: s };
+    },
+    tokensPerStep: 0, // (episodes differ in length; the progress line reports seconds per step)
+    onStep: (_, { stats: s }) => {
+      log(`step ${s.step}/${o.steps}  episodes ${s.episodes}  success ${(100 * s.success).toFixed(1)}%  policy loss ${fmt(s.policyLoss)}  world loss ${fmt(s.worldLoss)}  groups ${s.keptGroups} kept/${s.droppedGroups} dropped  ${s.seconds.toFixed(1)}s`);
+      history.push({ step: s.step, reward: s.success, success: s.success, responseLength: 0, entropy: 0, clipFraction: 0, kl: 0, keptGroups: s.keptGroups, droppedGroups: s.droppedGroups, genRounds: 1, completions: s.episodes, loss: s.policyLoss ?? 0, seconds: s.seconds });
+    },
+    metrics: (m) => appendFile(metricsPath, JSON.stringify(m) + '\n'),
+    record: ({ stats: s }) => ({ ...s }),
+    evalEvery: o.evalEvery,
+    evalAtStart: true,
+    evaluate: async (step) => {
+      const s = (finalSuccess = await agent.success(evalSet));
+      log(`step ${step}: greedy first-call success on the targets ${(100 * s).toFixed(1)}% (${evalSet.length} tasks)`);
+      return { target_success: s };
+    },
+    sampleEvery: 0,
+    ckptEvery: o.ckptEvery,
+    save: () =>
+      saveCheckpoint(ckptDir, {
+        model, tokenizer: tok, optimizerState: agent.optimizerState(),
+        state: {
+          step: agent.step, rng: rng.getState(), loader: { dual: agent.progress() }, tokenizerFingerprint: tokenizerFingerprint(tok),
+          dataFingerprint: `service-env|${spec.worldSeed}|${spec.space}|${spec.companies}|${spec.targets}`, metrics: {}, spec,
+        } satisfies TrainState,
+      }),
+    diverged: (e, saved, step) =>
+      new UserError(
+        `RL diverged at step ${step}: ${e instanceof StageDiverged ? e.what : `the loss is ${e.loss}`}. ` +
+          `${saved !== null || resumedAt !== null ? `The last good checkpoint (step ${saved ?? resumedAt}) is kept in ${ckptDir}; ` : 'No checkpoint was written yet; '}try a lower --lr / --world-lr (now ${spec.lr} / ${spec.worldLr}).`,
+      ),
+  });
+  const initialSuccess = fresh ? loop.evals[0].target_success : NaN;
   const completions = agent.episodes - episodesAtStart; // sampled by this invocation
   const trainable = model.trainableParams().reduce((s, p) => s + p.param.size, 0);
   const result: ServiceRLResult = { steps: agent.step, initialSuccess, finalSuccess, completions, trainable, seconds: (performance.now() - t0) / 1000, run_dir: o.out, history };

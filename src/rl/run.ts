@@ -1,5 +1,7 @@
 // The RL stage as a run: options, checkpoints, metrics, evaluation — around RLPolicy
-// (train.ts), which holds the algorithm.
+// (train.ts), which holds the algorithm. The loop is the run core's (runLoop, src/train/run.ts):
+// this file gives it the step (a batch of rollouts, then mu optimizer steps), the held-out
+// evaluation, the checkpoint and the words for a divergence.
 //
 //   minichat rl --init runs/speedrun/sft --task arithmetic --algo dapo --steps 30 --out runs/rl
 //
@@ -24,6 +26,7 @@ import { chatStops, chatSuppress, renderForCompletion } from '../tokenizer/chat.
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { defaultToolRegistry, toolHook } from '../tools/hook.ts';
 import { NotFiniteError, UserError } from '../util/errors.ts';
+import { StageDiverged, runLoop } from '../train/run.ts';
 import { DivergedError } from '../train/trainer.ts';
 import { runServiceRL } from './run-dual.ts';
 import { getTask, type RLTask } from '../tasks/index.ts';
@@ -139,13 +142,13 @@ export async function heldOutSuccess(policy: RLPolicy, source: RLProblemSource, 
   return r.passAt1;
 }
 
-/** Throws NotFiniteError unless the policy's logits on one held-out prompt are finite: a
- *  checkpoint of a diverged model would be no good to resume from. */
+/** Throws StageDiverged (the run core's: the run stops) unless the policy's logits on one
+ *  held-out prompt are finite: a checkpoint of a diverged model would be no good to resume from. */
 async function checkFiniteLogits(policy: RLPolicy, source: RLProblemSource): Promise<void> {
   const ids = source.sample(1, 'test', new T.Rng(0))[0].ids;
   const logits = await T.noGrad(() => T.tidy(async () => policy.model.forward(T.tensor(ids, [1, ids.length], { dtype: 'int32', backend: policy.model.backend })).data()));
   const bad = Array.from(logits).find((x) => !Number.isFinite(x));
-  if (bad !== undefined) throw new NotFiniteError(`the model's logits are not finite (${bad}): its weights have diverged`);
+  if (bad !== undefined) throw new StageDiverged(`the model's logits are not finite (${bad}): its weights have diverged`);
 }
 
 export interface RLResult {
@@ -205,62 +208,65 @@ export async function runRL(o: RLOptions, hooks: { log(line: string): void; prog
 
   const optionsRecord = { ...o, backend: o.backend.name, stage: 'rl', algoResolved: algo };
   await writeFile(join(o.out, 'options.json'), JSON.stringify(optionsRecord, null, 2) + '\n');
-  const metric = (m: Record<string, unknown>) => appendFile(join(o.out, 'metrics.jsonl'), JSON.stringify(m) + '\n');
-  const evaluate = async () => {
-    const s = await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken);
-    log(`step ${policy.step}: held-out pass@1 ${(100 * s).toFixed(1)}% (${o.evalProblems} problems)`);
-    await metric({ step: policy.step, held_out_success: s });
-    return s;
-  };
-  let savedStep: number | null = resumeFrom ? policy.step : null; // the last good checkpoint
-  const save = async (last: RLStepStats | null) => {
-    await checkFiniteLogits(policy, source);
-    await saveCheckpoint(ckptDir, {
-      model, optimizerState: groupsStateDict(policy.trainer.groups), tokenizer: tok,
-      state: {
-        step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step, trainerStep: policy.trainer.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
-        dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, spec: optionsRecord,
-      } satisfies TrainState,
-    });
-    savedStep = policy.step;
-  };
-  const diverged = (step: number, what: string) =>
-    new UserError(
-      `RL diverged at step ${step}: ${what}. ` +
-        (savedStep !== null ? `The last good checkpoint (step ${savedStep}) is kept in ${ckptDir}; ` : 'No checkpoint was written yet; ') +
-        `try a lower --lr (now ${o.lr}).`,
-    );
-
-  const initialSuccess = policy.step === 0 ? await evaluate() : NaN;
+  const resumedAt = resumeFrom ? policy.step : null; // the last good checkpoint until this run saves one
+  const fresh = policy.step === 0; // evaluated before its first step
   const history: RLResult['history'] = [];
-  let completions = 0, finalSuccess = initialSuccess;
-  while (policy.step < o.steps) {
-    const at = policy.step + 1;
-    let s: RLStepStats;
-    try {
-      s = await policy.trainStep(source, rng);
-      if (!Number.isFinite(s.loss)) throw new DivergedError(at, s.loss);
-    } catch (e) {
-      if (e instanceof DivergedError) throw diverged(at, `the loss is ${e.loss}`);
-      if (e instanceof NotFiniteError) throw diverged(at, e.message);
-      throw e;
-    }
-    completions += s.completions;
-    const rec: RLStepStats & { heldOut?: number } = { ...s };
-    hooks.progress?.({ ...s, steps: o.steps });
-    const last = policy.step === o.steps;
-    if ((o.evalEvery > 0 && policy.step % o.evalEvery === 0) || last) rec.heldOut = finalSuccess = await evaluate();
-    history.push(rec);
-    await metric({ ...s });
-    if (policy.step % o.ckptEvery === 0 || last) {
+  let completions = 0, finalSuccess = NaN;
+
+  // the stage over the run core's loop (src/train/run.ts): a step is a batch of rollouts and
+  // mu optimizer steps; the held-out evaluation is written before the step's own metrics line
+  const loop = await runLoop({
+    at: () => policy.step,
+    steps: o.steps,
+    step: async () => {
+      let s: RLStepStats;
       try {
-        await save(s);
+        s = await policy.trainStep(source, rng);
       } catch (e) {
-        if (e instanceof NotFiniteError) throw diverged(policy.step, e.message);
+        if (e instanceof NotFiniteError) throw new StageDiverged(e.message); // the rollouts' logits
         throw e;
       }
-    }
-  }
+      if (!Number.isFinite(s.loss)) throw new DivergedError(s.step, s.loss);
+      return { step: s.step, loss: s.loss, lr: o.lr, seconds: s.seconds, stats: s };
+    },
+    tokensPerStep: 0, // (rollouts differ in length; RL reports seconds per step instead)
+    onStep: (_, { stats: s }) => {
+      completions += s.completions;
+      history.push({ ...s });
+      hooks.progress?.({ ...s, steps: o.steps });
+    },
+    metrics: (m) => appendFile(join(o.out, 'metrics.jsonl'), JSON.stringify(m) + '\n'),
+    record: ({ stats: s }) => ({ ...s }),
+    evalEvery: o.evalEvery,
+    evalAtStart: true,
+    evalBeforeRecord: true,
+    evaluate: async (step) => {
+      const s = (finalSuccess = await heldOutSuccess(policy, source, o.evalProblems, o.maxTokens, afterToken));
+      log(`step ${step}: held-out pass@1 ${(100 * s).toFixed(1)}% (${o.evalProblems} problems)`);
+      if (history.at(-1)?.step === step) history.at(-1)!.heldOut = s;
+      return { held_out_success: s };
+    },
+    sampleEvery: 0,
+    ckptEvery: o.ckptEvery,
+    save: async () => {
+      await checkFiniteLogits(policy, source);
+      const last = history.at(-1);
+      await saveCheckpoint(ckptDir, {
+        model, optimizerState: groupsStateDict(policy.trainer.groups), tokenizer: tok,
+        state: {
+          step: policy.step, rng: rng.getState(), loader: { rng: rng.getState(), batches: policy.step, trainerStep: policy.trainer.step }, tokenizerFingerprint: tokenizerFingerprint(tok),
+          dataFingerprint: `${o.task}|${o.digits}|${o.ops}|${o.taskData ?? ''}`, metrics: last ? { success: last.success, reward: last.reward } : {}, spec: optionsRecord,
+        } satisfies TrainState,
+      });
+    },
+    diverged: (e, saved, step) =>
+      new UserError(
+        `RL diverged at step ${step}: ${e instanceof StageDiverged ? e.what : `the loss is ${e.loss}`}. ` +
+          (saved !== null || resumedAt !== null ? `The last good checkpoint (step ${saved ?? resumedAt}) is kept in ${ckptDir}; ` : 'No checkpoint was written yet; ') +
+          `try a lower --lr (now ${o.lr}).`,
+      ),
+  });
+  const initialSuccess = fresh ? loop.evals[0].held_out_success : NaN;
   const result: RLResult = { steps: policy.step, initialSuccess, finalSuccess, completions, trainable, seconds: (performance.now() - t0) / 1000, run_dir: o.out, history };
   await writeFile(join(o.out, 'summary.json'), JSON.stringify({ stage: 'rl', seconds: result.seconds, metrics: { steps: result.steps, held_out_before: initialSuccess, held_out_after: finalSuccess, completions } }, null, 2) + '\n');
   model.dispose();

@@ -37,7 +37,7 @@ import { UserError } from '../util/errors.ts';
 import { replyParts } from '../eval/suite.ts';
 import { replyText } from '../eval/tasks.ts';
 import { groupAdvantages } from './advantages.ts';
-import { DAPO_LOSS, POLICY_LOSS_DEFAULTS, overlongPenalty, policyLoss } from './losses.ts';
+import { DAPO_LOSS, POLICY_LOSS_DEFAULTS, type PolicyLossStats, overlongPenalty, policyLoss } from './losses.ts';
 import { packBatch, rollout, type Group, type RLBatch, type RolloutPrompt } from './rollout.ts';
 import { fillBatch, hasSignal } from './sampling.ts';
 
@@ -195,16 +195,9 @@ export class RLPolicy {
     return stats;
   }
 
-  /** The policy loss of one packed batch (losses.ts), with its host statistics kept for logging. */
+  /** The policy loss of one packed batch (policyLossOf), with its host statistics kept for logging. */
   private async lossOf(model: GPT, b: RLBatch): Promise<T.Tensor> {
-    const a = this.o.algo;
-    const logp = tokenLogprobs(model, b.ids, b.N, b.L, { only: b.mask }); // (N, L-1), 0 off the sampled tokens
-    // the loss's statistics are computed on the host: a GPU backend needs an explicit read
-    const logpHost = model.backend.readSync ? undefined : await logp.data();
-    const r = policyLoss(
-      { logp, oldLogp: b.oldLogp, advantages: b.advantages, mask: b.mask, refLogp: this.refLogp ?? undefined, logpHost },
-      { epsLow: a.epsLow, epsHigh: a.epsHigh, aggregation: a.tokenLevelLoss ? 'token-mean' : 'sequence-mean', beta: a.beta },
-    );
+    const r = await policyLossOf(model, b, this.o.algo, this.refLogp ?? undefined);
     this.lastStats = { clipFraction: r.stats.clipFraction, kl: r.stats.approxKL };
     return r.loss;
   }
@@ -220,6 +213,24 @@ export class RLPolicy {
       this.model.adapter = adapter;
     }
   }
+}
+
+/**
+ * The loss step every policy-gradient learner shares (RLPolicy here, DualAgent's policy group in
+ * dual.ts): the model's log-probabilities of the batch's sampled tokens, then the clipped
+ * policy-gradient loss of losses.ts with the algorithm's clip range, aggregation and KL weight
+ * (`refLogp`: log π_ref of the same tokens, needed when algo.beta > 0).
+ */
+export async function policyLossOf(
+  model: GPT, b: RLBatch, algo: Pick<AlgoOptions, 'epsLow' | 'epsHigh' | 'tokenLevelLoss' | 'beta'>, refLogp?: Float32Array,
+): Promise<{ loss: T.Tensor; stats: PolicyLossStats }> {
+  const logp = tokenLogprobs(model, b.ids, b.N, b.L, { only: b.mask }); // (N, L-1), 0 off the sampled tokens
+  // the loss's statistics are computed on the host: a GPU backend needs an explicit read
+  const logpHost = model.backend.readSync ? undefined : await logp.data();
+  return policyLoss(
+    { logp, oldLogp: b.oldLogp, advantages: b.advantages, mask: b.mask, refLogp, logpHost },
+    { epsLow: algo.epsLow, epsHigh: algo.epsHigh, aggregation: algo.tokenLevelLoss ? 'token-mean' : 'sequence-mean', beta: algo.beta },
+  );
 }
 
 /** Make `model` an RL policy: a fresh LoRA adapter (rank > 0) or the full model (rank 0). */

@@ -31,6 +31,7 @@ import { buildParamGroups } from '../optim/index.ts';
 import * as T from '../tensor/index.ts';
 import { trainTokenizer, type Tokenizer } from '../tokenizer/index.ts';
 import { SPECIALS, renderConversation } from '../tokenizer/chat.ts';
+import { runLoop } from '../train/run.ts';
 import { Trainer, languageModelLoss } from '../train/trainer.ts';
 import { episodeMessages, renderEpisode, bareCall } from './envs/render.ts';
 import {
@@ -179,12 +180,14 @@ export async function buildWarmStart(world: ServiceWorld, o: WarmStartOptions, b
     const next = () => documentBatch(tok, Array.from({ length: o.batchSize }, () => worldDocument(world, pick(mix, rng), rng)), agentOnly);
     const sched = { lr, warmupSteps: Math.min(20, steps), totalSteps: Math.max(1, steps), warmdownFraction: 0.3, finalFraction: 0.1 };
     const trainer = new Trainer(model, buildParamGroups(model.trainableParams(), { kind: 'adamw', lr, weightDecay: 0, schedule: sched }), { next }, { gradAccum: 1, gradClip: 1 });
-    const losses: number[] = [];
-    for (let i = 0; i < steps; i++) {
-      losses.push((await trainer.trainStep(languageModelLoss)).loss);
-      if ((i + 1) % 25 === 0 || i + 1 === steps) log(`warm start ${name} ${i + 1}/${steps}: loss ${losses.at(-1)!.toFixed(4)} (${((performance.now() - t0) / 1000).toFixed(0)}s)`);
-    }
-    return losses;
+    // the run core's loop (src/train/run.ts), with nothing to evaluate or save: the cache keeps the result
+    const r = await runLoop({
+      trainer, lossFn: languageModelLoss, steps, tokensPerStep: 0, evalEvery: 0, sampleEvery: 0, ckptEvery: 0,
+      onStep: (s) => {
+        if (s.step % 25 === 0 || s.step === steps) log(`warm start ${name} ${s.step}/${steps}: loss ${s.loss.toFixed(4)} (${((performance.now() - t0) / 1000).toFixed(0)}s)`);
+      },
+    });
+    return r.losses;
   };
   const pretrainLosses = await stage('pretrain', o.pretrainSteps, o.pretrainLr, PRETRAIN_MIX, false);
   const sftLosses = await stage('sft', o.sftSteps, o.sftLr, SFT_MIX, true);

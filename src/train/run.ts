@@ -21,6 +21,10 @@
 // and all three at the end. A non-finite loss stops the run and reports the last good
 // checkpoint, which stays as it was. `shouldStop()` is asked between steps (the page's pause):
 // the loop then saves and returns with `stopped` set; calling it again continues.
+// A stage whose step is more than one trainer.trainStep brings its own `step()` and its own
+// step count `at()` (RL: a batch of rollouts, then mu optimizer steps, src/rl/run.ts; the
+// dual-LoRA modes: a policy and a world-model trainer, src/rl/run-dual.ts), its own metrics
+// line (`record`), and may stop on its own findings (StageDiverged) as on a non-finite loss.
 //
 // Why resume is exact: everything random is owned by the run and saved — the init generator,
 // the loader's generator (its position), the optimizer state, the step (hence the LR); samples
@@ -43,7 +47,7 @@ import { trainTokenizer } from '../tokenizer/train.ts';
 import { UserError } from '../util/errors.ts';
 import { type RunSpec, due, flagName, gradAccumOf } from './spec.ts';
 import type { RunStore } from './store.ts';
-import { DivergedError, type LossFn, Trainer, languageModelLoss } from './trainer.ts';
+import { DivergedError, type LossFn, type StepResult, Trainer, languageModelLoss } from './trainer.ts';
 
 // ---------------------------------------------------------------------------------------
 // setup
@@ -282,10 +286,38 @@ export interface StepInfo {
   etaSeconds: number;
 }
 
-export interface LoopOptions<B> {
-  trainer: Trainer<B>;
-  lossFn: LossFn<B>;
-  steps: number; // run until trainer.step reaches this
+/** What one step of the loop reports: the Trainer's StepResult, or a stage's own step (RL). */
+export interface LoopStep {
+  step: number; // the stage's steps completed, this one included
+  loss: number;
+  lr: number;
+  seconds: number; // time spent in the step (tokens/s and the ETA are computed from it)
+}
+
+/**
+ * A stage's own finding that its numbers stopped being finite, other than the loss (RL: the
+ * logits of the policy; the dual-LoRA modes: the adapter's weights after a step). Thrown from
+ * `step()` or `save()`, it stops the run through `diverged` as a non-finite loss does.
+ */
+export class StageDiverged extends Error {
+  constructor(readonly what: string) {
+    super(what);
+    this.name = 'StageDiverged';
+  }
+}
+
+export interface LoopOptions<B, S extends LoopStep = StepResult> {
+  trainer?: Trainer<B>; // with lossFn: the step (unless `step` is given)
+  lossFn?: LossFn<B>;
+  /** One step of a stage that is more than trainer.trainStep(lossFn) (RL: rollouts, then mu
+   *  optimizer steps). Throws DivergedError or StageDiverged to stop the run. */
+  step?: () => Promise<S>;
+  /** The stage's step count, read before each step (default: trainer.step). */
+  at?: () => number;
+  steps: number; // run until at() reaches this
+  /** Asked before each step: true ends the run (the step before it counts as the last: it was
+   *  evaluated, sampled and saved). The grpo-vs-dapo experiment's budget of completions. */
+  done?: () => boolean;
   tokensPerStep: number; // for tokens/s
   evalEvery: number; // 0 = only at the end
   evaluate?: (step: number) => Promise<Record<string, number>>;
@@ -294,15 +326,22 @@ export interface LoopOptions<B> {
   ckptEvery: number; // 0 = only at the end (and when stopped)
   save?: (step: number) => Promise<void>;
   metrics?: (rec: Record<string, unknown>) => Promise<void>; // store.appendMetrics
-  onStep?: (s: StepInfo) => void;
+  /** A step's metrics record (default: step, loss, lr, tokens_per_second, seconds since the start). */
+  record?: (result: S, info: StepInfo) => Record<string, unknown>;
+  /** Evaluate once before the first step when the run starts at step 0 (RL's "before" number). */
+  evalAtStart?: boolean;
+  /** Write a step's evaluation record before its step record (RL's metrics.jsonl order). */
+  evalBeforeRecord?: boolean;
+  onStep?: (s: StepInfo, result: S) => void;
   /** Asked between steps; true stops the loop after saving (the page's pause). */
   shouldStop?: () => boolean;
   /** Wraps each model operation (the page runs them one at a time with its prompts). */
   exclusive?: <R>(fn: () => Promise<R>) => Promise<R>;
   /** Awaited between steps (the page lets queued messages in). */
   between?: () => Promise<void>;
-  /** The error to throw when the loss stops being finite, given the last saved step. */
-  diverged?: (e: DivergedError, lastSavedStep: number | null) => Error;
+  /** The error to throw when the loss (or a stage's own check) stops being finite, given the
+   *  last step this call saved and the step it happened at. */
+  diverged?: (e: DivergedError | StageDiverged, lastSavedStep: number | null, step: number) => Error;
 }
 
 export interface LoopResult {
@@ -315,43 +354,58 @@ export interface LoopResult {
   tokensPerSecond: number;
 }
 
-export async function runLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
+export async function runLoop<B, S extends LoopStep = StepResult>(o: LoopOptions<B, S>): Promise<LoopResult> {
   const t0 = performance.now();
   const ex = o.exclusive ?? (<R>(fn: () => Promise<R>) => fn());
-  const r: LoopResult = { step: o.trainer.step, stopped: false, losses: [], evals: [], samples: [], trainSeconds: 0, tokensPerSecond: 0 };
+  if (!o.step && !(o.trainer && o.lossFn)) throw new Error('internal: runLoop needs a trainer and a loss, or a step()');
+  const at = o.at ?? (() => o.trainer!.step);
+  // (without `step`, S is the Trainer's StepResult: the default of the type parameter)
+  const stepOnce = o.step ?? (() => o.trainer!.trainStep(o.lossFn!) as unknown as Promise<S>);
+  const r: LoopResult = { step: at(), stopped: false, losses: [], evals: [], samples: [], trainSeconds: 0, tokensPerSecond: 0 };
   let savedStep: number | null = null; // the newest checkpoint this call wrote
-  let lastSaved = o.trainer.step; // nothing to save when stopped right away
+  let lastSaved = at(); // nothing to save when stopped right away
+  /** A divergence as the stage words it (or as it is, when the stage has no words for it). */
+  const stop = (e: unknown, step: number) => ((e instanceof DivergedError || e instanceof StageDiverged) && o.diverged ? o.diverged(e, savedStep, step) : e);
   const save = async (step: number) => {
     if (!o.save) return;
-    await ex(() => o.save!(step));
+    try {
+      await ex(() => o.save!(step));
+    } catch (e) {
+      throw stop(e, step);
+    }
     savedStep = lastSaved = step;
   };
+  const evaluate = async (step: number) => {
+    const ev = await ex(() => o.evaluate!(step));
+    r.evals.push(ev);
+    await o.metrics?.({ step, ...ev });
+  };
+  if (o.evalAtStart && o.evaluate && at() === 0) await evaluate(0);
   let trained = 0;
-  while (o.trainer.step < o.steps) {
+  while (at() < o.steps && !o.done?.()) {
     if (o.shouldStop?.()) {
       r.stopped = true;
       break;
     }
-    let res;
+    const next = at() + 1;
+    let res: S;
     try {
-      res = await ex(() => o.trainer.trainStep(o.lossFn));
+      res = await ex(stepOnce);
     } catch (e) {
-      if (e instanceof DivergedError && o.diverged) throw o.diverged(e, savedStep);
-      throw e;
+      throw stop(e, next);
     }
     const step = (r.step = res.step);
     r.losses.push(res.loss);
     r.trainSeconds += res.seconds;
     trained++;
     const tps = (trained * o.tokensPerStep) / r.trainSeconds;
-    o.onStep?.({ step, steps: o.steps, loss: res.loss, lr: res.lr, tokensPerSecond: tps, etaSeconds: ((o.steps - step) * r.trainSeconds) / trained });
-    await o.metrics?.({ step, loss: res.loss, lr: res.lr, tokens_per_second: Math.round(tps), seconds: (performance.now() - t0) / 1000 });
-    const last = step === o.steps;
-    if (o.evaluate && (due(o.evalEvery, step) || last)) {
-      const ev = await ex(() => o.evaluate!(step));
-      r.evals.push(ev);
-      await o.metrics?.({ step, ...ev });
-    }
+    const info: StepInfo = { step, steps: o.steps, loss: res.loss, lr: res.lr, tokensPerSecond: tps, etaSeconds: ((o.steps - step) * r.trainSeconds) / trained };
+    o.onStep?.(info, res);
+    const record = o.record?.(res, info) ?? { step, loss: res.loss, lr: res.lr, tokens_per_second: Math.round(tps), seconds: (performance.now() - t0) / 1000 };
+    if (!o.evalBeforeRecord) await o.metrics?.(record);
+    const last = step === o.steps || !!o.done?.();
+    if (o.evaluate && (due(o.evalEvery, step) || last)) await evaluate(step);
+    if (o.evalBeforeRecord) await o.metrics?.(record);
     if (o.sample && (due(o.sampleEvery, step) || last)) {
       const text = await ex(() => o.sample!(step));
       r.samples.push(text);
@@ -360,7 +414,7 @@ export async function runLoop<B>(o: LoopOptions<B>): Promise<LoopResult> {
     if (due(o.ckptEvery, step) || last) await save(step);
     await o.between?.();
   }
-  if (r.stopped && lastSaved !== o.trainer.step) await save(o.trainer.step);
+  if (r.stopped && lastSaved !== at()) await save(at());
   r.tokensPerSecond = trained ? (trained * o.tokensPerStep) / r.trainSeconds : 0;
   return r;
 }
