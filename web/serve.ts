@@ -24,7 +24,7 @@ export const BASE_ARGS = ['--no-sandbox', '--disable-background-networking', '--
 export const WEBGPU_ARGS = ['--enable-unsafe-webgpu'];
 
 const MIME: Record<string, string> = {
-  '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.png': 'image/png', '.svg': 'image/svg+xml',
+  '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.css': 'text/css', '.wasm': 'application/wasm', '.png': 'image/png', '.svg': 'image/svg+xml',
 };
 
 /** `vite build web` through Vite's JS API (web/vite.config.ts is picked up from the root). */
@@ -33,8 +33,10 @@ export async function buildSite(): Promise<void> {
   await build({ root: WEB_ROOT, logLevel: 'warn' });
 }
 
-/** Serve `dir` on 127.0.0.1 at a free port; resolves with the server and its base URL. */
-export function serveStatic(dir = DIST): Promise<{ server: Server; url: string }> {
+/** Serve `dir` on 127.0.0.1 at a free port; resolves with the server and its base URL.
+ *  `isolate: false` leaves out COOP/COEP (a static host that does not send them: the page
+ *  then runs without shared memory, so without the wasm backend and its threads). */
+export function serveStatic(dir = DIST, { isolate = true } = {}): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const file = normalize(join(dir, path === '/' ? 'index.html' : path));
@@ -43,10 +45,8 @@ export function serveStatic(dir = DIST): Promise<{ server: Server; url: string }
       return;
     }
     // COOP/COEP: cross-origin isolation, so the page may use shared WebAssembly memory (the wasm backend)
-    res.writeHead(200, {
-      'content-type': MIME[extname(file)] ?? 'application/octet-stream',
-      'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp',
-    });
+    const isolation = isolate ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
+    res.writeHead(200, { 'content-type': MIME[extname(file)] ?? 'application/octet-stream', ...isolation });
     res.end(readFileSync(file));
   });
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` })));

@@ -1,6 +1,6 @@
 // wasm-worker.mjs: one helper thread of the WebAssembly kernels (src/backend/wasm.ts
 // `threads: N`, and the copying matmul of wasm-matmul.ts `initWasmMatmul({ threads: N })`;
-// Node worker_threads). It instantiates the same matmul kernel (matmul-shared.wasm) over the
+// Node worker_threads, or Web Workers in the page: see below). It instantiates the same matmul kernel (matmul-shared.wasm) over the
 // SAME shared memory as the main thread, so it computes its band of rows in place. It gets the
 // very bytes the main thread compiled (matmul-shared.wasm or matmul-relaxed-shared.wasm, see
 // src/backend/wasm-simd.ts), so every thread runs the same build and a split matmul stays
@@ -9,11 +9,16 @@
 // The protocol is in src/backend/wasm-threads.ts (read its header): GO and DONE are sequence
 // numbers in the shared control block; we sleep while GO still equals the last job we served,
 // run the kernel, store DONE = that job and notify. A wake-up carries no meaning by itself:
-// after every wait we re-read GO. If this thread dies, its 'exit' hook marks the block DEAD
+// after every wait we re-read GO. If this thread dies, its 'exit' hook (in a browser: its 'error' listener) marks the block DEAD
 // and leaves the error message there, so the main thread (possibly blocked, unable to receive
 // events) reports one clear error instead of waiting forever.
 // Plain JavaScript (not TypeScript) so that it runs in a worker without any loader.
-import { parentPort, workerData } from 'node:worker_threads';
+//
+// Two hosts, one loop. Node: a worker_thread, its data in workerData, 'ready' posted to
+// parentPort. A browser (the page's wasm backend, src/backend/wasm-threads.ts startWebWorker):
+// a module Web Worker started by the training worker, its data the first message it receives,
+// 'ready' posted back with postMessage. Nothing is imported statically, so the browser never
+// sees node:worker_threads (the name is in a variable: bundlers leave it alone).
 
 // Slots of `control`; the same numbers are in src/backend/wasm-threads.ts.
 const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 29, FAILED = 30, ALIVE = 1, DEAD = 2;
@@ -24,7 +29,14 @@ const SLOTS = 32;
 // wasm backend handed over opsBytes (the copying matmul of wasm-matmul.ts does not).
 const K_MATMUL = 0, K_EXIT = 1, K_ATT_FWD = 2, K_ATT_BWD = 3;
 
-const { matmulBytes, opsBytes, memory, control } = workerData;
+const node = typeof process !== 'undefined' && !!process.versions?.node;
+const wtName = 'node:worker_threads';
+const wt = node ? await import(/* @vite-ignore */ wtName) : null;
+/** Our data: Node's workerData, or the browser's first message. */
+const { matmulBytes, opsBytes, memory, control } = node
+  ? wt.workerData
+  : await new Promise((resolve) => self.addEventListener('message', (e) => resolve(e.data), { once: true }));
+const ready = () => (node ? wt.parentPort.postMessage('ready') : self.postMessage('ready')); // startHelper waits for this
 const ctl = new Int32Array(control, 0, SLOTS);
 const message = new Uint8Array(control, SLOTS * 4);
 let lastError = 'the thread exited';
@@ -33,15 +45,24 @@ function say(text) {
   message.fill(0);
   message.set(bytes);
 }
-process.on('exit', (code) => {
-  say(`${lastError} (code ${code})`);
+/** Mark this helper gone for good, with the reason, and wake the main thread to read it. */
+function die(text) {
+  say(text);
   Atomics.store(ctl, STATE, DEAD);
   Atomics.notify(ctl, DONE);
-});
-process.on('uncaughtException', (e) => {
-  lastError = String(e?.message ?? e);
-  process.exit(1);
-});
+}
+if (node) {
+  process.on('exit', (code) => die(`${lastError} (code ${code})`));
+  process.on('uncaughtException', (e) => {
+    lastError = String(e?.message ?? e);
+    process.exit(1);
+  });
+} else {
+  // A Web Worker has no exit hook: an uncaught error is the way it dies, so it marks the block
+  // here (the training worker may be blocked in Atomics.wait and unable to see the event).
+  self.addEventListener('error', (e) => die(String(e?.message ?? e)));
+  self.addEventListener('unhandledrejection', (e) => die(String(e?.reason?.message ?? e?.reason)));
+}
 
 const mm = (await WebAssembly.instantiate(matmulBytes, { env: { memory } })).instance.exports;
 const ops = opsBytes ? (await WebAssembly.instantiate(opsBytes, { env: { memory } })).instance.exports : null;
@@ -53,7 +74,7 @@ const ops = opsBytes ? (await WebAssembly.instantiate(opsBytes, { env: { memory 
  */
 const arg = (i) => ctl[ARGS + i] >>> 0;
 Atomics.store(ctl, STATE, ALIVE);
-parentPort.postMessage('ready'); // startHelper waits for this
+ready();
 
 let seen = 0; // the last job we served
 for (;;) {
@@ -70,7 +91,10 @@ for (;;) {
         arg(13), arg(14), arg(15), arg(16));
     } else if (kernel === K_EXIT) {
       lastError = 'asked to exit (test hook)';
-      process.exit(3);
+      if (node) process.exit(3);
+      die(`${lastError} (closed)`);
+      self.close();
+      break;
     } else throw new Error(`unknown kernel ${kernel}`);
   } catch (e) {
     // a trap in a kernel is a bug: say what it was, and let the main thread report it

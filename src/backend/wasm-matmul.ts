@@ -33,6 +33,7 @@
 //         setWasmMatmulBytes(new Uint8Array(await (await fetch(wasmUrl)).arrayBuffer()));
 // This module imports nothing from Node at the top level, so a browser bundle can include it.
 
+import { isNode } from './platform.ts';
 import { type Helper, HelperPool, startHelper } from './wasm-threads.ts';
 
 /** The kernel's exports (see the .wat). Pointers are byte offsets into `memory`. */
@@ -209,10 +210,6 @@ function ensureFloats(n: number): Float32Array {
   // After a grow the old buffer is detached, so remake the view.
   if (view.buffer !== memory.buffer) view = new Float32Array(memory.buffer);
   return view;
-}
-
-function isNode(): boolean {
-  return typeof process !== 'undefined' && !!process.versions?.node;
 }
 
 /** Node only: the bytes of kernels/cpu/NAME. */

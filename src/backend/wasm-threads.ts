@@ -1,5 +1,8 @@
-// Helper threads for the WebAssembly kernels (Node worker_threads): how the main thread hands
-// a band of work to a helper and learns that it is done, with no message per call.
+// Helper threads for the WebAssembly kernels (Node worker_threads; in the page, module Web
+// Workers started by the training worker): how the main thread hands a band of work to a
+// helper and learns that it is done, with no message per call. The protocol is the same in
+// both; only starting a helper differs (startHelper). In the page the pool's "main thread" is
+// itself a Web Worker (web/src/worker.ts), where Atomics.wait is allowed.
 //
 // Each helper (kernels/cpu/wasm-worker.mjs) instantiates the same kernels over the SAME shared
 // WebAssembly.Memory as the main thread, so it computes in place. Per helper there is one
@@ -29,6 +32,7 @@
 //     throws ONE UserError naming the op. The Worker events set the same flag for the case
 //     where the helper vanished without running its hook (worker.terminate()).
 import { UserError } from '../util/errors.ts';
+import { isNode } from './platform.ts';
 
 // Slots of a control block; the same numbers are in kernels/cpu/wasm-worker.mjs.
 export const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 29, FAILED = 30;
@@ -44,7 +48,7 @@ export const WAIT_SLICE_MS = 2;
 const SPINS = 2000;
 
 export interface Helper {
-  worker: { terminate(): Promise<number> };
+  worker: { terminate(): unknown };
   ctl: Int32Array;
   /** The message bytes after the slots (the helper's last error, UTF-8, zero-terminated). */
   message: Uint8Array;
@@ -61,24 +65,29 @@ interface WorkerLike {
   once(ev: 'exit', f: (code: number) => void): unknown;
 }
 
+/** The browser's Worker, as far as we use it (the root tsconfig has the DOM library, but this
+ *  file also type-checks the Node side, so it is spelled out). */
+interface WebWorkerLike {
+  terminate(): void;
+  postMessage(data: unknown): void;
+  addEventListener(ev: 'message' | 'error' | 'messageerror', f: (e: { data?: unknown; message?: string }) => void, opts?: { once?: boolean }): void;
+}
+
 /**
- * Start a kernel worker (kernels/cpu/<file>, Node worker_threads) given the path `file`, with
- * a control block passed as `control` beside `data`, and wait for its 'ready' message.
+ * Start a kernel worker and wait for its 'ready' message, with a fresh control block passed
+ * as `control` beside `data`. `script` is where the worker's code is:
+ *   - Node: the path of kernels/cpu/<file>; the helper is a worker_thread and gets `data`
+ *     as its workerData;
+ *   - a browser (the page's training worker, web/src/worker.ts): the URL of that file as the
+ *     bundler serves it; the helper is a module Web Worker nested in the training worker, and
+ *     gets `data` as its first message. The memory in `data` is a shared WebAssembly.Memory,
+ *     which a page may post only when it is cross-origin isolated.
  */
-export async function startHelper(path: string, data: Record<string, unknown>): Promise<Helper> {
-  const wtName = 'node:worker_threads';
-  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
+export async function startHelper(script: string | URL, data: Record<string, unknown>): Promise<Helper> {
   const buffer = new SharedArrayBuffer(SLOTS * 4 + MESSAGE_BYTES);
   const ctl = new Int32Array(buffer, 0, SLOTS), message = new Uint8Array(buffer, SLOTS * 4);
-  const worker = new Worker(path, { workerData: { ...data, control: buffer } }) as unknown as WorkerLike;
-  worker.unref(); // a sleeping helper must not keep the process alive
-  await new Promise<void>((resolve, reject) => {
-    worker.once('message', () => resolve());
-    worker.once('error', reject);
-    worker.once('exit', (code) => reject(new Error(`${path} exited (code ${code}) before it was ready`)));
-  });
-  // From now on an error or exit is reported by the next job that needs this helper, as one
-  // UserError; without these listeners an 'error' event would crash the process with a trace.
+  // From the 'ready' on, an error or exit is reported by the next job that needs this helper,
+  // as one UserError; without these listeners an 'error' event would crash the process with a trace.
   const gone = (why: string) => {
     if (Atomics.load(ctl, STATE) !== DEAD) {
       writeMessage(message, why);
@@ -86,9 +95,40 @@ export async function startHelper(path: string, data: Record<string, unknown>): 
     }
     Atomics.notify(ctl, DONE);
   };
+  if (!isNode()) return startWebWorker(script, { ...data, control: buffer }, { ctl, message }, gone);
+  const wtName = 'node:worker_threads';
+  const { Worker } = (await import(/* @vite-ignore */ wtName)) as typeof import('node:worker_threads');
+  const worker = new Worker(script, { workerData: { ...data, control: buffer } }) as unknown as WorkerLike;
+  worker.unref(); // a sleeping helper must not keep the process alive
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`${String(script)} exited (code ${code}) before it was ready`)));
+  });
   worker.on('error', (e) => gone(e.message));
   worker.on('exit', (code) => gone(`the thread exited (code ${code})`));
   return { worker, ctl, message };
+}
+
+/** The browser half of startHelper: a module Web Worker, its data as the first message. */
+async function startWebWorker(
+  script: string | URL, data: Record<string, unknown>, block: Omit<Helper, 'worker'>, gone: (why: string) => void,
+): Promise<Helper> {
+  const Ctor = (globalThis as { Worker?: new (url: string | URL, opts: { type: 'module' }) => WebWorkerLike }).Worker;
+  if (!Ctor) throw new Error('wasm backend: this browser has no Worker here (helper threads need Web Workers inside a Web Worker)');
+  const worker = new Ctor(script, { type: 'module' });
+  await new Promise<void>((resolve, reject) => {
+    worker.addEventListener('message', () => resolve(), { once: true });
+    // a script that fails to load or throws before it is ready: 'error' (its event carries
+    // a message only for a thrown error, not for a failed fetch)
+    worker.addEventListener('error', (e) => reject(new Error(`${String(script)} failed before it was ready: ${e.message || 'the script did not load'}`)), { once: true });
+    worker.postMessage(data);
+  });
+  // A Web Worker has no 'exit' event: a helper that throws reports it here (and marks its own
+  // block DEAD first, see wasm-worker.mjs); one that is terminated is reported by destroy's caller.
+  worker.addEventListener('error', (e) => gone(e.message || 'the thread failed'));
+  worker.addEventListener('messageerror', () => gone('a message to the thread could not be read'));
+  return { worker, ...block };
 }
 
 function writeMessage(message: Uint8Array, text: string): void {

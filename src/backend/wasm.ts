@@ -10,7 +10,7 @@
 // kernels do not cover, and any Backend method added later) runs the CPU backend's loop over
 // the views: slower, never wrong. test/wasm-backend.test.ts checks each kernel against cpu.
 //
-// Threads (Node): `threads: N` starts N - 1 worker_threads running the same kernels on the
+// Threads: `threads: N` starts N - 1 worker_threads (Node; Web Workers in a browser) running the same kernels on the
 // same memory (kernels/cpu/wasm-worker.mjs); a large matmul is split into bands of rows, and
 // attention (forward and backward) into bands of (batch entry, KV head) units.
 // The hand-off protocol, and why it cannot stall, is in wasm-threads.ts.
@@ -19,12 +19,14 @@
 // matmul.wat (matmul-relaxed-shared.wasm: f32x4.relaxed_madd, a fused multiply-add on x86),
 // else the plain build; `simd: 'plain' | 'relaxed'` or $MINICHAT_WASM_SIMD chooses. The
 // helper threads are handed the same bytes, so every thread runs the same variant.
-// In a browser this backend is single-threaded for now (see docs/wasm.md).
+// In a browser (the page's training worker) the helpers are module Web Workers over the same
+// memory: setWasmWorkerUrl tells where their script is served (see docs/wasm.md, "Threads").
 import type { BinaryOp, DType, MatmulParams, ReduceOp, Storage, UnaryOp } from './backend.ts';
 import { sizeOf, stridesOf } from './backend.ts';
 import { CpuFused } from './cpu-fused.ts';
 import { CpuBackend, batchIndex } from './cpu.ts';
 import type { AdamWParams, AttentionShape, FusedKernels } from './fused.ts';
+import { isNode } from './platform.ts';
 import { findKernelFile, readKernelFile } from './wasm-matmul.ts';
 import { type Helper, HelperPool, startHelper as startWorker } from './wasm-threads.ts';
 import { WasmHeap } from './wasm-memory.ts';
@@ -438,7 +440,7 @@ export function planBinary(shapes: number[][], outShape: number[]): { R: number;
 }
 
 export interface WasmBackendOptions {
-  /** Threads for matmul (default 1). Node only for now; > 1 starts threads - 1 worker_threads. */
+  /** Threads for matmul (default 1); > 1 starts threads - 1 worker_threads (Node) or Web Workers (a browser, after setWasmWorkerUrl). */
   threads?: number;
   /**
    * The matmul build: 'relaxed' (f32x4.relaxed_madd) or 'plain' (mul + add). Default:
@@ -457,6 +459,17 @@ let injected: { ops?: Uint8Array; matmul?: Uint8Array; relaxed?: Uint8Array } = 
  */
 export function setWasmBackendBytes(ops: Uint8Array | ArrayBuffer, matmulShared: Uint8Array | ArrayBuffer, matmulRelaxedShared?: Uint8Array | ArrayBuffer): void {
   injected = { ops: new Uint8Array(ops), matmul: new Uint8Array(matmulShared), relaxed: matmulRelaxedShared ? new Uint8Array(matmulRelaxedShared) : undefined };
+}
+
+let workerUrl: string | URL | undefined;
+
+/**
+ * Browser: where the helper thread's script (kernels/cpu/wasm-worker.mjs) is served, for
+ * `threads` > 1; the page's training worker passes `new URL(..., import.meta.url)` so that
+ * the bundler serves the file. The helpers are then module Web Workers (wasm-threads.ts).
+ */
+export function setWasmWorkerUrl(url: string | URL): void {
+  workerUrl = url;
 }
 
 /** Can this engine run the wasm backend? (WebAssembly with SIMD and shared memory.) */
@@ -481,8 +494,8 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
   if (!wasmBackendSupported()) {
     throw new Error('wasm backend: this engine has no shared WebAssembly memory (in a browser the page must be cross-origin isolated: COOP/COEP headers)');
   }
-  const node = typeof process !== 'undefined' && !!process.versions?.node;
-  if (threads > 1 && !node) throw new Error('wasm backend: threads > 1 needs Node worker_threads (the page runs one thread)');
+  const node = isNode();
+  if (threads > 1 && !node && !workerUrl) throw new Error('wasm backend: threads > 1 in a browser needs the helper\'s URL: call setWasmWorkerUrl(...) first');
   const opsBytes = injected.ops ?? (await readKernelFile('ops.wasm'));
   // relaxed only where this engine has it and (in a page) its bytes were handed over
   const relaxedOk = relaxedSimdSupported() && (!injected.ops || !!injected.relaxed);
@@ -503,5 +516,5 @@ export async function createWasmBackend(opts: WasmBackendOptions = {}): Promise<
 
 /** Start one kernel worker on `memory` and wait until its kernels are instantiated. */
 async function startHelper(matmulBytes: Uint8Array, opsBytes: Uint8Array, memory: WebAssembly.Memory): Promise<Helper> {
-  return startWorker(await findKernelFile('wasm-worker.mjs'), { matmulBytes, opsBytes, memory });
+  return startWorker(isNode() ? await findKernelFile('wasm-worker.mjs') : workerUrl!, { matmulBytes, opsBytes, memory });
 }

@@ -4,6 +4,7 @@ import { availableParallelism, cpus } from 'node:os';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { Backend } from '../backend/backend.ts';
 import { cpu } from '../backend/cpu.ts';
+import { DEFAULT_THREADS_CAP, defaultThreads } from '../backend/platform.ts';
 import * as T from '../tensor/index.ts';
 import { UserError } from '../util/errors.ts';
 
@@ -63,8 +64,8 @@ const made = new Map<string, Backend>();
 /** The help text of every command's --threads option (one place, so they cannot drift). */
 export const THREADS_HELP = 'threads for the wasm backend (large matmuls split by rows over worker threads; default: $MINICHAT_THREADS if set, else min(cores, 8); 1 = no worker threads; see docs/wasm.md)';
 
-/** The most threads the default asks for: past this the bands get thin and waking costs more than it saves. */
-export const DEFAULT_THREADS_CAP = 8;
+/** The cap of the default thread count (the rule, defaultThreads, is in src/backend/platform.ts: the page uses it too). */
+export { DEFAULT_THREADS_CAP };
 
 /**
  * How many threads a backend gets. In order: the --threads flag (`typed`, undefined when not
@@ -86,7 +87,7 @@ export function resolveThreads(backend: string, typed: number | undefined, env: 
     if (asked > 1 && backend !== 'wasm') throw new UserError(`${source} applies to --backend wasm only (the ${backend} backend has no worker threads)`);
     return asked;
   }
-  return backend === 'wasm' ? Math.max(1, Math.min(cores, DEFAULT_THREADS_CAP)) : 1;
+  return backend === 'wasm' ? defaultThreads(cores) : 1;
 }
 
 /** The core count the default thread count uses (os.availableParallelism: respects CPU affinity). */

@@ -5,7 +5,9 @@
 // Settings come from the form, whose initial values come from the URL query, so a test (or a
 // shared link) can ask for a tiny run: ?steps=20&batchSize=2&seqLen=32&syntheticStories=200&vocabSize=300
 // (the run spec's names, src/train/spec.ts; any Settings field in protocol.ts works). The form
-// is checked by the spec's own validation. ?backend=cpu forces the CPU backend; ?restore=0
+// is checked by the spec's own validation. ?backend=cpu forces the CPU reference, ?backend=wasm
+// the wasm backend (the CPU fallback, even where WebGPU is there); ?threads=N sets its threads
+// (the "CPU threads" field; default min(cores, 8) when the page is cross-origin isolated); ?restore=0
 // skips bringing back the last run from IndexedDB; ?genTokens=N sets the prompt box's length.
 // The SFT form reads ?sftSteps, ?sftLr, ?sftBatchSize, ?sftSeqLen, ?sftExamples (the SFT spec's
 // steps, lr, batchSize, seqLen, builtinExamples: src/train/sft-run.ts); ?chatTokens=N and
@@ -19,6 +21,7 @@
 // lands in the red panel at the top, never only in the console.
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { defaultThreads } from '../../src/backend/platform.ts';
 import { presetConfig } from '../../src/model/gpt.ts';
 import { checkField, flagName } from '../../src/train/spec.ts';
 import {
@@ -69,6 +72,31 @@ function initForm(): void {
   if (query.has('qkNorm')) s.qkNorm = query.get('qkNorm') !== '0' && query.get('qkNorm') !== 'false';
   if (query.has('seed')) s.seed = Number(query.get('seed'));
   setForm(s);
+}
+
+/**
+ * The wasm backend's threads (the "CPU threads" field; ?threads=N sets it). Not part of the run
+ * spec: threads change the speed, never the numbers. Its first value is the URL's, else the
+ * CLI's default, min(cores, 8) (src/backend/platform.ts), when the page is cross-origin
+ * isolated; without isolation there are no helper threads (no shared memory): 1.
+ */
+function initThreads(): void {
+  const field = $<HTMLInputElement>('threads');
+  field.value = query.get('threads') ?? String(crossOriginIsolated ? defaultThreads(navigator.hardwareConcurrency) : 1);
+  field.disabled = true; // until the worker says the wasm backend runs
+}
+
+/** A thread count as typed, checked as the CLI checks MINICHAT_THREADS (a whole number ≥ 1). */
+function parseThreads(raw: string): number {
+  const n = /^\s*\+?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1)) throw new Error(`threads must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+/** The threads field; undefined when it is off (the backend is not wasm). */
+function readThreads(): number | undefined {
+  const field = $<HTMLInputElement>('threads');
+  return field.disabled ? undefined : parseThreads(field.value);
 }
 
 /** The seed is not in the form: it comes from the URL query or a loaded checkpoint. */
@@ -268,6 +296,10 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       backendReady = true;
       $('backend-name').textContent = m.name;
       $('backend-reason').textContent = m.name === 'webgpu' ? ` — ${m.adapter} (${m.reason})` : ` — ${m.reason}`;
+      $('backend-threads').textContent = m.name === 'webgpu' ? '' : `, ${m.threads} thread${m.threads === 1 ? '' : 's'}`;
+      // the threads setting applies to the wasm backend only; elsewhere it shows the 1 thread in use
+      $<HTMLInputElement>('threads').value = String(m.threads);
+      $<HTMLInputElement>('threads').disabled = m.name !== 'wasm';
       $('backend-banner').className = `banner ${m.name}`;
       $('mem-label').textContent = m.name === 'webgpu' ? 'GPU memory in use' : 'memory in use';
       status('Ready. Press Start to train.');
@@ -317,6 +349,8 @@ worker.onmessage = (e: MessageEvent<FromWorker>) => {
       $('loss').textContent = fmtLoss(m.loss);
       $('tps').textContent = fmtCount(Math.round(m.tokensPerSecond));
       $('mem').textContent = fmtBytes(m.memoryBytes);
+      // jobs the wasm helper threads ran so far (tests read it: threads that never get work would be a silent 1-thread run)
+      document.body.dataset.helperJobs = String(m.helperJobs);
       drawChart();
       break;
     case 'val':
@@ -426,7 +460,14 @@ $('start').onclick = () => {
   running = true;
   updateButtons();
   status('Preparing data…');
-  send({ type: 'start', settings, data });
+  let threads: number | undefined;
+  try {
+    threads = readThreads();
+  } catch (e) {
+    showError('settings', (e as Error).message);
+    return;
+  }
+  send({ type: 'start', settings, data, threads });
 };
 $('pause').onclick = () => send({ type: 'pause' });
 $('resume').onclick = () => send({ type: 'resume' });
@@ -579,13 +620,22 @@ $('chat-new').onclick = () => {
 
 async function boot(): Promise<void> {
   initForm();
+  initThreads();
   initSftForm();
   updateButtons();
   drawChart();
   const hasGpu = typeof navigator !== 'undefined' && !!(navigator as Navigator & { gpu?: unknown }).gpu;
+  // the URL's thread count, checked (a bad one is an error in the panel, and the default runs)
+  let threads: number | undefined;
+  try {
+    threads = query.has('threads') ? parseThreads(query.get('threads')!) : undefined;
+  } catch (e) {
+    showError('settings', `?${(e as Error).message}`);
+  }
   if (query.get('backend') === 'cpu') send({ type: 'init', backend: 'cpu', reason: 'asked for with ?backend=cpu in the address', reference: true });
-  else if (!hasGpu) send({ type: 'init', backend: 'cpu', reason: 'this browser has no WebGPU (navigator.gpu is missing), so training runs on the CPU, more slowly' });
-  else send({ type: 'init', backend: 'auto', reason: '' });
+  else if (query.get('backend') === 'wasm') send({ type: 'init', backend: 'cpu', reason: 'asked for with ?backend=wasm in the address', threads });
+  else if (!hasGpu) send({ type: 'init', backend: 'cpu', reason: 'this browser has no WebGPU (navigator.gpu is missing), so training runs on the CPU, more slowly', threads });
+  else send({ type: 'init', backend: 'auto', reason: '', threads });
 
   // the worker reads the last run from IndexedDB itself (it owns the store)
   if (query.get('restore') !== '0') send({ type: 'restore' });

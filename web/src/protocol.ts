@@ -5,8 +5,8 @@
 // page stays responsive even while a step takes seconds on a slow GPU.
 //
 //   page → worker                          worker → page
-//   init     {backend, reason}       →     backend  {name, reason, adapter}
-//   start    {settings, data}        →     status / ready / step / val / sample / saved
+//   init     {backend, reason, threads} →  backend  {name, reason, adapter, threads}
+//   start    {settings, data, threads}  →  (backend, if the thread count changed) status / ready / step / val / sample / saved
 //   pause, resume, reset             →     state    {running, finished}
 //   generate {prompt, ...}           →     generated {id, text}
 //   save                             →     checkpoint {bytes, step} (a one-file checkpoint to download)
@@ -70,8 +70,10 @@ export interface DataSource {
 }
 
 export type ToWorker =
-  | { type: 'init'; backend: 'auto' | 'cpu'; reason: string; reference?: boolean } // reference: the plain-TypeScript cpu backend, not wasm (?backend=cpu)
-  | { type: 'start'; settings: Settings; data: DataSource | null }
+  // reference: the plain-TypeScript cpu backend, not wasm (?backend=cpu); threads: the wasm
+  // backend's (the page's setting; absent: min(cores, 8), as the CLI)
+  | { type: 'init'; backend: 'auto' | 'cpu'; reason: string; reference?: boolean; threads?: number }
+  | { type: 'start'; settings: Settings; data: DataSource | null; threads?: number } // threads: remake the wasm backend if it has another count
   | { type: 'pause' }
   | { type: 'resume' }
   | { type: 'reset' }
@@ -100,10 +102,10 @@ export interface ModelInfo {
 }
 
 export type FromWorker =
-  | { type: 'backend'; name: 'webgpu' | 'wasm' | 'cpu'; reason: string; adapter: string }
+  | { type: 'backend'; name: 'webgpu' | 'wasm' | 'cpu'; reason: string; adapter: string; threads: number } // threads: CPU threads the model runs on (1 unless wasm)
   | { type: 'status'; text: string }
   | { type: 'ready'; info: ModelInfo; history: History | null }
-  | { type: 'step'; step: number; loss: number; lr: number; tokensPerSecond: number; memoryBytes: number }
+  | { type: 'step'; step: number; loss: number; lr: number; tokensPerSecond: number; memoryBytes: number; helperJobs: number } // helperJobs: jobs run by the wasm helper threads so far
   | { type: 'val'; step: number; loss: number; bpb: number }
   | { type: 'sample'; step: number; text: string }
   | { type: 'state'; running: boolean; finished: boolean }

@@ -22,7 +22,8 @@ import { initWasmMatmul, setWasmMatmulBytes } from '../../src/backend/wasm-matmu
 import matmulWasmUrl from '../../kernels/cpu/matmul.wasm?url';
 import matmulSharedWasmUrl from '../../kernels/cpu/matmul-shared.wasm?url';
 import opsWasmUrl from '../../kernels/cpu/ops.wasm?url';
-import { createWasmBackend, setWasmBackendBytes, wasmBackendSupported } from '../../src/backend/wasm.ts';
+import { defaultThreads } from '../../src/backend/platform.ts';
+import { type WasmBackend, createWasmBackend, setWasmBackendBytes, setWasmWorkerUrl, wasmBackendSupported } from '../../src/backend/wasm.ts';
 import { createWebGPUBackend } from '../../src/backend/webgpu.ts';
 import { type CheckpointParts, checkpointParts, decodeCheckpointFile, encodeCheckpointFile, modelFromParts } from '../../src/io/checkpoint.ts';
 import { CHAT_DEFAULTS, type ChatModel, createChatModel, defaultMaxTokens } from '../../src/serve/chat-model.ts';
@@ -46,7 +47,8 @@ setKernelSources(import.meta.glob('../../kernels/*.wgsl', { query: '?raw', impor
 const scope = self as unknown as {
   postMessage(msg: FromWorker, transfer?: Transferable[]): void;
   onmessage: ((e: MessageEvent<ToWorker>) => void) | null;
-  navigator: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } };
+  navigator: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> }; hardwareConcurrency?: number };
+  crossOriginIsolated?: boolean;
 };
 const post = (msg: FromWorker, transfer: Transferable[] = []) => scope.postMessage(msg, transfer);
 
@@ -71,28 +73,70 @@ if (typeof (globalThis as { setImmediate?: unknown }).setImmediate !== 'function
 let backend: Backend = cpu;
 let fatal: string | null = null; // set when the GPU device is lost: nothing can run after it
 
-async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string, reference = false): Promise<void> {
+// The wasm backend's helper threads (src/backend/wasm-threads.ts) are module Web Workers that
+// this worker starts, running kernels/cpu/wasm-worker.mjs over the same shared memory. Vite
+// sees `new URL('…', import.meta.url)` and serves the file (dev) or copies it into the build.
+setWasmWorkerUrl(new URL('../../kernels/cpu/wasm-worker.mjs', import.meta.url));
+
+/** The threads the page gets unless it asks: min(cores, 8), the CLI's rule (src/backend/platform.ts). */
+const pageDefaultThreads = () => defaultThreads(scope.navigator.hardwareConcurrency ?? 1);
+/** Why the current backend was chosen (the banner), kept for when a new thread count remakes it. */
+let backendReason = '';
+
+const wasmAdapter = (threads: number) =>
+  `WebAssembly SIMD kernels on this CPU, ${threads} thread${threads === 1 ? '' : 's'} (src/backend/wasm.ts)`;
+
+/**
+ * A wasm backend with `threads` threads (the helpers are Web Workers); if the helpers fail to
+ * start, one thread, with the reason appended to `note`. Made the default for new tensors.
+ */
+async function startWasm(threads: number, note: { reason: string }): Promise<WasmBackend> {
+  let w: WasmBackend;
+  try {
+    w = await createWasmBackend({ threads });
+  } catch (e) {
+    if (threads === 1) throw e;
+    note.reason += `; ${threads} threads failed to start (${(e as Error).message}), so the wasm backend runs 1 thread`;
+    w = await createWasmBackend({ threads: 1 });
+  }
+  backend = w;
+  T.setDefaultBackend(w);
+  return w;
+}
+
+/** Start: remake the wasm backend when the page asks for another thread count (no model is live). */
+async function useThreads(threads: number | undefined): Promise<void> {
+  const old = backend as Partial<WasmBackend>;
+  if (threads === undefined || !old.threadPool || old.threads === threads) return;
+  const note = { reason: backendReason };
+  const w = await startWasm(threads, note);
+  old.threadPool.destroy();
+  post({ type: 'backend', name: 'wasm', reason: note.reason, adapter: wasmAdapter(w.threads), threads: w.threads });
+}
+
+async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string, reference = false, threads?: number): Promise<void> {
   // allowWasm: the fast wasm backend when the page can run it; an explicit ?backend=cpu asks
   // for the plain-TypeScript reference, which computes the same bits as `--backend cpu` in the CLI
   const useCpu = async (reason: string, allowWasm = true) => {
-    // the wasm backend (src/backend/wasm.ts), one thread: tensors in shared WebAssembly memory
+    // the wasm backend (src/backend/wasm.ts): tensors in shared WebAssembly memory, helper
+    // threads as Web Workers; both need a cross-origin isolated page
     if (!allowWasm) {
       // the reference, as asked
-    } else if ((scope as unknown as { crossOriginIsolated?: boolean }).crossOriginIsolated && wasmBackendSupported()) {
+    } else if (scope.crossOriginIsolated && wasmBackendSupported()) {
       try {
         const bytes = (url: string) => fetch(url).then((r) => r.arrayBuffer());
         const [ops, mm] = await Promise.all([bytes(opsWasmUrl), bytes(matmulSharedWasmUrl)]);
         setWasmBackendBytes(ops, mm);
-        const w = await createWasmBackend({ threads: 1 });
-        backend = w;
-        T.setDefaultBackend(w);
-        post({ type: 'backend', name: 'wasm', reason, adapter: 'WebAssembly SIMD kernels on this CPU (src/backend/wasm.ts)' });
+        const note = { reason };
+        const w = await startWasm(threads ?? pageDefaultThreads(), note);
+        backendReason = note.reason;
+        post({ type: 'backend', name: 'wasm', reason: note.reason, adapter: wasmAdapter(w.threads), threads: w.threads });
         return;
       } catch (e) {
         reason += `; the wasm backend failed to start (${(e as Error).message}), so the reference runs`;
       }
     } else {
-      reason += '; the page is not cross-origin isolated (no COOP/COEP headers), so the wasm backend cannot run';
+      reason += '; the page is not cross-origin isolated (no COOP/COEP headers), so the wasm backend and its threads cannot run: 1 thread';
     }
     backend = cpu;
     T.setDefaultBackend(cpu);
@@ -104,7 +148,7 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string, refer
       .then((b) => (setWasmMatmulBytes(b), initWasmMatmul()))
       .catch(() => false);
     const how = simd ? 'JavaScript + WASM SIMD matmul on this CPU' : 'JavaScript on this CPU';
-    post({ type: 'backend', name: 'cpu', reason, adapter: `${how} (src/backend/cpu.ts)` });
+    post({ type: 'backend', name: 'cpu', reason, adapter: `${how}, 1 thread (src/backend/cpu.ts)`, threads: 1 });
   };
   if (want === 'cpu') return useCpu(reasonFromPage, !reference);
   const gpu = scope.navigator.gpu;
@@ -119,7 +163,7 @@ async function chooseBackend(want: 'auto' | 'cpu', reasonFromPage: string, refer
     T.setDefaultBackend(gpuBackend);
     const info = gpuBackend.adapterInfo;
     const adapterName = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
-    post({ type: 'backend', name: 'webgpu', reason: 'navigator.gpu offered a GPU adapter', adapter: adapterName });
+    post({ type: 'backend', name: 'webgpu', reason: 'navigator.gpu offered a GPU adapter', adapter: adapterName, threads: 1 });
     void gpuBackend.device.lost.then((lost) => {
       fatal = `the GPU device was lost (${lost.reason || 'unknown reason'}: ${lost.message || 'no message'})`;
       running = false;
@@ -194,6 +238,8 @@ async function drop(): Promise<void> {
 // ---------------------------------------------------------------------------------------
 
 const memory = () => backend.bytesInUse();
+/** Jobs the wasm backend's helper threads have run so far (0 on one thread or another backend). */
+const helperJobs = () => (backend as Partial<WasmBackend>).threadPool?.jobs ?? 0;
 
 /** Thrown into a loop whose run was replaced (Start again, Load, Reset): it ends quietly. */
 class Dropped extends Error {}
@@ -209,7 +255,7 @@ async function loop(c: Current): Promise<void> {
     await runPretrain(run, {
       store,
       log: status,
-      onStep: (s) => post({ type: 'step', step: s.step, loss: s.loss, lr: s.lr, tokensPerSecond: s.tokensPerSecond, memoryBytes: memory() }),
+      onStep: (s) => post({ type: 'step', step: s.step, loss: s.loss, lr: s.lr, tokensPerSecond: s.tokensPerSecond, memoryBytes: memory(), helperJobs: helperJobs() }),
       onEval: (step, v) => post({ type: 'val', step, loss: v.loss, bpb: v.bpb }),
       onSample: (step, text) => post({ type: 'sample', step, text }),
       shouldStop: () => !running || current !== c,
@@ -295,10 +341,11 @@ async function adopt(parts: CheckpointParts, name: string, data: DataSource | nu
 async function handle(msg: ToWorker): Promise<void> {
   switch (msg.type) {
     case 'init':
-      await chooseBackend(msg.backend, msg.reason, msg.reference);
+      await chooseBackend(msg.backend, msg.reason, msg.reference, msg.threads);
       return;
     case 'start': {
       await drop();
+      await exclusive(() => useThreads(msg.threads));
       const spec = validateSpec({ ...msg.settings, data: msg.data?.name ?? 'synthetic' }, 'settings');
       const data = runData(spec, msg.data);
       status(`data: ${data.kind === 'documents' ? data.docs.length : 0} documents from ${data.source}`);
