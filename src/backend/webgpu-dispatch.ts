@@ -89,8 +89,9 @@ export class WebGPUDispatch {
   protected errorsMayBeSet = false;
   protected deviceError: string | null = null;
   protected destroyed = false;
-  /** Dispatches and submits since creation (for tests and the benchmark). */
-  readonly stats = { dispatches: 0, submits: 0, buffersCreated: 0 };
+  /** Dispatches and submits since creation (for tests and the benchmark); windows / scratch:
+   *  bands of a split op bound in place or through a scratch copy (webgpu-split.ts). */
+  readonly stats = { dispatches: 0, submits: 0, buffersCreated: 0, windows: 0, scratch: 0 };
 
   constructor(
     readonly device: GpuDevice, adapter: GpuAdapter, private readonly modules: Map<KernelName, GpuShaderModule>,

@@ -121,7 +121,11 @@ export class WebGPUSplit extends WebGPUBuffers {
       const s = this.check(v.s), { off, len } = v;
       if (off === 0 && len === s.length && !this.big(s)) return s;
       if (!this.fits(len)) throw new Error(`webgpu ${kernel}.${entry}: internal: a band of ${len} values does not fit one binding`);
-      if ((off * 4) % this.limits.minStorageBufferOffsetAlignment === 0) return new GpuWindow(s.buffer, off * 4, Math.max(4, len * 4));
+      if ((off * 4) % this.limits.minStorageBufferOffsetAlignment === 0) {
+        this.stats.windows++;
+        return new GpuWindow(s.buffer, off * 4, Math.max(4, len * 4));
+      }
+      this.stats.scratch++;
       const t = this.alloc(len, s.dtype);
       scratch.push(t);
       if (v.mode !== 'out') this.copy(s, off, t, 0, len);
