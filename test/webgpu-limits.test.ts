@@ -71,9 +71,8 @@ function split<R>(f: () => R, what: string): R {
   return r;
 }
 
-describe('webgpu limits option', () => {
+describe.skipIf(!gpu)('webgpu limits option', () => {
   it('refuses limits looser than the adapter, unknown names and bad alignments, in one line', async () => {
-    if (!gpu) return;
     const real = await createWebGPUBackend();
     const lim = real.limits.maxStorageBufferBindingSize, align = real.limits.minStorageBufferOffsetAlignment;
     real.destroy();
@@ -93,9 +92,8 @@ describe('webgpu limits option', () => {
   });
 
   it('is what the backend works to', () => {
-    if (!gpu) return;
-    expect(gpu.limits.maxStorageBufferBindingSize).toBe(LIMIT);
-    expect(gpu.limits.maxBufferSize).toBeGreaterThan(LIMIT); // the adapter's own
+    expect(gpu!.limits.maxStorageBufferBindingSize).toBe(LIMIT);
+    expect(gpu!.limits.maxBufferSize).toBeGreaterThan(LIMIT); // the adapter's own
   });
 });
 
