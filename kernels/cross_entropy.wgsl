@@ -16,10 +16,14 @@
 //   logprob_backward  one thread per logit: dlogits = dlogp[row] (onehot - exp(x - lse)).
 // A target outside [0, V) (other than -1 for cross-entropy) is recorded in `errors` (reported
 // at the next read) and its row ignored.
+// Split (logits above the binding limit, webgpu-fused.ts): forward, backward and the
+// log-prob passes run on bands of rows, each bound from its first row; finalize and count
+// see all N rows' rowLoss / targets.
 
 struct Params {
-  N: u32,  // rows
-  V: u32,  // vocabulary (row length)
+  N: u32,    // rows (of this dispatch: a band of rows when the logits are split)
+  V: u32,    // vocabulary (row length)
+  row0: u32, // the first row's index in the whole batch (for the error report)
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -68,7 +72,7 @@ fn rowLse(base: u32, l: u32) -> f32 {
 
 fn recordBadTarget(code: u32, row: u32, t: i32) {
   if (atomicCompareExchangeWeak(&errors[0], 0u, code).exchanged) {
-    atomicStore(&errors[1], row);
+    atomicStore(&errors[1], P.row0 + row);
     atomicStore(&errors[2], bitcast<u32>(t));
   }
 }

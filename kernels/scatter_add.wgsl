@@ -17,11 +17,19 @@
 // (8M for N = 4096 tokens: well under a millisecond on a GPU); step 4 reads src once.
 // Layout: src (N, C) float32, idx (N) int32, out (V, C); counts (V), offsets (V + 1) and
 // list (N) are u32 scratch buffers.
+// Split (webgpu-ops.ts): accumulate may run on output rows [v0, v1) only (out bound from v0)
+// and on src rows [n0, n1) only (src bound from n0), adding to out (acc = 1) what the
+// earlier src bands wrote. count, scan and place always see all of idx.
 
 struct Params {
   N: u32,  // rows of src (positions)
   C: u32,  // row length
   V: u32,  // rows of out (table size)
+  v0: u32, // accumulate: the output rows bound, [v0, v1)
+  v1: u32,
+  n0: u32, // accumulate: the src rows bound, [n0, n1)
+  n1: u32,
+  acc: u32, // accumulate: 1 = add to out, 0 = overwrite it
 }
 
 @group(0) @binding(0) var<uniform> P: Params;
@@ -99,12 +107,14 @@ fn place(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(256)
 fn accumulate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let t = flatIndex(gid, nwg);
-  if (t >= P.V * P.C) { return; }
-  let v = t / P.C;
+  if (t >= (P.v1 - P.v0) * P.C) { return; }
+  let v = P.v0 + t / P.C;
   let c = t % P.C;
   var acc = 0.0;
+  if (P.acc == 1u) { acc = out[t]; }
   for (var k = offsets[v]; k < offsets[v + 1u]; k++) {
-    acc += src[list[k] * P.C + c];
+    let i = list[k];
+    if (i >= P.n0 && i < P.n1) { acc += src[(i - P.n0) * P.C + c]; }
   }
   out[t] = acc;
 }

@@ -7,7 +7,7 @@
 // still read submits those commands first.
 import type { DType, HostArray, Storage } from './backend.ts';
 import { COPY_DST, COPY_SRC, type GpuBuffer, MAP_MODE_READ, MAP_READ, STORAGE } from './webgpu-device.ts';
-import { GpuStorage, WebGPUDispatch } from './webgpu-dispatch.ts';
+import { GpuStorage, WebGPUDispatch, mib } from './webgpu-dispatch.ts';
 import { UserError } from '../util/errors.ts';
 
 export class WebGPUBuffers extends WebGPUDispatch {
@@ -17,14 +17,18 @@ export class WebGPUBuffers extends WebGPUDispatch {
   private peak = 0; // the most `live` has been since resetPeak()
   private pooled = 0; // bytes held by the pool
 
-  protected alloc(length: number, dtype: DType): GpuStorage {
+  /**
+   * A new storage of `length` values. A tensor above maxBufferSize cannot be one buffer, and
+   * the ops do not split a tensor across buffers (only their bindings: webgpu-split.ts): a
+   * UserError naming the tensor (`what`, e.g. 'the matmul output [16, 512, 6400]').
+   */
+  protected alloc(length: number, dtype: DType, what?: string): GpuStorage {
     const bytes = Math.max(16, Math.ceil((length * 4) / 16) * 16);
-    const lim = Math.min(this.limits.maxStorageBufferBindingSize, this.limits.maxBufferSize);
+    const lim = this.limits.maxBufferSize;
     if (bytes > lim) {
-      const which = this.limits.maxStorageBufferBindingSize <= this.limits.maxBufferSize ? 'maxStorageBufferBindingSize' : 'maxBufferSize';
       throw new UserError(
-        `webgpu: a tensor of ${length} ${dtype} values (${mib(bytes)}) is larger than this GPU's ${which} ` +
-          `(${mib(lim)}); use a smaller batch size, sequence length or model (vocabulary x tokens for the logits)`,
+        `webgpu: ${what ?? 'a tensor'} of ${length} ${dtype} values (${mib(bytes)}) is larger than this GPU's maxBufferSize ` +
+          `(${mib(lim)}); use a smaller batch size, sequence length or model (vocabulary x tokens for the logits, or --ce-chunk)`,
       );
     }
     const free = this.pool.get(bytes);
@@ -123,8 +127,4 @@ export class WebGPUBuffers extends WebGPUDispatch {
     this.pool.clear();
     this.pooled = 0;
   }
-}
-
-function mib(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 }

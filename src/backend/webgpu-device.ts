@@ -4,7 +4,9 @@
 //   - Where. In a browser from navigator.gpu; in Node from the `webgpu` npm package (Dawn),
 //     imported only there and only dynamically, so this file also bundles for the browser.
 //   - Limits. The device is created with the adapter's real limits (the defaults are far
-//     smaller: 128 MiB per storage binding instead of what the GPU can do).
+//     smaller: 128 MiB per storage binding instead of what the GPU can do). The backend may be
+//     told to act as if the buffer limits were lower (WebGPUOptions.limits): then the same
+//     splitting that a big tensor needs on a real GPU runs on small tensors (the tests).
 //   - Kernels. Every kernels/NAME.wgsl is loaded and compiled here, up front: Backend methods
 //     are synchronous, and loading a file is not.
 import { kernelSource } from './kernels.ts';
@@ -105,6 +107,40 @@ export interface WebGPUOptions {
   dawnFlags?: string[];
   /** Ask for the timestamp-query feature (benchmarks), when the adapter has it. */
   timestamps?: boolean;
+  /**
+   * Act as if the GPU's buffer limits were these (bytes), never looser than the adapter's:
+   * smaller maxStorageBufferBindingSize / maxBufferSize, a larger (power-of-two)
+   * minStorageBufferOffsetAlignment. Tests lower them so that ops split their bindings into
+   * bands, as they must on a real GPU for tensors above its limits (docs/webgpu.md).
+   */
+  limits?: Partial<Record<LimitName, number>>;
+}
+
+/** The limits that WebGPUOptions.limits may tighten. */
+export const LIMIT_NAMES = ['maxStorageBufferBindingSize', 'maxBufferSize', 'minStorageBufferOffsetAlignment'] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+
+/**
+ * The limits the backend works to: the device's, with WebGPUOptions.limits applied. A value
+ * looser than the adapter's, or not a positive integer, is a UserError.
+ */
+export function effectiveLimits(device: Record<string, number>, wanted: WebGPUOptions['limits'] = {}): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k in device) out[k] = device[k]; // GPUSupportedLimits: getters on the prototype
+  for (const [k, v] of Object.entries(wanted)) {
+    if (v === undefined) continue;
+    if (!(LIMIT_NAMES as readonly string[]).includes(k)) throw new UserError(`webgpu: limits.${k} cannot be set; only ${LIMIT_NAMES.join(', ')}`);
+    const have = out[k];
+    if (!Number.isInteger(v) || v <= 0) throw new UserError(`webgpu: limits.${k} must be a positive integer number of bytes, got ${v}`);
+    if (k === 'minStorageBufferOffsetAlignment') {
+      if ((v & (v - 1)) !== 0 || v < have) throw new UserError(`webgpu: limits.${k} must be a power of two no smaller than this adapter's ${have}, got ${v}`);
+    } else {
+      if (v > have) throw new UserError(`webgpu: limits.${k} = ${v} is above this adapter's ${have}; it can only be lowered`);
+      if (v < 1024) throw new UserError(`webgpu: limits.${k} = ${v} is below the 1024 bytes the backend needs at least`);
+    }
+    out[k] = v;
+  }
+  return out;
 }
 
 /** navigator.gpu in a browser; Dawn from the `webgpu` package in Node. */
@@ -145,6 +181,8 @@ export interface OpenedDevice {
   adapter: GpuAdapter;
   device: GpuDevice;
   modules: Map<KernelName, GpuShaderModule>;
+  /** The limits the backend works to (effectiveLimits). */
+  limits: Record<string, number>;
 }
 
 /** The adapter, a device with its real limits (and timestamps if asked for), every kernel compiled. */
@@ -156,6 +194,13 @@ export async function openDevice(opts: WebGPUOptions = {}): Promise<OpenedDevice
   for (const k of WANTED_LIMITS) if (typeof adapter.limits[k] === 'number') requiredLimits[k] = adapter.limits[k];
   const requiredFeatures = opts.timestamps && adapter.features.has('timestamp-query') ? ['timestamp-query'] : [];
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  let limits: Record<string, number>;
+  try {
+    limits = effectiveLimits(device.limits, opts.limits);
+  } catch (e) {
+    device.destroy();
+    throw e;
+  }
   // Load and compile every kernel now: Backend methods are synchronous, loading is not.
   const modules = new Map<KernelName, GpuShaderModule>();
   for (const name of KERNELS) {
@@ -169,5 +214,5 @@ export async function openDevice(opts: WebGPUOptions = {}): Promise<OpenedDevice
     }
     modules.set(name, module);
   }
-  return { gpu, adapter, device, modules };
+  return { gpu, adapter, device, modules, limits };
 }

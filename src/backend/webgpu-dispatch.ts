@@ -8,10 +8,14 @@
 //   - Ordering. Commands run in the order they were recorded, with the barriers WebGPU adds
 //     between dispatches, so a buffer freed by one op and reused by the next is safe (the one
 //     exception, queue.writeBuffer, is handled by upload in webgpu-buffers.ts).
+//   - Limits. No binding may pass maxStorageBufferBindingSize (the effective limits: see
+//     WebGPUOptions.limits). Ops keep within it by splitting (webgpu-split.ts); dispatch()
+//     checks every binding, so an op that did not split stops with one clear line.
 //   - Errors. A kernel cannot throw. gather / scatterAdd / the cross-entropy kernels record an
 //     out-of-range index in a small error buffer (`errors`); the next read() reports it.
 //     Device errors (validation, device lost) are kept and thrown by the next read or sync.
 import type { DType, Storage } from './backend.ts';
+import { UserError } from '../util/errors.ts';
 import {
   COPY_DST, COPY_SRC, type GpuAdapter, type GpuAdapterInfo, type GpuBuffer, type GpuComputePass, type GpuDevice, type GpuEncoder, type GpuEntry,
   type GpuPipeline, type GpuShaderModule, type KernelName, MAP_MODE_READ, MAP_READ, QUERY_RESOLVE, STORAGE, UNIFORM,
@@ -52,7 +56,17 @@ export class ParamBlock {
   }
 }
 
-export type Binding = GpuStorage | GpuBuffer | null; // null: a binding this entry point does not use
+/** Part of a buffer bound on its own: `size` bytes from `offset` (a multiple of
+ *  minStorageBufferOffsetAlignment). The kernel sees it as an array starting at element 0. */
+export class GpuWindow {
+  constructor(readonly buffer: GpuBuffer, readonly offset: number, readonly size: number) {}
+}
+
+export type Binding = GpuStorage | GpuWindow | GpuBuffer | null; // null: a binding this entry point does not use
+
+export function mib(bytes: number): string {
+  return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+}
 
 /** The recorder every op goes through; the buffers (webgpu-buffers.ts), the ops (webgpu-ops.ts)
  *  and the fused kernels (webgpu-fused.ts) build on it, in that order. */
@@ -75,16 +89,18 @@ export class WebGPUDispatch {
   protected errorsMayBeSet = false;
   protected deviceError: string | null = null;
   protected destroyed = false;
-  /** Dispatches and submits since creation (for tests and the benchmark). */
-  readonly stats = { dispatches: 0, submits: 0, buffersCreated: 0 };
+  /** Dispatches and submits since creation (for tests and the benchmark); windows / scratch:
+   *  bands of a split op bound in place or through a scratch copy (webgpu-split.ts). */
+  readonly stats = { dispatches: 0, submits: 0, buffersCreated: 0, windows: 0, scratch: 0 };
 
   constructor(
     readonly device: GpuDevice, adapter: GpuAdapter, private readonly modules: Map<KernelName, GpuShaderModule>,
     // Held for the backend's lifetime: in Node, Dawn's instance is freed when its JS object is
     // garbage-collected, and the device's event processing then crashes the process.
     private readonly gpu: GpuEntry,
+    limits: Record<string, number> = device.limits,
   ) {
-    this.limits = device.limits;
+    this.limits = limits;
     this.adapterInfo = adapter.info ?? {};
     this.hasTimestamps = device.features.has('timestamp-query');
     this.uniforms = device.createBuffer({ size: MAX_PENDING * SLOT, usage: UNIFORM | COPY_DST });
@@ -213,10 +229,18 @@ export class WebGPUDispatch {
     const slot = this.pending++;
     this.uniformHost.set(new Uint8Array(params.u.buffer), slot * SLOT);
     const entries = [{ binding: 0, resource: { buffer: this.uniforms, offset: slot * SLOT, size: SLOT } }];
+    const maxBinding = this.limits.maxStorageBufferBindingSize;
     bufs.forEach((b, i) => {
       if (!b) return;
-      const buffer = b instanceof GpuStorage ? this.check(b).buffer : b;
-      entries.push({ binding: i + 1, resource: { buffer, offset: 0, size: buffer.size } });
+      const buffer = b instanceof GpuStorage ? this.check(b).buffer : b instanceof GpuWindow ? b.buffer : b;
+      const offset = b instanceof GpuWindow ? b.offset : 0, size = b instanceof GpuWindow ? b.size : buffer.size;
+      if (size > maxBinding) {
+        throw new UserError(
+          `webgpu ${kernel}.${entry}: binding ${i + 1} is ${mib(size)}, above this GPU's maxStorageBufferBindingSize (${mib(maxBinding)}), ` +
+            'and this op cannot split it; use a smaller batch size, sequence length or model',
+        );
+      }
+      entries.push({ binding: i + 1, resource: { buffer, offset, size } });
       this.pendingBuffers.add(buffer);
     });
     const group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
