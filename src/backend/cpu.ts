@@ -8,6 +8,7 @@
 // Only the hot paths are tuned: matmul (most of a training step) packs its operands so every
 // dot product walks contiguous memory and keeps a 2x4 tile of sums in registers; binary ops
 // have loops for the common broadcasts (same shape, scalar, trailing row).
+import { ByteCounter } from './byte-counter.ts';
 import {
   type Backend, type BinaryOp, type DType, type HostArray, type MatmulParams, type ReduceOp,
   type Storage, type UnaryOp, broadcastStrides, sizeOf, stridesOf,
@@ -20,8 +21,7 @@ type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 export class CpuBackend implements Backend {
   readonly name: string;
   private readonly F: FloatCtor;
-  private live = 0;
-  private peak = 0; // the most `live` has been since resetPeak()
+  private readonly bytes = new ByteCounter();
   // Freed float arrays by length, reused by the next allocation of that length. A training
   // step makes the same few hundred allocations every time; reusing them avoids the page
   // faults and garbage collection of fresh multi-megabyte typed arrays.
@@ -76,7 +76,7 @@ export class CpuBackend implements Backend {
   }
   free(s: Storage): void {
     const a = s as HostArray;
-    this.live -= a.byteLength;
+    this.bytes.remove(a.byteLength);
     if (a instanceof this.F && a.length >= CpuBackend.POOL_MIN && this.pooledBytes + a.byteLength <= CpuBackend.POOL_MAX_BYTES) {
       let list = this.pool.get(a.length);
       if (!list) this.pool.set(a.length, (list = []));
@@ -85,17 +85,16 @@ export class CpuBackend implements Backend {
     }
   }
   bytesInUse(): number {
-    return this.live;
+    return this.bytes.live;
   }
   peakBytes(): number {
-    return this.peak;
+    return this.bytes.peak;
   }
   resetPeak(): void {
-    this.peak = this.live;
+    this.bytes.resetPeak();
   }
   private grow(bytes: number): void {
-    this.live += bytes;
-    if (this.live > this.peak) this.peak = this.live;
+    this.bytes.add(bytes);
   }
 
   // ---- elementwise ----

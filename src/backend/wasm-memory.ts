@@ -35,6 +35,7 @@
 // Int32Array: kernels/cpu/wasm-worker.mjs reads its arguments back with `>>> 0` (unsigned).
 // test/wasm-memory-4g.test.ts runs the kernels on tensors that live above 2 GiB.
 
+import { ByteCounter } from './byte-counter.ts';
 import { UserError } from '../util/errors.ts';
 
 /** Page size of WebAssembly memory, in bytes. */
@@ -60,8 +61,7 @@ export class WasmHeap {
   private readonly free = new Map<number, number[]>();
   /** Merged free runs from the last coalesce, by address (served first fit, split). */
   private runs: { ptr: number; size: number }[] = [];
-  private live = 0;
-  private peak = 0; // the most `live` has been since resetPeak()
+  private readonly bytes = new ByteCounter(); // bytes requested by live blocks
 
   constructor(initialPages = 16) {
     this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
@@ -72,8 +72,7 @@ export class WasmHeap {
   alloc(bytes: number): number {
     const cls = sizeClass(bytes);
     const ptr = this.free.get(cls)?.pop() ?? this.fromRuns(cls) ?? this.bump(cls);
-    this.live += bytes;
-    if (this.live > this.peak) this.peak = this.live;
+    this.bytes.add(bytes);
     return ptr;
   }
 
@@ -132,20 +131,20 @@ export class WasmHeap {
     let list = this.free.get(cls);
     if (!list) this.free.set(cls, (list = []));
     list.push(ptr);
-    this.live -= bytes;
+    this.bytes.remove(bytes);
   }
 
   /** Bytes requested by live blocks (not counting rounding or the free lists). */
   bytesInUse(): number {
-    return this.live;
+    return this.bytes.live;
   }
 
   /** The most bytes live blocks held at once since the heap was made or resetPeak(). */
   peakBytes(): number {
-    return this.peak;
+    return this.bytes.peak;
   }
   resetPeak(): void {
-    this.peak = this.live;
+    this.bytes.resetPeak();
   }
 
   /** The top of the heap: bytes in live and free blocks below it, rounding included. */

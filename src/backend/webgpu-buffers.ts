@@ -5,6 +5,7 @@
 // One ordering rule lives here: queue.writeBuffer (upload) runs before commands that are
 // recorded but not yet submitted, so uploading into a pooled buffer that pending commands
 // still read submits those commands first.
+import { ByteCounter } from './byte-counter.ts';
 import type { DType, HostArray, Storage } from './backend.ts';
 import { COPY_DST, COPY_SRC, type GpuBuffer, MAP_MODE_READ, MAP_READ, STORAGE } from './webgpu-device.ts';
 import { GpuStorage, WebGPUDispatch, mib } from './webgpu-dispatch.ts';
@@ -13,8 +14,7 @@ import { UserError } from '../util/errors.ts';
 export class WebGPUBuffers extends WebGPUDispatch {
   private readonly pool = new Map<number, GpuBuffer[]>(); // free buffers by byte size
   private readonly readPool = new Map<number, GpuBuffer[]>(); // MAP_READ staging buffers
-  private live = 0; // bytes held by live storages
-  private peak = 0; // the most `live` has been since resetPeak()
+  private readonly bytes = new ByteCounter(); // bytes held by live storages
   private pooled = 0; // bytes held by the pool
 
   /**
@@ -38,8 +38,7 @@ export class WebGPUBuffers extends WebGPUDispatch {
       buffer = this.device.createBuffer({ size: bytes, usage: STORAGE | COPY_SRC | COPY_DST });
       this.stats.buffersCreated++;
     }
-    this.live += bytes;
-    if (this.live > this.peak) this.peak = this.live;
+    this.bytes.add(bytes);
     return new GpuStorage(buffer, length, dtype);
   }
 
@@ -98,7 +97,7 @@ export class WebGPUBuffers extends WebGPUDispatch {
     if (s.freed) throw new Error('webgpu: storage freed twice');
     s.freed = true;
     const bytes = s.buffer.size;
-    this.live -= bytes;
+    this.bytes.remove(bytes);
     this.pooled += bytes;
     const list = this.pool.get(bytes) ?? [];
     list.push(s.buffer);
@@ -106,13 +105,13 @@ export class WebGPUBuffers extends WebGPUDispatch {
   }
 
   bytesInUse(): number {
-    return this.live;
+    return this.bytes.live;
   }
   peakBytes(): number {
-    return this.peak;
+    return this.bytes.peak;
   }
   resetPeak(): void {
-    this.peak = this.live;
+    this.bytes.resetPeak();
   }
 
   /** Bytes kept by the pool for reuse (not in use, not returned to the driver). */
