@@ -88,7 +88,7 @@ export async function runPretrainCommand(f: Flags, cmd: Command, o: { quietSumma
     console.log(
       `done: ${result.steps} steps, ${(result.params / 1e6).toFixed(2)}M params, train loss ${result.train_loss.toFixed(4)}, ` +
         `val loss ${result.val_loss.toFixed(4)} (unigram baseline ${result.unigram_loss.toFixed(3)}), val bpb ${result.val_bpb.toFixed(4)}, ` +
-        `${Math.round(result.tokens_per_second)} tok/s, ${result.seconds.toFixed(0)}s -> ${result.run_dir}`,
+        `${Math.round(result.tokens_per_second)} tok/s, peak ${(result.peak_bytes / 2 ** 30).toFixed(2)} GiB, ${result.seconds.toFixed(0)}s -> ${result.run_dir}`,
     );
   }
   return result;

@@ -56,6 +56,7 @@ export interface PretrainResult {
   val_bpb: number;
   unigram_loss: number; // loss of predicting every token by its training frequency
   tokens_per_second: number;
+  peak_bytes: number; // the most bytes the backend's tensors held at once during the run (Backend.peakBytes)
   seconds: number;
   run_dir: string;
   samples: string[];
@@ -116,6 +117,7 @@ export async function pretrain(o: PretrainOptions, hooks: PretrainHooks): Promis
       val_bpb: run.lastVal.bpb,
       unigram_loss: run.unigram,
       tokens_per_second: r.tokensPerSecond,
+      peak_bytes: o.backend.peakBytes(),
       seconds: (performance.now() - t0) / 1000,
       run_dir: o.out,
       samples: r.samples,
