@@ -57,6 +57,8 @@ const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScala
 
 /** Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs): matmul.wat's matmul, ops.wat's attention. */
 const K_DOT = 0, K_ATT_FWD = 2, K_ATT_BWD = 3;
+/** Keys per block of ops.wat's attention_backward (its P and dS scratch tiles are G·T x ATT_BK floats). */
+const ATT_BK = 64;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
 
@@ -387,12 +389,14 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage } {
     const dq = this.newFloat(s.B * s.NH * s.T * s.HS), dk = this.newFloat(s.B * s.NKV * s.S * s.HS), dv = this.newFloat(s.B * s.NKV * s.S * s.HS);
     const units = s.B * s.NKV, G = s.NH / s.NKV, qUnit = G * s.T * s.HS * 4, kvUnit = s.S * s.HS * 4, lseUnit = G * s.T * 4;
-    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * s.S);
+    // per thread: D (G·T floats) and the P and dS tiles of one key block (G·T x ATT_BK each), see ops.wat
+    const perThread = G * s.T * (1 + 2 * ATT_BK);
+    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * perThread);
     const ptr = (x: Storage) => (x as F32).byteOffset;
     this.split(K_ATT_BWD, units, WasmBackend.attentionWork(s), 1, (u0, u1, part) => [
       ptr(dout) + u0 * qUnit, ptr(q) + u0 * qUnit, ptr(k) + u0 * kvUnit, ptr(v) + u0 * kvUnit, ptr(out) + u0 * qUnit, ptr(lse) + u0 * lseUnit,
       dq.byteOffset + u0 * qUnit, dk.byteOffset + u0 * kvUnit, dv.byteOffset + u0 * kvUnit,
-      scratch.byteOffset + part * s.S * 4, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
+      (scratch.byteOffset + part * perThread * 4) >>> 0, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
     ], `attention backward (B ${s.B}, heads ${s.NH}/${s.NKV}, T ${s.T}, S ${s.S}, HS ${s.HS})`);
     this.free(scratch);
     return { dq, dk, dv };
