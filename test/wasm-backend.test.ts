@@ -295,9 +295,9 @@ describe('wasm fused kernels vs cpu-fused', () => {
   const TOL = [1e-5, 1e-4] as const;
   const close = (g: Storage, w: Storage, what: string) => expectClose(host(g), host(w), { atol: TOL[0], rtol: TOL[1] }, what);
 
-  it('implements the FusedKernels capability, and the policy table uses all five', () => {
+  it('implements the FusedKernels capability, and the policy table uses all seven', () => {
     expect(hasFused(wasm)).toBe(true);
-    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true });
+    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true, swiglu: true, rope: true });
   });
 
   it('the AdamW optimizer takes the fused path on wasm and matches the composed update on cpu', () => {

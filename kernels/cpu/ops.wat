@@ -929,6 +929,135 @@
       (br $lu))))
 
   ;; ---------------------------------------------------------------------------------------
+  ;; SwiGLU (cpu-fused.ts: swigluForward / swigluBackward): the MLP's h = silu(g) u with
+  ;; silu(g) = g sigmoid(g), over n elements. One pass instead of the composed graph's
+  ;; sigmoid, two muls forward and seven ops backward (each a pass over memory, and two
+  ;; intermediates kept for the backward). Each value is computed by the same float32
+  ;; operations, in the same order, as the composed ops on the wasm backend (the unary
+  ;; kernel's sigmoid, then mul), so fused and composed agree bit for bit.
+  ;;   forward:  s = 1 / (1 + exp(-g));  h = (g s) u
+  ;;   backward: du = dh (g s);  a = dh u;  dg = a s + (a g) (s ((-s) + 1))
+  ;; (the backward's last line is the composed rules of mul(g, s) and sigmoid, written out)
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $sigmoid4 (param $x v128) (result v128)
+    (f32x4.div (v128.const f32x4 1 1 1 1) (f32x4.add (v128.const f32x4 1 1 1 1) (call $exp4 (f32x4.neg (local.get $x))))))
+
+  (func $swiglu_forward (export "swiglu_forward") (param $g i32) (param $u i32) (param $y i32) (param $n i32)
+    (local $i i32) (local $o i32) (local $gv v128)
+    ;; four at a time; the last n % 4 through the same vector code on one lane
+    (block $done (loop $l
+      (br_if $done (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $gv (v128.load (i32.add (local.get $g) (local.get $o))))
+      (v128.store (i32.add (local.get $y) (local.get $o))
+        (f32x4.mul (f32x4.mul (local.get $gv) (call $sigmoid4 (local.get $gv))) (v128.load (i32.add (local.get $u) (local.get $o)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (local.set $gv (v128.load32_splat (i32.add (local.get $g) (local.get $o))))
+      (f32.store (i32.add (local.get $y) (local.get $o)) (f32x4.extract_lane 0
+        (f32x4.mul (f32x4.mul (local.get $gv) (call $sigmoid4 (local.get $gv))) (v128.load32_splat (i32.add (local.get $u) (local.get $o))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+
+  ;; dg and du for four lanes: writes du at $pdu and returns dg
+  (func $swiglu_bwd4 (param $dh v128) (param $gv v128) (param $uv v128) (param $pdu i32) (param $lanes i32) (result v128)
+    (local $s v128) (local $a v128)
+    (local.set $s (call $sigmoid4 (local.get $gv)))
+    (if (i32.eq (local.get $lanes) (i32.const 4))
+      (then (v128.store (local.get $pdu) (f32x4.mul (local.get $dh) (f32x4.mul (local.get $gv) (local.get $s)))))
+      (else (f32.store (local.get $pdu) (f32x4.extract_lane 0 (f32x4.mul (local.get $dh) (f32x4.mul (local.get $gv) (local.get $s)))))))
+    (local.set $a (f32x4.mul (local.get $dh) (local.get $uv)))
+    (f32x4.add (f32x4.mul (local.get $a) (local.get $s))
+               (f32x4.mul (f32x4.mul (local.get $a) (local.get $gv))
+                          (f32x4.mul (local.get $s) (f32x4.add (f32x4.neg (local.get $s)) (v128.const f32x4 1 1 1 1))))))
+
+  (func $swiglu_backward (export "swiglu_backward") (param $dh i32) (param $g i32) (param $u i32) (param $dg i32) (param $du i32) (param $n i32)
+    (local $i i32) (local $o i32)
+    (block $done (loop $l
+      (br_if $done (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (v128.store (i32.add (local.get $dg) (local.get $o))
+        (call $swiglu_bwd4 (v128.load (i32.add (local.get $dh) (local.get $o))) (v128.load (i32.add (local.get $g) (local.get $o)))
+          (v128.load (i32.add (local.get $u) (local.get $o))) (i32.add (local.get $du) (local.get $o)) (i32.const 4)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $l)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (f32.store (i32.add (local.get $dg) (local.get $o)) (f32x4.extract_lane 0
+        (call $swiglu_bwd4 (v128.load32_splat (i32.add (local.get $dh) (local.get $o))) (v128.load32_splat (i32.add (local.get $g) (local.get $o)))
+          (v128.load32_splat (i32.add (local.get $u) (local.get $o))) (i32.add (local.get $du) (local.get $o)) (i32.const 1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l))))
+
+  ;; ---------------------------------------------------------------------------------------
+  ;; RoPE, rotate-half layout (cpu-fused.ts: rope). x, y (R, T, HS) with R = batch x heads;
+  ;; cos, sin (T, HS); half = HS / 2. With x1 = x[:half], x2 = x[half:]:
+  ;;   forward:  y1 = x1 c1 + (-x2) s1;       y2 = x2 c2 + x1 s2
+  ;;   inverse (the backward, the forward's exact adjoint for any tables):
+  ;;             y1 = x1 c1 + x2 s2;          y2 = x2 c2 + -(x1 s1)
+  ;; (c1 = cos[:half] etc.). The forward is the composed rope's mul, mul, add in the same
+  ;; order, and the inverse the sums its backward accumulates (its other terms are exact
+  ;; zeros), so both agree with the composed op bit for bit. Four at a time while four fit
+  ;; in a half, then one.
+  ;; ---------------------------------------------------------------------------------------
+
+  (func $rope (export "rope") (param $x i32) (param $cos i32) (param $sin i32) (param $y i32) (param $R i32) (param $T i32) (param $HS i32) (param $inverse i32)
+    (local $r i32) (local $t i32) (local $i i32) (local $half i32) (local $hb i32) (local $row i32) (local $tab i32)
+    (local $p1 i32) (local $p2 i32) (local $c1 i32) (local $c2 i32) (local $s1 i32) (local $s2 i32) (local $y1 i32) (local $y2 i32)
+    (local $a v128) (local $b v128)
+    (local.set $half (i32.shr_u (local.get $HS) (i32.const 1)))
+    (local.set $hb (i32.shl (local.get $half) (i32.const 2)))
+    (block $dr (loop $lr
+      (br_if $dr (i32.ge_u (local.get $r) (local.get $R)))
+      (local.set $t (i32.const 0))
+      (block $dt (loop $lt
+        (br_if $dt (i32.ge_u (local.get $t) (local.get $T)))
+        (local.set $row (i32.shl (i32.mul (i32.add (i32.mul (local.get $r) (local.get $T)) (local.get $t)) (local.get $HS)) (i32.const 2)))
+        (local.set $tab (i32.shl (i32.mul (local.get $t) (local.get $HS)) (i32.const 2)))
+        (local.set $i (i32.const 0))
+        (block $di (loop $li
+          (br_if $di (i32.ge_u (local.get $i) (local.get $half)))
+          (local.set $p1 (i32.add (i32.add (local.get $x) (local.get $row)) (i32.shl (local.get $i) (i32.const 2))))
+          (local.set $p2 (i32.add (local.get $p1) (local.get $hb)))
+          (local.set $c1 (i32.add (i32.add (local.get $cos) (local.get $tab)) (i32.shl (local.get $i) (i32.const 2))))
+          (local.set $c2 (i32.add (local.get $c1) (local.get $hb)))
+          (local.set $s1 (i32.add (i32.add (local.get $sin) (local.get $tab)) (i32.shl (local.get $i) (i32.const 2))))
+          (local.set $s2 (i32.add (local.get $s1) (local.get $hb)))
+          (local.set $y1 (i32.add (i32.add (local.get $y) (local.get $row)) (i32.shl (local.get $i) (i32.const 2))))
+          (local.set $y2 (i32.add (local.get $y1) (local.get $hb)))
+          (if (i32.le_u (i32.add (local.get $i) (i32.const 4)) (local.get $half))
+            (then
+              (if (local.get $inverse)
+                (then
+                  (local.set $a (f32x4.add (f32x4.mul (v128.load (local.get $p1)) (v128.load (local.get $c1))) (f32x4.mul (v128.load (local.get $p2)) (v128.load (local.get $s2)))))
+                  (local.set $b (f32x4.add (f32x4.mul (v128.load (local.get $p2)) (v128.load (local.get $c2))) (f32x4.neg (f32x4.mul (v128.load (local.get $p1)) (v128.load (local.get $s1)))))))
+                (else
+                  (local.set $a (f32x4.add (f32x4.mul (v128.load (local.get $p1)) (v128.load (local.get $c1))) (f32x4.mul (f32x4.neg (v128.load (local.get $p2))) (v128.load (local.get $s1)))))
+                  (local.set $b (f32x4.add (f32x4.mul (v128.load (local.get $p2)) (v128.load (local.get $c2))) (f32x4.mul (v128.load (local.get $p1)) (v128.load (local.get $s2)))))))
+              (v128.store (local.get $y1) (local.get $a))
+              (v128.store (local.get $y2) (local.get $b))
+              (local.set $i (i32.add (local.get $i) (i32.const 4))))
+            (else
+              (if (local.get $inverse)
+                (then
+                  (f32.store (local.get $y1) (f32.add (f32.mul (f32.load (local.get $p1)) (f32.load (local.get $c1))) (f32.mul (f32.load (local.get $p2)) (f32.load (local.get $s2)))))
+                  (f32.store (local.get $y2) (f32.add (f32.mul (f32.load (local.get $p2)) (f32.load (local.get $c2))) (f32.neg (f32.mul (f32.load (local.get $p1)) (f32.load (local.get $s1)))))))
+                (else
+                  (f32.store (local.get $y1) (f32.add (f32.mul (f32.load (local.get $p1)) (f32.load (local.get $c1))) (f32.mul (f32.neg (f32.load (local.get $p2))) (f32.load (local.get $s1)))))
+                  (f32.store (local.get $y2) (f32.add (f32.mul (f32.load (local.get $p2)) (f32.load (local.get $c2))) (f32.mul (f32.load (local.get $p1)) (f32.load (local.get $s2)))))))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))))
+          (br $li)))
+        (local.set $t (i32.add (local.get $t) (i32.const 1)))
+        (br $lt)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $lr))))
+
+  ;; ---------------------------------------------------------------------------------------
   ;; AdamW (cpu-fused.ts: adamwUpdate), in place on w, m, v over n elements:
   ;;   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g²
   ;;   w -= lr (wd w + (m / bc1) / (sqrt(v / bc2) + eps))
