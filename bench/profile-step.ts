@@ -13,6 +13,7 @@ import type { Backend } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import { initWasmMatmul } from '../src/backend/wasm-matmul.ts';
 import { enableRelaxedSimd } from '../src/backend/wasm-simd.ts';
+import { KERNEL_NAMES } from '../src/backend/wasm.ts';
 import { timeTrainStep } from './train.bench.ts';
 
 /**
@@ -33,7 +34,7 @@ function instrument(b: Backend): Map<string, { calls: number; ms: number }> {
     rec[n] = function (this: unknown, ...args: unknown[]) {
       // by op for the elementwise methods, by kernel for the wasm backend's runKernel (matmul and attention)
       const opKey = (n === 'unary' || n === 'binary' || n === 'reduce') && typeof args[0] === 'string' ? `${n}:${args[0]}`
-        : n === 'runKernel' ? `kernel ${['matmul', '(exit)', 'attention fwd', 'attention bwd'][args[0] as number] ?? args[0]}` : n;
+        : n === 'runKernel' ? `kernel ${KERNEL_NAMES[args[0] as number] ?? args[0]}` : n;
       stack.push(0);
       const t0 = performance.now();
       try {

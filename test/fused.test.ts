@@ -53,6 +53,19 @@ describe('fused ops agree with their composed references', () => {
     both(() => [randT([2, 3, 8])], (x) => T.rmsnormFused(x, null, 1e-5), (x) => T.rmsnorm(x, null, 1e-5));
   });
 
+  it('SwiGLU gate (on cpu: the reference loops of cpu-fused.ts)', () => {
+    both(() => [randT([6, 13], 3), randT([6, 13])], (g, u) => T.swigluFused(g, u), (g, u) => T.mul(T.silu(g), u));
+    expect(() => T.swigluFused(randT([2, 3]), randT([3, 2]))).toThrow(/gate \[2,3\] and up \[3,2\] differ in shape/);
+  });
+
+  it('RoPE: the model\'s tables, and tables whose halves differ (the backward is the adjoint)', () => {
+    const { cos, sin } = T.ropeTables(5, 8, 10000);
+    both(() => [randT([2, 3, 5, 8])], (x) => T.ropeFused(x, cos, sin), (x) => T.rope(x, cos, sin));
+    const c = T.tensor(rng.normalArray(5 * 6, 1), [5, 6]), s = T.tensor(rng.normalArray(5 * 6, 1), [5, 6]);
+    both(() => [randT([1, 5, 6])], (x) => T.ropeFused(x, c, s), (x) => T.rope(x, c, s));
+    expect(() => T.ropeFused(randT([1, 4, 8]), c, s)).toThrow(/tables must be \(T, HS\) = \(4, 8\), got \[5,6\]/);
+  });
+
   it('attention: causal, grouped-query, with a KV prefix, and non-causal', () => {
     both(() => [randT([2, 4, 9, 8]), randT([2, 2, 9, 8]), randT([2, 2, 9, 8])], (q, k, v) => T.attentionFused(q, k, v), (q, k, v) => T.attention(q, k, v));
     both(() => [randT([1, 2, 3, 4]), randT([1, 1, 7, 4]), randT([1, 1, 7, 4])], (q, k, v) => T.attentionFused(q, k, v), (q, k, v) => T.attention(q, k, v));

@@ -70,6 +70,8 @@ function gradCheck(c: Case): { maxErr: number; checked: number } {
 }
 
 const u = (shape: number[]): In => ({ shape });
+/** Fixed random RoPE tables (the same on every call of a case's f). */
+const ROPE_COS = Array.from({ length: 18 }, () => rng.uniform() * 2 - 1), ROPE_SIN = Array.from({ length: 18 }, () => rng.uniform() * 2 - 1);
 const pos = (shape: number[]): In => ({ shape, kind: 'positive' });
 
 // One case (or more) per primitive op. Comparisons have no gradient of their own; their case
@@ -144,6 +146,25 @@ const PRIM_CASES: Record<T.PrimOp, Case[]> = {
     { inputs: [u([1, 4, 3, 2]), u([1, 2, 3, 2]), u([1, 2, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
     { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, true) },
     { inputs: [u([2, 2, 2, 2]), u([2, 1, 3, 2]), u([2, 1, 3, 2])], f: (q, k, v) => T.attentionFused(q, k, v, false) },
+  ],
+  // the fused elementwise chains (on cpu64: the reference loops of cpu-fused.ts)
+  swigluFused: [
+    { inputs: [u([3, 5]), u([3, 5])], f: (g, up) => T.swigluFused(g, up) },
+    { inputs: [{ shape: [7], data: [-4, -1.5, -0.3, 0, 0.2, 1.1, 3.5] }, u([7])], f: (g, up) => T.swigluFused(g, up) },
+  ],
+  ropeFused: [
+    {
+      inputs: [u([2, 3, 4])],
+      f: (x) => {
+        const { cos, sin } = T.ropeTables(3, 4, 10000);
+        return T.ropeFused(x, cos, sin);
+      },
+    },
+    // tables whose halves differ: the backward is the exact adjoint, not only a rotation by -angle
+    {
+      inputs: [u([1, 2, 3, 6])],
+      f: (x) => T.ropeFused(x, T.tensor(ROPE_COS, [3, 6]), T.tensor(ROPE_SIN, [3, 6])),
+    },
   ],
   // recomputation: the gradient of x and of a parameter read inside (accumulated by the re-run),
   // x also used outside the checkpoint, and a checkpoint inside a checkpoint (re-entrant backward)

@@ -295,9 +295,9 @@ describe('wasm fused kernels vs cpu-fused', () => {
   const TOL = [1e-5, 1e-4] as const;
   const close = (g: Storage, w: Storage, what: string) => expectClose(host(g), host(w), { atol: TOL[0], rtol: TOL[1] }, what);
 
-  it('implements the FusedKernels capability, and the policy table uses all five', () => {
+  it('implements the FusedKernels capability, and the policy table uses all seven', () => {
     expect(hasFused(wasm)).toBe(true);
-    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true });
+    expect(FUSED_POLICY.wasm).toEqual({ rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true, swiglu: true, rope: true });
   });
 
   it('the AdamW optimizer takes the fused path on wasm and matches the composed update on cpu', () => {
@@ -371,6 +371,11 @@ describe('wasm fused kernels vs cpu-fused', () => {
     { B: 2, NH: 4, NKV: 2, T: 5, S: 7, HS: 8, causal: true }, // grouped-query, S > T (a KV cache)
     { B: 1, NH: 3, NKV: 3, T: 9, S: 9, HS: 6, causal: true }, // HS not a multiple of 4: scalar tails
     { B: 1, NH: 2, NKV: 1, T: 4, S: 6, HS: 16, causal: false },
+    // the backward's key blocks are 64 keys: several blocks, a ragged last one, S > T, and
+    // head sizes that take the 16-float register tiles, the 4-float step and the scalar tail
+    { B: 1, NH: 4, NKV: 2, T: 70, S: 150, HS: 22, causal: true },
+    { B: 2, NH: 2, NKV: 2, T: 130, S: 130, HS: 64, causal: true },
+    { B: 1, NH: 3, NKV: 1, T: 33, S: 100, HS: 19, causal: false },
   ];
   for (const s of ATTN) {
     it(`attention forward and backward ${JSON.stringify(s)}`, () => {

@@ -27,7 +27,9 @@ const SLOTS = 32;
 // check that a helper dying in the middle of a job is reported, not waited for).
 // 2, 3 = ops.wat's attention_forward (13 args) and attention_backward (17 args), when the
 // wasm backend handed over opsBytes (the copying matmul of wasm-matmul.ts does not).
-const K_MATMUL = 0, K_EXIT = 1, K_ATT_FWD = 2, K_ATT_BWD = 3;
+// 4, 5 = swiglu_forward (4 args) / swiglu_backward (6), 6 = rope (8), 7 = binary (10), from
+// ops.wat too.
+const K_MATMUL = 0, K_EXIT = 1, K_ATT_FWD = 2, K_ATT_BWD = 3, K_SWIGLU_FWD = 4, K_SWIGLU_BWD = 5, K_ROPE = 6, K_BINARY = 7;
 
 const node = typeof process !== 'undefined' && !!process.versions?.node;
 const wtName = 'node:worker_threads';
@@ -89,7 +91,11 @@ for (;;) {
     } else if (kernel === K_ATT_BWD && ops) {
       ops.attention_backward(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9), arg(10), arg(11), arg(12),
         arg(13), arg(14), arg(15), arg(16));
-    } else if (kernel === K_EXIT) {
+    } else if (kernel === K_SWIGLU_FWD && ops) ops.swiglu_forward(arg(0), arg(1), arg(2), arg(3));
+    else if (kernel === K_SWIGLU_BWD && ops) ops.swiglu_backward(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5));
+    else if (kernel === K_ROPE && ops) ops.rope(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7));
+    else if (kernel === K_BINARY && ops) ops.binary(arg(0), arg(1), arg(2), arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9));
+    else if (kernel === K_EXIT) {
       lastError = 'asked to exit (test hook)';
       if (node) process.exit(3);
       die(`${lastError} (closed)`);

@@ -119,19 +119,51 @@ export class CpuFused implements FusedKernels {
     return { dx, dweight: dw };
   }
 
+  // ---- SwiGLU ----
+
+  swigluForward(gS: Storage, uS: Storage, n: number): Storage {
+    const g = gS as F32, u = uS as F32;
+    const y = this.alloc(n);
+    for (let i = 0; i < n; i++) {
+      const s = 1 / (1 + Math.exp(-g[i])); // sigmoid(g)
+      y[i] = g[i] * s * u[i]; // silu(g) u
+    }
+    return y;
+  }
+
+  swigluBackward(dhS: Storage, gS: Storage, uS: Storage, n: number): { dg: Storage; du: Storage } {
+    const dh = dhS as F32, g = gS as F32, u = uS as F32;
+    const dg = this.alloc(n), du = this.alloc(n);
+    for (let i = 0; i < n; i++) {
+      const s = 1 / (1 + Math.exp(-g[i]));
+      du[i] = dh[i] * g[i] * s; // d/du = silu(g)
+      // d silu(g) / dg = s + g s (1 - s)
+      const a = dh[i] * u[i];
+      dg[i] = a * s + a * g[i] * s * (1 - s);
+    }
+    return { dg, du };
+  }
+
   // ---- RoPE ----
 
   rope(xS: Storage, cosS: Storage, sinS: Storage, R: number, T: number, HS: number, inverse: boolean): Storage {
     const x = xS as F32, cos = cosS as F32, sin = sinS as F32;
     const y = this.alloc(R * T * HS);
-    const half = HS / 2, sign = inverse ? -1 : 1;
+    const half = HS / 2;
     for (let r = 0; r < R; r++) {
       for (let t = 0; t < T; t++) {
-        const o = (r * T + t) * HS;
-        for (let i = 0; i < HS; i++) {
-          // rotate_half(x) = [-x2, x1]
-          const rot = i < half ? -x[o + i + half] : x[o + i - half];
-          y[o + i] = x[o + i] * cos[t * HS + i] + sign * rot * sin[t * HS + i];
+        const o = (r * T + t) * HS, c = t * HS;
+        for (let i = 0; i < half; i++) {
+          const x1 = x[o + i], x2 = x[o + i + half];
+          if (!inverse) {
+            // y = x cos + rotate_half(x) sin, rotate_half([x1, x2]) = [-x2, x1]
+            y[o + i] = x1 * cos[c + i] - x2 * sin[c + i];
+            y[o + i + half] = x2 * cos[c + i + half] + x1 * sin[c + i + half];
+          } else {
+            // the adjoint (the backward): each sin term goes back to where it came from
+            y[o + i] = x1 * cos[c + i] + x2 * sin[c + i + half];
+            y[o + i + half] = x2 * cos[c + i + half] - x1 * sin[c + i];
+          }
         }
       }
     }

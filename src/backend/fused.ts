@@ -69,10 +69,20 @@ export interface FusedKernels {
 
   /**
    * RoPE, rotate-half layout (composed.ts `rope`): y = x * cos + rotate_half(x) * sin.
-   * x (R, T, HS) with R = B * heads; cos, sin (T, HS). `inverse` rotates by minus the angle
-   * (sin -> -sin), which is the backward: a rotation's adjoint is its inverse.
+   * x (R, T, HS) with R = B * heads; cos, sin (T, HS). `inverse` applies the adjoint, which is
+   * the backward: y1 = x1 c1 + x2 s2, y2 = x2 c2 - x1 s1 (halves of the last axis). For
+   * tables whose two halves hold the same angles (ropeTables) that is the rotation by minus
+   * the angle (sin -> -sin): a rotation's adjoint is its inverse.
    */
   rope(x: Storage, cos: Storage, sin: Storage, R: number, T: number, HS: number, inverse: boolean): Storage;
+
+  /**
+   * SwiGLU's gate, elementwise over n floats: h = silu(g) u = g sigmoid(g) u (g = x Wgᵀ,
+   * u = x Wuᵀ in the MLP). Optional: a backend without it runs the composed ops.
+   */
+  swigluForward?(g: Storage, u: Storage, n: number): Storage;
+  /** du = dh silu(g); dg = dh u (s + g s (1 - s)), s = sigmoid(g). */
+  swigluBackward?(dh: Storage, g: Storage, u: Storage, n: number): { dg: Storage; du: Storage };
 
   /**
    * softmax(q kᵀ / sqrt(HS), causal) v without storing the (T, S) scores (online softmax).
@@ -105,7 +115,7 @@ export function hasFused<B extends Backend>(b: B): b is B & FusedKernels {
 }
 
 /** The fused ops the model may use instead of their composed definitions. */
-export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'targetLogprobs' | 'adamw';
+export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'targetLogprobs' | 'adamw' | 'swiglu' | 'rope';
 
 /**
  * Which fused ops each backend uses, by backend name: the one place this choice is made.
@@ -117,14 +127,19 @@ export type FusedOp = 'rmsnorm' | 'attention' | 'crossEntropy' | 'targetLogprobs
  *   webgpu: all four are WGSL kernels.
  *   adamw (the optimizer's update in place, src/optim/adamw.ts): wasm and webgpu; on cpu the
  *     composed update stays, as the reference the fused ones are tested against.
- * newtonSchulz and rope kernels exist (and are tested) but training does not call them:
- * Muon and RoPE run composed tensor ops, whose matmuls are the fast part anyway.
+ *   swiglu, rope (the MLP's gate and the rotary embedding, src/tensor/fused.ts): wasm only,
+ *     where they replace chains of elementwise passes (and RoPE's slices and concat) by one
+ *     SIMD pass; they compute the same float32 operations in the same order, so the results
+ *     are bit for bit the composed ones. cpu keeps the composed ops (the reference);
+ *     webgpu has a rope kernel (tested) but no swiglu, and runs both composed.
+ * newtonSchulz has kernels (and tests) but training does not call it: Muon runs composed
+ * tensor ops, whose matmuls are the fast part anyway.
  */
 export const FUSED_POLICY: Record<string, Record<FusedOp, boolean>> = {
-  cpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false },
-  cpu64: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false },
-  wasm: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true },
-  webgpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true },
+  cpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false, swiglu: false, rope: false },
+  cpu64: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: false, adamw: false, swiglu: false, rope: false },
+  wasm: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true, swiglu: true, rope: true },
+  webgpu: { rmsnorm: true, crossEntropy: true, targetLogprobs: true, attention: true, adamw: true, swiglu: false, rope: false },
 };
 
 /** Should `op` run fused on backend b? (FUSED_POLICY, else whether b has the kernels.) */

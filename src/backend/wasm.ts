@@ -49,6 +49,9 @@ interface OpsExports {
   transpose(src: number, dst: number, rows: number, cols: number): void;
   permute4(x: number, y: number, d0: number, d1: number, d2: number, d3: number, s0: number, s1: number, s2: number, s3: number): void;
   zero(y: number, bytes: number): void;
+  swiglu_forward(g: number, u: number, y: number, n: number): void;
+  swiglu_backward(dh: number, g: number, u: number, dg: number, du: number, n: number): void;
+  rope(x: number, cos: number, sin: number, y: number, R: number, T: number, HS: number, inverse: number): void;
 }
 
 type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: number) => void;
@@ -57,8 +60,21 @@ type MatmulFn = (a: number, bt: number, c: number, M: number, K: number, N: numb
 const BINARY_CODE: Partial<Record<BinaryOp, number>> = { add: 0, sub: 1, mul: 2, div: 3 };
 const UNARY_CODE: Partial<Record<UnaryOp, number>> = { neg: 0, relu: 1, mulScalar: 2, addScalar: 3, exp: 4, sigmoid: 5, sqrt: 6, rsqrt: 7 };
 
-/** Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs): matmul.wat's matmul, ops.wat's attention. */
-const K_DOT = 0, K_ATT_FWD = 2, K_ATT_BWD = 3;
+/**
+ * Kernel numbers of the worker protocol (kernels/cpu/wasm-worker.mjs): matmul.wat's matmul,
+ * ops.wat's attention, SwiGLU, RoPE and binary (the elementwise ones split by elements/rows).
+ */
+const K_DOT = 0, K_ATT_FWD = 2, K_ATT_BWD = 3, K_SWIGLU_FWD = 4, K_SWIGLU_BWD = 5, K_ROPE = 6, K_BINARY = 7;
+/** The kernels' names, by number (errors, bench/profile-step.ts). */
+export const KERNEL_NAMES = ['matmul', '(exit)', 'attention fwd', 'attention bwd', 'swiglu fwd', 'swiglu bwd', 'rope', 'binary'];
+/**
+ * "Multiply-adds" per element of the elementwise kernels for split()'s threshold (a pass of
+ * a few hundred thousand elements is worth a second thread, a smaller one is not): binary is
+ * one memory-bound op, RoPE two products, SwiGLU an exp and a handful of products.
+ */
+const EW_WORK = { binary: 1, rope: 2, swiglu: 4 } as const;
+/** Keys per block of ops.wat's attention_backward (its P and dS scratch tiles are G·T x ATT_BK floats). */
+const ATT_BK = 64;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
 
@@ -171,7 +187,16 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const y = this.raw(plan.R * plan.C);
     if (y.length === 0) return y;
     const [sa, sb] = plan.strides;
-    this.ops.binary(code!, a.byteOffset, sa[0], sa[1], b.byteOffset, sb[0], sb[1], y.byteOffset, plan.R, plan.C);
+    const { R, C } = plan;
+    const at = (p: number, s: [number, number], r: number, c: number) => (p + (r * s[0] + c * s[1]) * 4) >>> 0;
+    if (R === 1) {
+      // one row (same-shape operands): bands of columns, multiples of 4 so each starts a vector
+      this.split(K_BINARY, C, EW_WORK.binary, 4, (c0, c1) => [code!, at(a.byteOffset, sa, 0, c0), sa[0], sa[1], at(b.byteOffset, sb, 0, c0), sb[0], sb[1],
+        (y.byteOffset + c0 * 4) >>> 0, 1, c1 - c0], `${op} (${C})`);
+    } else {
+      this.split(K_BINARY, R, C * EW_WORK.binary, 1, (r0, r1) => [code!, at(a.byteOffset, sa, r0, 0), sa[0], sa[1], at(b.byteOffset, sb, r0, 0), sb[0], sb[1],
+        (y.byteOffset + r0 * C * 4) >>> 0, r1 - r0, C], `${op} (${R}×${C})`);
+    }
     return y;
   }
 
@@ -262,7 +287,11 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     else if (kernel === K_ATT_FWD) this.ops.attention_forward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12]);
     else if (kernel === K_ATT_BWD) {
       this.ops.attention_backward(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10], a[11], a[12], a[13], a[14], a[15], a[16]);
-    } else throw new Error(`internal: unknown kernel ${kernel}`);
+    } else if (kernel === K_SWIGLU_FWD) this.ops.swiglu_forward(a[0], a[1], a[2], a[3]);
+    else if (kernel === K_SWIGLU_BWD) this.ops.swiglu_backward(a[0], a[1], a[2], a[3], a[4], a[5]);
+    else if (kernel === K_ROPE) this.ops.rope(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]);
+    else if (kernel === K_BINARY) this.ops.binary(a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9]);
+    else throw new Error(`internal: unknown kernel ${kernel}`);
   }
 
   /** How many parts split() cuts `units` units of `workPerUnit` multiply-adds each into (1: not split). */
@@ -356,8 +385,32 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     return { dx, dweight: dw };
   }
 
+  // SwiGLU and RoPE: elementwise, so split into bands of elements (SwiGLU) or of (R) rows
+  // (RoPE) over the threads; every element is computed by the same instructions in any
+  // band, so a split result is bit for bit the one-thread result.
+
+  swigluForward(g: Storage, u: Storage, n: number): Storage {
+    const y = this.raw(n);
+    const gp = (g as F32).byteOffset, up = (u as F32).byteOffset, yp = y.byteOffset;
+    this.split(K_SWIGLU_FWD, n, EW_WORK.swiglu, 4, (i0, i1) => [(gp + i0 * 4) >>> 0, (up + i0 * 4) >>> 0, (yp + i0 * 4) >>> 0, i1 - i0], `swiglu forward (${n})`);
+    return y;
+  }
+
+  swigluBackward(dh: Storage, g: Storage, u: Storage, n: number): { dg: Storage; du: Storage } {
+    const dg = this.raw(n), du = this.raw(n);
+    const p = [dh, g, u].map((x) => (x as F32).byteOffset);
+    this.split(K_SWIGLU_BWD, n, EW_WORK.swiglu, 4, (i0, i1) => [...p.map((b) => (b + i0 * 4) >>> 0), (dg.byteOffset + i0 * 4) >>> 0, (du.byteOffset + i0 * 4) >>> 0, i1 - i0],
+      `swiglu backward (${n})`);
+    return { dg, du };
+  }
+
   rope(x: Storage, cos: Storage, sin: Storage, R: number, T: number, HS: number, inverse: boolean): Storage {
-    return this.reference.rope(x, cos, sin, R, T, HS, inverse);
+    const y = this.raw(R * T * HS);
+    if (y.length === 0) return y;
+    const xp = (x as F32).byteOffset, row = T * HS * 4;
+    this.split(K_ROPE, R, T * HS * EW_WORK.rope, 1, (r0, r1) => [(xp + r0 * row) >>> 0, (cos as F32).byteOffset, (sin as F32).byteOffset,
+      (y.byteOffset + r0 * row) >>> 0, r1 - r0, T, HS, inverse ? 1 : 0], `rope (${R}×${T}×${HS})`);
+    return y;
   }
 
   // Attention over threads. Query head h reads KV head h / G (G = NH / NKV query heads per KV
@@ -389,12 +442,14 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage } {
     const dq = this.newFloat(s.B * s.NH * s.T * s.HS), dk = this.newFloat(s.B * s.NKV * s.S * s.HS), dv = this.newFloat(s.B * s.NKV * s.S * s.HS);
     const units = s.B * s.NKV, G = s.NH / s.NKV, qUnit = G * s.T * s.HS * 4, kvUnit = s.S * s.HS * 4, lseUnit = G * s.T * 4;
-    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * s.S);
+    // per thread: D (G·T floats) and the P and dS tiles of one key block (G·T x ATT_BK each), see ops.wat
+    const perThread = G * s.T * (1 + 2 * ATT_BK);
+    const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * perThread);
     const ptr = (x: Storage) => (x as F32).byteOffset;
     this.split(K_ATT_BWD, units, WasmBackend.attentionWork(s), 1, (u0, u1, part) => [
       ptr(dout) + u0 * qUnit, ptr(q) + u0 * qUnit, ptr(k) + u0 * kvUnit, ptr(v) + u0 * kvUnit, ptr(out) + u0 * qUnit, ptr(lse) + u0 * lseUnit,
       dq.byteOffset + u0 * qUnit, dk.byteOffset + u0 * kvUnit, dv.byteOffset + u0 * kvUnit,
-      scratch.byteOffset + part * s.S * 4, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
+      (scratch.byteOffset + part * perThread * 4) >>> 0, u1 - u0, G, 1, s.T, s.S, s.HS, s.causal ? 1 : 0,
     ], `attention backward (B ${s.B}, heads ${s.NH}/${s.NKV}, T ${s.T}, S ${s.S}, HS ${s.HS})`);
     this.free(scratch);
     return { dq, dk, dv };

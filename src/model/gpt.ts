@@ -286,8 +286,8 @@ export class GPT {
     const start = cache?.length ?? 0;
     const { cos, sin } = this.ropeTables();
     const cosT = T.slice(cos, 0, start, start + Tn), sinT = T.slice(sin, 0, start, start + Tn); // (T, HS)
-    q = T.rope(q, cosT, sinT);
-    k = T.rope(k, cosT, sinT);
+    q = T.ropeAuto(q, cosT, sinT, this.fused); // one kernel or the composed op: FUSED_POLICY decides
+    k = T.ropeAuto(k, cosT, sinT, this.fused);
     if (cache) {
       // Write this call's keys and values into the preallocated cache at [start, start+T).
       // A prefill may have fewer rows than the cache (B prompts, R = B*G rows): each prompt's
@@ -315,7 +315,8 @@ export class GPT {
   private mlp(x: T.Tensor, l: number): T.Tensor {
     const pre = `model.layers.${l}.mlp.`;
     const up = this.linear(x, pre + 'up_proj.weight'); // (B*T, F)
-    const h = this.config.mlp === 'swiglu' ? T.mul(T.silu(this.linear(x, pre + 'gate_proj.weight')), up) : T.relu2(up);
+    // silu(gate) * up: one kernel or the composed ops, per FUSED_POLICY
+    const h = this.config.mlp === 'swiglu' ? T.swigluAuto(this.linear(x, pre + 'gate_proj.weight'), up, this.fused) : T.relu2(up);
     return this.linear(h, pre + 'down_proj.weight'); // (B*T, C)
   }
 

@@ -1,9 +1,12 @@
-// Fused ops: four deliberate exceptions to "everything is composed from primitives".
+// Fused ops: six deliberate exceptions to "everything is composed from primitives".
 //
 // Cross-entropy and the log-probs of target tokens over a large vocabulary, RMSNorm and
 // causal attention are where a composed graph makes many passes over big intermediates
 // (attention's (B, NH, T, T) scores alone go through six ops; a composed log-softmax keeps
-// several (M, V) tensors alive for its backward). Each fused op here runs one forward kernel and one backward kernel of
+// several (M, V) tensors alive for its backward). SwiGLU's gate and RoPE are chains of
+// elementwise passes (RoPE's with slices and a concat) that the wasm backend does in one
+// SIMD pass each, with the composed ops' float32 operations in the same order, so their
+// results are the composed ones bit for bit. Each fused op here runs one forward kernel and one backward kernel of
 // the backend (src/backend/fused.ts: loops in cpu-fused.ts, WGSL on the GPU) and carries its
 // own gradient rule in grad.ts. The composed versions in composed.ts stay the reference:
 // test/grad.test.ts checks these against finite differences like every op, and
@@ -12,8 +15,8 @@ import type { Backend } from '../backend/backend.ts';
 import { CpuBackend } from '../backend/cpu.ts';
 import { CpuFused } from '../backend/cpu-fused.ts';
 import { type AdamWParams, type AttentionShape, type FusedKernels, type FusedOp, hasFused, prefersFused } from '../backend/fused.ts';
-import { attention, crossEntropy, rmsnorm, targetLogprobs } from './composed.ts';
-import { ShapeError, record, sameBackend, tensor, wantFloat } from './ops.ts';
+import { attention, crossEntropy, rmsnorm, rope, silu, targetLogprobs } from './composed.ts';
+import { ShapeError, mul, record, sameBackend, tensor, wantFloat } from './ops.ts';
 import { type Tensor, fromStorage } from './tensor.ts';
 
 const cpuKernels = new WeakMap<CpuBackend, CpuFused>();
@@ -113,6 +116,45 @@ export function attentionFused(q: Tensor, k: Tensor, v: Tensor, causal = true): 
   return record('attentionFused', [q, k, v], out, { lse: fromStorage(r.lse, [B, NH, T], 'float32', b, 'attentionFused.lse'), shape });
 }
 
+/** The fused kernels of b if they include the optional SwiGLU pair. */
+function swigluKernels(b: Backend): Required<Pick<FusedKernels, 'swigluForward' | 'swigluBackward'>> | null {
+  const k = fusedKernels(b);
+  return k?.swigluForward && k.swigluBackward ? (k as Required<FusedKernels>) : null;
+}
+
+/**
+ * SwiGLU's gate: silu(g) * u for g, u of one shape (the MLP's two projections), in one
+ * kernel forward and one backward. Same result as the composed `mul(silu(g), u)`, without
+ * its intermediates (sigmoid(g) and silu(g), kept for the backward) or its seven backward passes.
+ */
+export function swigluFused(g: Tensor, u: Tensor): Tensor {
+  const b = sameBackend('swigluFused', [g, u]);
+  [g, u].forEach((t) => wantFloat('swigluFused', t));
+  if (g.shape.join() !== u.shape.join()) throw new ShapeError(`swigluFused: gate [${g.shape}] and up [${u.shape}] differ in shape`);
+  const k = swigluKernels(b);
+  if (!k) throw new ShapeError(`swigluFused: backend ${b.name} has no SwiGLU kernel; use mul(silu(g), u)`);
+  const y = k.swigluForward(g.storage, u.storage, g.size);
+  return record('swigluFused', [g, u], fromStorage(y, g.shape, 'float32', b, 'swigluFused'));
+}
+
+/**
+ * RoPE (composed.ts `rope`) in one kernel: x (..., T, HS), tables cos, sin (T, HS). Same
+ * result as the composed op, without its slices, negation, concat, two products and sum
+ * (and their backward passes). The tables get no gradient: ropeAuto composes when they need one.
+ */
+export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const b = sameBackend('ropeFused', [x, cos, sin]);
+  [x, cos, sin].forEach((t) => wantFloat('ropeFused', t));
+  const HS = x.shape.at(-1)!, T = x.shape.at(-2)!;
+  if (x.rank < 2 || HS % 2 !== 0) throw new ShapeError(`ropeFused: x must be (..., T, HS) with HS even, got [${x.shape}]`);
+  for (const t of [cos, sin]) {
+    if (t.shape.join() !== `${T},${HS}`) throw new ShapeError(`ropeFused: tables must be (T, HS) = (${T}, ${HS}), got [${t.shape}]`);
+  }
+  const R = x.size / (T * HS);
+  const y = kernels('ropeFused', b).rope(x.storage, cos.storage, sin.storage, R, T, HS, false);
+  return record('ropeFused', [x, cos, sin], fromStorage(y, x.shape, 'float32', b, 'ropeFused'));
+}
+
 // ---- the model's entry points: fused or composed, chosen by the one table ----
 
 /** Whether `op` runs fused on this tensor's backend (FUSED_POLICY, and the kernels exist). */
@@ -134,6 +176,16 @@ export function rmsnormAuto(x: Tensor, weight: Tensor | null, eps = 1e-6, allowF
 /** Attention: attentionFused where FUSED_POLICY says so, else the composed `attention`. */
 export function attentionAuto(q: Tensor, k: Tensor, v: Tensor, causal = true, allowFused = true): Tensor {
   return useFused('attention', q, allowFused) ? attentionFused(q, k, v, causal) : attention(q, k, v, causal);
+}
+
+/** SwiGLU's gate: swigluFused where FUSED_POLICY says so (and the kernel exists), else mul(silu(g), u). */
+export function swigluAuto(g: Tensor, u: Tensor, allowFused = true): Tensor {
+  return useFused('swiglu', g, allowFused) && swigluKernels(g.backend) ? swigluFused(g, u) : mul(silu(g), u);
+}
+
+/** RoPE: ropeFused where FUSED_POLICY says so and the tables need no gradient, else the composed `rope`. */
+export function ropeAuto(x: Tensor, cos: Tensor, sin: Tensor, allowFused = true): Tensor {
+  return useFused('rope', x, allowFused) && !cos.requiresGrad && !sin.requiresGrad ? ropeFused(x, cos, sin) : rope(x, cos, sin);
 }
 
 /** Cross-entropy: crossEntropyFused where FUSED_POLICY says so, else the composed one. */
@@ -177,6 +229,15 @@ export const fusedBackward = {
       fromStorage(r.dx, x.shape, 'float32', x.backend, 'rmsnormFused.backward'),
       r.dweight && w ? fromStorage(r.dweight, w.shape, 'float32', x.backend, 'rmsnormFused.backward') : null,
     ];
+  },
+  swiglu(g: Tensor, u: Tensor, dy: Tensor): [Tensor, Tensor] {
+    const r = swigluKernels(g.backend)!.swigluBackward(dy.storage, g.storage, u.storage, g.size);
+    return [fromStorage(r.dg, g.shape, 'float32', g.backend, 'swigluFused.backward'), fromStorage(r.du, u.shape, 'float32', g.backend, 'swigluFused.backward')];
+  },
+  rope(x: Tensor, cos: Tensor, sin: Tensor, dy: Tensor): Tensor {
+    const HS = x.shape.at(-1)!, T = x.shape.at(-2)!;
+    const s = kernels('ropeFused', x.backend).rope(dy.storage, cos.storage, sin.storage, x.size / (T * HS), T, HS, true);
+    return fromStorage(s, x.shape, 'float32', x.backend, 'ropeFused.backward');
   },
   attention(q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, dy: Tensor, s: AttentionShape): [Tensor, Tensor, Tensor] {
     const r = kernels('attentionFused', q.backend).attentionBackward(dy.storage, q.storage, k.storage, v.storage, out.storage, lse.storage, s);

@@ -150,6 +150,11 @@ export const VJP: { [K in PrimOp]: Vjp } = {
     return fusedBackward.attention(q, k, v, n.output, lse, dy, shape);
   },
 
+  // SwiGLU h = silu(g) u: du = dh silu(g), dg = dh u silu'(g) (one kernel for both)
+  swigluFused: (n, dy) => fusedBackward.swiglu(x0(n), x1(n), dy),
+  // RoPE is linear in x: its backward is the adjoint rotation (the tables get no gradient)
+  ropeFused: (n, dy) => [fusedBackward.rope(x0(n), x1(n), n.inputs[2], dy), null, null],
+
   // checkpoint (checkpoint.ts): y = fn(x) was computed without a tape. Recompute it WITH one,
   // from a copy of x cut off from the outer graph, and back-propagate dy through the re-run:
   // the parameters fn reads get their gradients accumulated into .grad right there (so the node

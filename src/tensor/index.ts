@@ -4,5 +4,5 @@ export * from './ops.ts';
 export * from './composed.ts';
 export { backward, zeroGrad, sumTo, PRIM_OPS, VJP } from './grad.ts';
 export { Rng, type RngState } from './random.ts';
-export { crossEntropyFused, targetLogprobsFused, targetLogprobsAuto, rmsnormFused, attentionFused, fusedKernels, rmsnormAuto, attentionAuto, attentionRunsFused, crossEntropyAuto, adamwUpdateFused } from './fused.ts';
+export { crossEntropyFused, targetLogprobsFused, targetLogprobsAuto, rmsnormFused, attentionFused, fusedKernels, rmsnormAuto, attentionAuto, attentionRunsFused, crossEntropyAuto, adamwUpdateFused, swigluFused, swigluAuto, ropeFused, ropeAuto } from './fused.ts';
 export { checkpoint } from './checkpoint.ts';

@@ -15,6 +15,8 @@ export type PrimOp =
   | 'matmul' | 'gather' | 'scatterAdd'
   // fused, each with a composed reference in composed.ts (see fused.ts)
   | 'crossEntropyFused' | 'targetLogprobsFused' | 'rmsnormFused' | 'attentionFused'
+  // fused chains of elementwise ops, same results as their composed forms (see fused.ts)
+  | 'swigluFused' | 'ropeFused'
   // activation recomputation: a whole sub-graph recorded as one node (checkpoint.ts)
   | 'checkpoint';
 
