@@ -23,6 +23,7 @@ import { buildOptimizer } from '../src/optim/index.ts';
 import { BatchLoader } from '../src/data/loader.ts';
 import { Trainer, languageModelLoss } from '../src/train/trainer.ts';
 import * as T from '../src/tensor/index.ts';
+import { matmulCase } from './gpu-device.ts';
 
 const LIMIT = 4096; // bytes per binding: 1024 values
 
@@ -144,17 +145,10 @@ describe.skipIf(!gpu)('webgpu ops with a 4 KiB binding limit match the cpu', () 
 
   /** One matmul on both backends; tolerance (K + 2) u (|A| |B|)_ij per element, doubled (as in webgpu.test.ts). */
   async function checkMatmul(aShape: number[], bShape: number[], transA: boolean, transB: boolean) {
-    const [ar, ac] = aShape.slice(-2), [br, bc] = bShape.slice(-2);
-    const M = transA ? ac : ar, K = transA ? ar : ac, N = transB ? br : bc;
-    const batchA = aShape.slice(0, -2), batchB = bShape.slice(0, -2);
-    const batch = T.broadcastShapes('matmul', batchA, batchB);
-    const p: MatmulParams = { batchA, batchB, batch, M, K, N, transA, transB };
-    const a = randn(sizeOf(aShape)), b = randn(sizeOf(bShape));
-    const want = host(cpu.matmul(cup(a), cup(b), p));
-    const bound = host(cpu.matmul(cup(abs(a)), cup(abs(b)), p)).map((s) => 2 * (K + 2) * U * s);
-    const what = `matmul [${aShape}]${transA ? 'ᵀ' : ''} @ [${bShape}]${transB ? 'ᵀ' : ''}`;
-    expectClose(await read(split(() => gpu!.matmul(up(a), up(b), p), what)), want, { bound }, what);
+    const c = matmulCase(cpu, randn, aShape, bShape, transA, transB);
+    expectClose(await read(split(() => gpu!.matmul(up(c.a), up(c.b), c.p), c.what)), c.want, { bound: c.bound }, c.what);
   }
+
 
   it('matmul in blocks (forward x Wᵀ, backward dY W and dYᵀ x layouts, batched, a shared weight)', async () => {
     // an lm-head-like product: x (40, 24) @ W (90, 24)ᵀ -> (40, 90); W, the output and both
@@ -302,19 +296,13 @@ describe.skipIf(!gpu)('a whole model step with a 4 KiB binding limit matches the
         expect(gpu!.stats.windows, 'windows').toBeGreaterThan(bands.windows);
         expect(gpu!.stats.scratch, 'scratch copies').toBeGreaterThan(bands.scratch);
       }
-      const grads = new Map<string, Float32Array>();
-      let sq = 0;
-      for (const [name, p] of m.params) {
-        const g = Float32Array.from(await p.grad!.data());
-        grads.set(name, g);
-        for (const v of g) sq += v * v;
-      }
+      const { grads, norm } = await m.gradsOnHost();
       // then two optimizer steps: the second step's loss is after the first update
       const opt = buildOptimizer(m.trainableParams(), { kind: 'muon', lr: 1e-2, weightDecay: 0 });
       const schedule = { lr: 1e-2, warmupSteps: 0, totalSteps: 2, warmdownFraction: 0, finalFraction: 1 };
       const trainer = new Trainer(m, opt.paramGroups.map((g) => ({ ...g, schedule })), new BatchLoader(tokens, B, Tn, 7), { gradAccum: 1, gradClip: 1 });
       const l1 = (await trainer.trainStep(languageModelLoss)).loss, l2 = (await trainer.trainStep(languageModelLoss)).loss;
-      runs.push({ loss: [loss, l1, l2], norm: Math.sqrt(sq), grads });
+      runs.push({ loss: [loss, l1, l2], norm, grads });
       m.dispose();
     }
     const [c, g] = runs;

@@ -11,11 +11,11 @@
 // Runs on SwiftShader without a GPU (VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json).
 // Skips only when no adapter can be created AND MINICHAT_REQUIRE_WEBGPU is unset.
 import { afterAll, describe, expect, it } from 'vitest';
-import type { BinaryOp, HostArray, MatmulParams, Storage, UnaryOp } from '../src/backend/backend.ts';
+import type { BinaryOp, HostArray, Storage, UnaryOp } from '../src/backend/backend.ts';
 import { sizeOf } from '../src/backend/backend.ts';
 import { cpu } from '../src/backend/cpu.ts';
 import type { WebGPUBackend } from '../src/backend/webgpu.ts';
-import { webgpuOrSkip } from './gpu-device.ts';
+import { matmulCase, webgpuOrSkip } from './gpu-device.ts';
 import * as T from '../src/tensor/index.ts';
 import { UserError } from '../src/util/errors.ts';
 
@@ -211,17 +211,10 @@ describe.skipIf(!gpu)('webgpu backend parity with cpu', () => {
   // ---------------------------------------------------------------------------------
   /** Run one matmul on both backends; tolerance (K + 2) u (|A| |B|)_ij per element, doubled. */
   async function checkMatmul(aShape: number[], bShape: number[], transA: boolean, transB: boolean) {
-    const [ar, ac] = aShape.slice(-2), [br, bc] = bShape.slice(-2);
-    const M = transA ? ac : ar, K = transA ? ar : ac, N = transB ? br : bc;
-    const batchA = aShape.slice(0, -2), batchB = bShape.slice(0, -2);
-    const batch = T.broadcastShapes('matmul', batchA, batchB);
-    const p: MatmulParams = { batchA, batchB, batch, M, K, N, transA, transB };
-    const a = randn(sizeOf(aShape)), b = randn(sizeOf(bShape));
-    const want = host(cpu.matmul(cpuUp(a), cpuUp(b), p));
-    const bound = host(cpu.matmul(cpuUp(abs(a)), cpuUp(abs(b)), p)).map((s) => 2 * (K + 2) * U * s);
-    const what = `matmul [${aShape}]${transA ? 'ᵀ' : ''} @ [${bShape}]${transB ? 'ᵀ' : ''}`;
-    expectClose(await read(gpu!.matmul(up(a), up(b), p)), want, { bound }, what);
+    const c = matmulCase(cpu, randn, aShape, bShape, transA, transB);
+    expectClose(await read(gpu!.matmul(up(c.a), up(c.b), c.p)), c.want, { bound: c.bound }, c.what);
   }
+
 
   it('matmul: all four transpose combinations on ragged shapes (not multiples of the 64 x 64 x 16 tile)', async () => {
     const [M, K, N] = [67, 33, 70];

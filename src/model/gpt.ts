@@ -242,6 +242,19 @@ export class GPT {
     return n;
   }
 
+  /** Every parameter's gradient copied to the host, and their joint L2 norm (parity checks: CPU vs WebGPU). */
+  async gradsOnHost(): Promise<{ grads: Map<string, Float32Array>; norm: number }> {
+    const grads = new Map<string, Float32Array>();
+    let sq = 0;
+    for (const [name, p] of this.params) {
+      if (!p.grad) continue;
+      const g = Float32Array.from(await p.grad.data());
+      grads.set(name, g);
+      for (const v of g) sq += v * v;
+    }
+    return { grads, norm: Math.sqrt(sq) };
+  }
+
   private p(name: string): T.Tensor {
     const t = this.params.get(name);
     if (!t) throw new Error(`internal: no parameter ${name}`);
