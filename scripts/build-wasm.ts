@@ -62,13 +62,28 @@ export const WASM_KERNELS: WasmBuild[] = [
   { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul-shared.wasm', edit: sharedMemory },
   { wat: 'kernels/cpu/matmul.wat', wasm: 'kernels/cpu/matmul-relaxed-shared.wasm', edit: (text) => relaxedMadd(sharedMemory(text)) },
   // The wasm backend's other kernels (src/backend/wasm.ts): they always import the shared
-  // memory that holds every tensor of that backend, so there is one build.
+  // memory that holds every tensor of that backend, so there is one build. ops.wat splices in
+  // ops-loss.wat, ops-attention.wat and ops-adamw-copy.wat (spliceIncludes).
   { wat: 'kernels/cpu/ops.wat', wasm: 'kernels/cpu/ops.wasm' },
 ];
 
+/**
+ * A module's text with its pieces spliced in: a line `;; @include FILE` is replaced by FILE (a
+ * path beside the module's file). WebAssembly text has no include of its own; this lets a long
+ * module (ops.wat) be read as a few files of one concern each while staying one module, one
+ * .wasm. A piece may not include further pieces.
+ */
+export function spliceIncludes(text: string, watPath: string): string {
+  return text.replace(/^[ \t]*;; @include (\S+)[ \t]*$/gm, (_line, file: string) => {
+    const piece = readFileSync(join(root, dirname(watPath), file), 'utf8');
+    if (/^[ \t]*;; @include /m.test(piece)) throw new Error(`build-wasm: ${file} includes another piece (one level only)`);
+    return piece.trimEnd();
+  });
+}
+
 /** The bytes of one build, from the source on disk. */
 export async function buildOne(b: WasmBuild): Promise<Uint8Array> {
-  const text = readFileSync(join(root, b.wat), 'utf8');
+  const text = spliceIncludes(readFileSync(join(root, b.wat), 'utf8'), b.wat);
   return assembleWat(b.edit ? b.edit(text) : text, b.wat);
 }
 

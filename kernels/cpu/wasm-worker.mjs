@@ -25,7 +25,7 @@ const GO = 0, DONE = 1, KERNEL = 2, ARGS = 3, STATE = 29, FAILED = 30, ALIVE = 1
 const SLOTS = 32;
 // Kernel numbers: 0 = matmul.wat's matmul (6 args). 1 = exit this thread (tests use it to
 // check that a helper dying in the middle of a job is reported, not waited for).
-// 2, 3 = ops.wat's attention_forward (13 args) and attention_backward (17 args), when the
+// 2, 3 = ops-attention.wat's attention_forward (13 args) and attention_backward (17 args), when the
 // wasm backend handed over opsBytes (the copying matmul of wasm-matmul.ts does not).
 // 4, 5 = swiglu_forward (4 args) / swiglu_backward (6), 6 = rope (8), 7 = binary (10), from
 // ops.wat too.

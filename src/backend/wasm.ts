@@ -1,7 +1,8 @@
 // The wasm backend: the fast CPU path. Tensors live in one shared WebAssembly memory
 // (wasm-memory.ts) and the hot ops run as WebAssembly SIMD kernels on them in place:
 // kernels/cpu/matmul.wat (matmul) and kernels/cpu/ops.wat (elementwise, reductions, RMSNorm,
-// cross-entropy, target log-probs, attention, AdamW, transpose). docs/wasm.md is the learner's guide.
+// SwiGLU, RoPE; with its pieces ops-loss.wat: cross-entropy, target log-probs;
+// ops-attention.wat: attention; ops-adamw-copy.wat: AdamW, permute, transpose, zero). docs/wasm.md is the learner's guide.
 //
 // Built on the reference. WasmBackend EXTENDS CpuBackend: its storages are Float32Array /
 // Int32Array views over the wasm memory, so every CpuBackend method works on them unchanged.
@@ -73,7 +74,7 @@ export const KERNEL_NAMES = ['matmul', '(exit)', 'attention fwd', 'attention bwd
  * one memory-bound op, RoPE two products, SwiGLU an exp and a handful of products.
  */
 const EW_WORK = { binary: 1, rope: 2, swiglu: 4 } as const;
-/** Keys per block of ops.wat's attention_backward (its P and dS scratch tiles are G·T x ATT_BK floats). */
+/** Keys per block of ops-attention.wat's attention_backward (its P and dS scratch tiles are G·T x ATT_BK floats). */
 const ATT_BK = 64;
 /** Matmuls with fewer multiply-adds than this stay on one thread (waking a worker costs ~10s of µs). */
 export const THREADS_MIN_MACS = 1 << 19;
@@ -115,7 +116,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   private clear = true;
   protected override newFloat(n: number): F32 {
     const y = this.raw(n);
-    if (this.clear) this.ops.zero(y.byteOffset, y.byteLength); // not y.fill(0): slow on shared memory (ops.wat, zero)
+    if (this.clear) this.ops.zero(y.byteOffset, y.byteLength); // not y.fill(0): slow on shared memory (ops-adamw-copy.wat, zero)
     return y;
   }
   /**
@@ -442,7 +443,7 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
   attentionBackward(dout: Storage, q: Storage, k: Storage, v: Storage, out: Storage, lse: Storage, s: AttentionShape): { dq: Storage; dk: Storage; dv: Storage } {
     const dq = this.newFloat(s.B * s.NH * s.T * s.HS), dk = this.newFloat(s.B * s.NKV * s.S * s.HS), dv = this.newFloat(s.B * s.NKV * s.S * s.HS);
     const units = s.B * s.NKV, G = s.NH / s.NKV, qUnit = G * s.T * s.HS * 4, kvUnit = s.S * s.HS * 4, lseUnit = G * s.T * 4;
-    // per thread: D (G·T floats) and the P and dS tiles of one key block (G·T x ATT_BK each), see ops.wat
+    // per thread: D (G·T floats) and the P and dS tiles of one key block (G·T x ATT_BK each), see ops-attention.wat
     const perThread = G * s.T * (1 + 2 * ATT_BK);
     const parts = this.parts(units, WasmBackend.attentionWork(s), 1), scratch = this.raw(parts * perThread);
     const ptr = (x: Storage) => (x as F32).byteOffset;
