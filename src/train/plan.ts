@@ -111,8 +111,9 @@ export function blockActivations(c: GPTConfig, B: number, T: number, backend: Pl
   a['q, k, v as heads (permuted copies)'] = N * Q + 2 * N * K;
   if (c.qkNorm) a['QK-norm'] = norm(N * NH, HS) + norm(N * NKV, HS); // per head: rstd per (position, head)
   // RoPE, composed (composed.ts rope): two half slices, a negation, a concat, two products
-  // and their sum: 5.5 copies of q and of k; plus this call's slices of the cos/sin tables
-  a['RoPE on q and k'] = 5.5 * (N * Q + N * K) + 2 * T * HS;
+  // and their sum: 5.5 copies of q and of k; fused (wasm: fused.ts ropeFused): the output only;
+  // plus this call's slices of the cos/sin tables
+  a['RoPE on q and k'] = (fused.rope ? 1 : 5.5) * (N * Q + N * K) + 2 * T * HS;
   if (fused.attention) {
     a['attention (fused: output, log-sum-exp)'] = N * Q + B * NH * T;
   } else {
@@ -125,8 +126,12 @@ export function blockActivations(c: GPTConfig, B: number, T: number, backend: Pl
   a['heads merged (permuted copy)'] = N * Q;
   a['output projection, residual add'] = 2 * N * C;
   a['post-attention norm'] = norm(N, C);
-  // SwiGLU: up, gate, sigmoid(gate), gate·sigmoid, ·up; relu²: up, relu, relu²
-  a[c.mlp === 'swiglu' ? 'MLP (up, gate, sigmoid, silu, product)' : 'MLP (up, relu, square)'] = (c.mlp === 'swiglu' ? 5 : 3) * N * F;
+  // SwiGLU: up, gate, sigmoid(gate), gate·sigmoid, ·up (fused, wasm: up, gate, product);
+  // relu²: up, relu, relu²
+  if (c.mlp === 'swiglu') {
+    if (fused.swiglu) a['MLP (up, gate, fused product)'] = 3 * N * F;
+    else a['MLP (up, gate, sigmoid, silu, product)'] = 5 * N * F;
+  } else a['MLP (up, relu, square)'] = 3 * N * F;
   a['down projection, residual add'] = 2 * N * C;
   return a;
 }
@@ -148,11 +153,13 @@ function blockBackwardWork(c: GPTConfig, B: number, T: number, backend: PlanBack
   const N = B * T, C = c.hiddenSize, NH = c.numHeads, HS = c.headDim, NKV = c.numKVHeads;
   const Q = NH * HS, K = NKV * HS, F = c.intermediateSize;
   // MLP, SwiGLU: at sigmoid's rule, alive are the gradients of up and of the gate's product
-  // (waiting), the incoming gradient, and the rule's three temporaries and its result: 7 N·F.
+  // (waiting), the incoming gradient, and the rule's three temporaries and its result: 7 N·F;
+  // fused (wasm): the incoming gradient and the rule's two results, 3 N·F.
   // relu²: the product rule's two results added (4 N·F).
-  const mlp = (c.mlp === 'swiglu' ? 7 : 4) * N * F;
+  const fused = FUSED_POLICY[backend];
+  const mlp = (c.mlp === 'swiglu' ? (fused.swiglu ? 3 : 7) : 4) * N * F;
   let attn: number;
-  if (FUSED_POLICY[backend].attention) {
+  if (fused.attention) {
     // fused attention's rule: the incoming gradient and dq, dk, dv; before it, the merged
     // heads' gradient and its permuted copy
     attn = 2 * N * Q + 2 * N * K;
@@ -163,8 +170,8 @@ function blockBackwardWork(c: GPTConfig, B: number, T: number, backend: PlanBack
     attn = 5 * S + N * Q + N * K;
   }
   // RoPE's rules on q (k's gradient and v's waiting): the incoming gradient, two products and
-  // the padded halves
-  const rope = 4 * N * Q + 2 * N * K;
+  // the padded halves; fused (wasm): the incoming gradient and its result
+  const rope = (fused.rope ? 2 : 4) * N * Q + 2 * N * K;
   // the gate's weight gradient with wasm's transposed copies of its two operands, while the
   // up projection's gradient waits
   const matmul = MATMUL_SCRATCH[backend] ? 3 * N * F + 2 * N * C : 0;
