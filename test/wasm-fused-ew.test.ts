@@ -20,10 +20,11 @@ const rng = new T.Rng(777);
 const f32 = (s: Storage) => s as unknown as Float32Array;
 const bits = (s: Storage | Float32Array) => Buffer.from(f32(s).buffer, f32(s).byteOffset, f32(s).byteLength);
 const ATOL = 1e-6, RTOL = 1e-5;
+// equal values pass as such (infinities: inf - inf is NaN)
 function close(got: Storage, want: Storage, what: string) {
   const g = f32(got), w = f32(want);
   expect(g.length, what).toBe(w.length);
-  for (let i = 0; i < w.length; i++) if (!(Math.abs(g[i] - w[i]) <= ATOL + RTOL * Math.abs(w[i]))) expect.fail(`${what}[${i}]: ${g[i]} vs ${w[i]}`);
+  for (let i = 0; i < w.length; i++) if (!(g[i] === w[i] || Math.abs(g[i] - w[i]) <= ATOL + RTOL * Math.abs(w[i]))) expect.fail(`${what}[${i}]: ${g[i]} vs ${w[i]}`);
 }
 
 describe('wasm fused elementwise kernels', () => {
@@ -106,5 +107,26 @@ describe('wasm fused elementwise kernels', () => {
     }
     // and the split binary is still right
     close(outs[1].o[6], cpu.binary('add', cup(a2), [rows, cols], cup(b2), [1, cols], [rows, cols]), 'add, 2 threads');
+  });
+
+  it('mulScalar and addScalar split over 2 and 3 threads (the binary kernel, a broadcast scalar): the 1-thread bytes of the unary kernel', () => {
+    // Muon's Newton–Schulz scales (k, K) matrices by constants that are not float32 numbers
+    // (3.4445): the split path must round p to float32 as the unary kernel's f32 parameter does
+    const n = 600_003; // not a multiple of 4: the one-float tail too
+    const x = rng.normalArray(n, 1);
+    x[5] = Infinity; x[6] = -0; x[7] = 0; x[n - 1] = -Infinity;
+    const cases: ['mulScalar' | 'addScalar', number][] = [['mulScalar', 3.4445], ['mulScalar', -4.775], ['addScalar', 1e-7], ['addScalar', -2.0315]];
+    const outs = [w1, w2, w3].map((w) => {
+      const before = w.threadPool.jobs;
+      const o = cases.map(([op, p]) => w.unary(op, w.upload(x, 'float32'), p));
+      return { o, jobs: w.threadPool.jobs - before };
+    });
+    expect(outs[0].jobs).toBe(0);
+    for (const t of [1, 2]) {
+      expect(outs[t].jobs, `${t + 1} threads`).toBe(cases.length); // every call split
+      outs[t].o.forEach((y, i) => expect(bits(y).equals(bits(outs[0].o[i])), `${cases[i][0]} ${cases[i][1]}, ${t + 1} threads`).toBe(true));
+    }
+    // and right: against the JS reference loop (float32 rounding of one product or sum)
+    cases.forEach(([op, p], i) => close(outs[1].o[i], cpu.unary(op, cup(x), p), `${op} ${p}, 2 threads`));
   });
 });

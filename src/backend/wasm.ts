@@ -176,6 +176,19 @@ export class WasmBackend extends CpuBackend implements FusedKernels {
     const code = UNARY_CODE[op];
     if (code === undefined) return super.unary(op, xs, p); // log, tanh, powScalar: Math.* in JS
     const x = xs as F32, y = this.raw(x.length);
+    const bin = op === 'mulScalar' ? BINARY_CODE.mul! : op === 'addScalar' ? BINARY_CODE.add! : -1;
+    if (bin >= 0 && this.parts(x.length, EW_WORK.binary, 4) > 1) {
+      // x·p and x + p over many elements: the binary kernel with p as a broadcast scalar
+      // (strides 0), split over the threads (the unary kernel runs on this thread only).
+      // Bit for bit the unary result: both compute f32(x) op f32(p) with one f32x4 op (or
+      // its one-lane form), and a product or sum of two floats does not depend on their order.
+      const s = this.raw(1);
+      s[0] = p; // rounded to float32 as the unary kernel's f32 parameter is
+      this.split(K_BINARY, x.length, EW_WORK.binary, 4, (c0, c1) => [bin, (x.byteOffset + c0 * 4) >>> 0, 0, 1, s.byteOffset, 0, 0,
+        (y.byteOffset + c0 * 4) >>> 0, 1, c1 - c0], `${op} (${x.length})`);
+      this.free(s);
+      return y;
+    }
     this.ops.unary(code, x.byteOffset, y.byteOffset, x.length, p);
     return y;
   }
