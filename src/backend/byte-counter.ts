@@ -1,21 +1,28 @@
-// Live and peak bytes of a backend's storage: the numbers behind Backend.bytesInUse(),
-// peakBytes() and resetPeak() (what `minichat plan --measure` and bench/rl-memory.bench.ts read).
-// Each backend owns one and tells it when storage is made (`add`) and given back (`remove`);
-// what counts as "storage" is the backend's own business (typed arrays on cpu, heap blocks on
-// wasm, GPU buffers on webgpu).
+// Live and peak bytes of a backend's storage: Backend.bytesInUse(), peakBytes() and
+// resetPeak() (what `minichat plan --measure` and bench/rl-memory.bench.ts read), written once.
+// The cpu backend, the wasm heap (wasm-memory.ts) and the WebGPU buffer pool extend it and
+// call `countAlloc` when storage is made and `countFree` when it is given back; what counts as
+// storage is theirs to say (typed arrays on cpu, heap blocks on wasm, GPU buffers on webgpu).
 
 export class ByteCounter {
-  /** Bytes held by live storage now. */
-  live = 0;
-  /** The most `live` has been since the counter was made or `resetPeak()`. */
-  peak = 0;
+  private live = 0; // bytes held by live storage now
+  private peak = 0; // the most `live` has been since construction or resetPeak()
 
-  add(bytes: number): void {
+  protected countAlloc(bytes: number): void {
     this.live += bytes;
     if (this.live > this.peak) this.peak = this.live;
   }
-  remove(bytes: number): void {
+  protected countFree(bytes: number): void {
     this.live -= bytes;
+  }
+
+  /** Bytes held by live storage. */
+  bytesInUse(): number {
+    return this.live;
+  }
+  /** The most bytes live storage held at once since the counter was made or resetPeak(). */
+  peakBytes(): number {
+    return this.peak;
   }
   /** Start a new peak measurement from what is live now. */
   resetPeak(): void {

@@ -18,10 +18,9 @@ import { wasmMatmul, wasmMatmulReady } from './wasm-matmul.ts';
 type FloatArray = Float32Array | Float64Array;
 type FloatCtor = Float32ArrayConstructor | Float64ArrayConstructor;
 
-export class CpuBackend implements Backend {
+export class CpuBackend extends ByteCounter implements Backend {
   readonly name: string;
   private readonly F: FloatCtor;
-  private readonly bytes = new ByteCounter();
   // Freed float arrays by length, reused by the next allocation of that length. A training
   // step makes the same few hundred allocations every time; reusing them avoids the page
   // faults and garbage collection of fresh multi-megabyte typed arrays.
@@ -34,6 +33,7 @@ export class CpuBackend implements Backend {
   private packB: FloatArray;
 
   constructor(floatType: FloatCtor = Float32Array, name = 'cpu') {
+    super();
     this.F = floatType;
     this.name = name;
     this.packA = new floatType(0);
@@ -76,7 +76,7 @@ export class CpuBackend implements Backend {
   }
   free(s: Storage): void {
     const a = s as HostArray;
-    this.bytes.remove(a.byteLength);
+    this.countFree(a.byteLength);
     if (a instanceof this.F && a.length >= CpuBackend.POOL_MIN && this.pooledBytes + a.byteLength <= CpuBackend.POOL_MAX_BYTES) {
       let list = this.pool.get(a.length);
       if (!list) this.pool.set(a.length, (list = []));
@@ -84,17 +84,8 @@ export class CpuBackend implements Backend {
       this.pooledBytes += a.byteLength;
     }
   }
-  bytesInUse(): number {
-    return this.bytes.live;
-  }
-  peakBytes(): number {
-    return this.bytes.peak;
-  }
-  resetPeak(): void {
-    this.bytes.resetPeak();
-  }
   private grow(bytes: number): void {
-    this.bytes.add(bytes);
+    this.countAlloc(bytes);
   }
 
   // ---- elementwise ----

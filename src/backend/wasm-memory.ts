@@ -53,7 +53,8 @@ export function sizeClass(bytes: number): number {
   return Math.ceil(bytes / step) * step;
 }
 
-export class WasmHeap {
+/** Live/peak bytes (ByteCounter) count the bytes requested by live blocks, not rounding or the free lists. */
+export class WasmHeap extends ByteCounter {
   readonly memory: WebAssembly.Memory;
   private buffer: SharedArrayBuffer;
   /** The first byte never handed out. Offset 0..63 is left unused so no storage sits at 0. */
@@ -61,9 +62,9 @@ export class WasmHeap {
   private readonly free = new Map<number, number[]>();
   /** Merged free runs from the last coalesce, by address (served first fit, split). */
   private runs: { ptr: number; size: number }[] = [];
-  private readonly bytes = new ByteCounter(); // bytes requested by live blocks
 
   constructor(initialPages = 16) {
+    super();
     this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: MAX_PAGES, shared: true });
     this.buffer = this.memory.buffer as unknown as SharedArrayBuffer;
   }
@@ -72,7 +73,7 @@ export class WasmHeap {
   alloc(bytes: number): number {
     const cls = sizeClass(bytes);
     const ptr = this.free.get(cls)?.pop() ?? this.fromRuns(cls) ?? this.bump(cls);
-    this.bytes.add(bytes);
+    this.countAlloc(bytes);
     return ptr;
   }
 
@@ -131,20 +132,7 @@ export class WasmHeap {
     let list = this.free.get(cls);
     if (!list) this.free.set(cls, (list = []));
     list.push(ptr);
-    this.bytes.remove(bytes);
-  }
-
-  /** Bytes requested by live blocks (not counting rounding or the free lists). */
-  bytesInUse(): number {
-    return this.bytes.live;
-  }
-
-  /** The most bytes live blocks held at once since the heap was made or resetPeak(). */
-  peakBytes(): number {
-    return this.bytes.peak;
-  }
-  resetPeak(): void {
-    this.bytes.resetPeak();
+    this.countFree(bytes);
   }
 
   /** The top of the heap: bytes in live and free blocks below it, rounding included. */

@@ -5,7 +5,6 @@
 // One ordering rule lives here: queue.writeBuffer (upload) runs before commands that are
 // recorded but not yet submitted, so uploading into a pooled buffer that pending commands
 // still read submits those commands first.
-import { ByteCounter } from './byte-counter.ts';
 import type { DType, HostArray, Storage } from './backend.ts';
 import { COPY_DST, COPY_SRC, type GpuBuffer, MAP_MODE_READ, MAP_READ, STORAGE } from './webgpu-device.ts';
 import { GpuStorage, WebGPUDispatch, mib } from './webgpu-dispatch.ts';
@@ -14,7 +13,6 @@ import { UserError } from '../util/errors.ts';
 export class WebGPUBuffers extends WebGPUDispatch {
   private readonly pool = new Map<number, GpuBuffer[]>(); // free buffers by byte size
   private readonly readPool = new Map<number, GpuBuffer[]>(); // MAP_READ staging buffers
-  private readonly bytes = new ByteCounter(); // bytes held by live storages
   private pooled = 0; // bytes held by the pool
 
   /**
@@ -38,7 +36,7 @@ export class WebGPUBuffers extends WebGPUDispatch {
       buffer = this.device.createBuffer({ size: bytes, usage: STORAGE | COPY_SRC | COPY_DST });
       this.stats.buffersCreated++;
     }
-    this.bytes.add(bytes);
+    this.countAlloc(bytes);
     return new GpuStorage(buffer, length, dtype);
   }
 
@@ -97,21 +95,11 @@ export class WebGPUBuffers extends WebGPUDispatch {
     if (s.freed) throw new Error('webgpu: storage freed twice');
     s.freed = true;
     const bytes = s.buffer.size;
-    this.bytes.remove(bytes);
+    this.countFree(bytes);
     this.pooled += bytes;
     const list = this.pool.get(bytes) ?? [];
     list.push(s.buffer);
     this.pool.set(bytes, list);
-  }
-
-  bytesInUse(): number {
-    return this.bytes.live;
-  }
-  peakBytes(): number {
-    return this.bytes.peak;
-  }
-  resetPeak(): void {
-    this.bytes.resetPeak();
   }
 
   /** Bytes kept by the pool for reuse (not in use, not returned to the driver). */

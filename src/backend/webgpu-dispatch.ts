@@ -14,6 +14,7 @@
 //   - Errors. A kernel cannot throw. gather / scatterAdd / the cross-entropy kernels record an
 //     out-of-range index in a small error buffer (`errors`); the next read() reports it.
 //     Device errors (validation, device lost) are kept and thrown by the next read or sync.
+import { ByteCounter } from './byte-counter.ts';
 import type { DType, Storage } from './backend.ts';
 import { UserError } from '../util/errors.ts';
 import {
@@ -68,9 +69,10 @@ export function mib(bytes: number): string {
   return bytes >= 2 ** 20 ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
 }
 
-/** The recorder every op goes through; the buffers (webgpu-buffers.ts), the ops (webgpu-ops.ts)
+/** The recorder every op goes through (and, as a ByteCounter, the live/peak bytes the buffer pool
+ *  counts); the buffers (webgpu-buffers.ts), the ops (webgpu-ops.ts)
  *  and the fused kernels (webgpu-fused.ts) build on it, in that order. */
-export class WebGPUDispatch {
+export class WebGPUDispatch extends ByteCounter {
   readonly limits: Record<string, number>;
   readonly adapterInfo: GpuAdapterInfo;
   readonly hasTimestamps: boolean;
@@ -100,6 +102,7 @@ export class WebGPUDispatch {
     private readonly gpu: GpuEntry,
     limits: Record<string, number> = device.limits,
   ) {
+    super();
     this.limits = limits;
     this.adapterInfo = adapter.info ?? {};
     this.hasTimestamps = device.features.has('timestamp-query');
